@@ -1,0 +1,67 @@
+import { neon, neonConfig, Pool } from "@neondatabase/serverless";
+import { drizzle as drizzleHttp } from "drizzle-orm/neon-http";
+import { drizzle as drizzlePool } from "drizzle-orm/neon-serverless";
+import type { Config } from "../../config.ts";
+import { log } from "../../observability/log.ts";
+import { tracedFetch } from "../../observability/outbound.ts";
+import * as schema from "./schema/index.ts";
+
+const QUERY_TIMEOUT_MS = 15_000;
+let configuredProxy: string | undefined | null = null;
+
+/**
+ * Production talks to Neon directly. Locally NEON_LOCAL_PROXY names the proxy from
+ * scripts/local-stack, which serves the WebSocket tunnel at /v1 and the HTTP SQL endpoint at /sql.
+ */
+export function configureNeon(config: Pick<Config, "NEON_LOCAL_PROXY">): void {
+  const proxy = config.NEON_LOCAL_PROXY;
+  if (configuredProxy === proxy) return;
+  configuredProxy = proxy;
+  // Trace headers, a timeout and a clear error on every HTTP query.
+  neonConfig.fetchFunction = (url: string, init: RequestInit) =>
+    tracedFetch(url, { ...init, service: "Postgres", timeoutMs: QUERY_TIMEOUT_MS });
+  if (proxy) {
+    neonConfig.wsProxy = (host, port) => `${proxy}/v1?address=${host}:${port}`;
+    neonConfig.fetchEndpoint = () => `http://${proxy}/sql`;
+    neonConfig.useSecureWebSocket = false;
+    neonConfig.pipelineTLS = false;
+    neonConfig.pipelineConnect = false;
+  }
+}
+
+/** One-shot queries over HTTP: no connection to open, the fastest path on Workers. */
+export function createSql(config: Config) {
+  configureNeon(config);
+  return neon(config.DATABASE_URL);
+}
+
+export type Sql = ReturnType<typeof createSql>;
+
+/** drizzle over HTTP, for everything that needs no interactive transaction. */
+export function createDb(config: Config) {
+  return drizzleHttp({ client: createSql(config), schema });
+}
+
+/**
+ * drizzle over a WebSocket Pool, for interactive transactions. Workers cannot keep sockets
+ * across requests, so the pool lives for one unit of work and is ended afterwards.
+ */
+export async function withPoolDb<T>(
+  config: Config,
+  work: (db: ReturnType<typeof drizzlePool<typeof schema>>) => Promise<T>,
+): Promise<T> {
+  configureNeon(config);
+  const pool = new Pool({
+    connectionString: config.DATABASE_URL,
+    max: 2,
+    connectionTimeoutMillis: 5_000,
+    query_timeout: QUERY_TIMEOUT_MS,
+  });
+  // A late disconnect after end() must not surface as an unhandled error.
+  pool.on("error", (error: Error) => log("warn", "postgres pool error", { error: error.message }));
+  try {
+    return await work(drizzlePool({ client: pool, schema }));
+  } finally {
+    await pool.end();
+  }
+}

@@ -1,0 +1,2 @@
+// Every table, one module per area; drizzle-kit reads this file to generate migrations/.
+export * from "./audit.ts";

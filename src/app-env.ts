@@ -1,0 +1,15 @@
+import type { Toucan } from "toucan-js";
+import type { Config, Env } from "./env.ts";
+import type { TraceContext } from "./observability/trace.ts";
+
+/** Hono's type parameter for the whole app: bindings plus per-request variables. */
+export interface AppEnv {
+  Bindings: Env;
+  Variables: {
+    config: Config;
+    requestId: string;
+    trace: TraceContext;
+    userId?: string;
+    sentry?: Toucan;
+  };
+}

@@ -1,0 +1,43 @@
+import { methodNotAllowed } from "hono/method-not-allowed";
+import type { AppEnv } from "./app-env.ts";
+import { limitBody, requireJsonBody } from "./middleware/body.ts";
+import { environment } from "./middleware/environment.ts";
+import { handleError, methodNotAllowedProblem, notFound } from "./middleware/errors.ts";
+import { httpMetrics } from "./middleware/metrics.ts";
+import { requestContext } from "./middleware/request-context.ts";
+import { requestLog } from "./middleware/request-log.ts";
+import { corsFromConfig, securityHeaders } from "./middleware/security.ts";
+import { sentry } from "./middleware/sentry.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+import { createRouter } from "./routes/router.ts";
+
+/** The whole HTTP surface: middleware in the order a request meets it, then one line per area. */
+export function createApp() {
+  const app = createRouter();
+
+  app.use(requestContext); // X-Request-Id + W3C trace context, echoed on every response
+  app.use(requestLog); // one JSON line per request, even for a bad environment
+  app.use(environment); // validated config, or 500 BAD_ENVIRONMENT naming the variable
+  app.use(httpMetrics); // request count and duration by route template and status
+  app.use(sentry); // error reports when SENTRY_DSN is set
+  app.use(securityHeaders);
+  app.use(corsFromConfig);
+  app.use(methodNotAllowed<AppEnv>({ app, onMethodNotAllowed: methodNotAllowedProblem }));
+  app.use(limitBody);
+  app.use(requireJsonBody);
+
+  app.route("/", healthRoutes);
+  app.route("/", metricsRoutes);
+
+  app.doc31("/openapi.json", (c) => ({
+    openapi: "3.1.0",
+    info: { title: "VoiceAssist Edge API", version: c.var.config.APP_VERSION },
+  }));
+
+  app.notFound(notFound);
+  app.onError(handleError);
+  return app;
+}
+
+export const app = createApp();

@@ -1,0 +1,97 @@
+// One error type and one wire envelope (RFC 9457 application/problem+json).
+
+export const problemCodes = {
+  BAD_REQUEST: { status: 400, title: "Bad request" },
+  MALFORMED_JSON: { status: 400, title: "Malformed JSON body" },
+  UNAUTHORIZED: { status: 401, title: "Authentication required" },
+  FORBIDDEN: { status: 403, title: "Forbidden" },
+  NOT_FOUND: { status: 404, title: "Not found" },
+  METHOD_NOT_ALLOWED: { status: 405, title: "Method not allowed" },
+  CONFLICT: { status: 409, title: "Conflict" },
+  PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
+  VALIDATION_FAILED: { status: 422, title: "Validation failed" },
+  RATE_LIMITED: { status: 429, title: "Too many requests" },
+  INTERNAL: { status: 500, title: "Internal server error" },
+  BAD_ENVIRONMENT: { status: 500, title: "Server misconfigured" },
+  UPSTREAM_UNAVAILABLE: { status: 502, title: "Upstream service unavailable" },
+  NOT_READY: { status: 503, title: "Service not ready" },
+  UPSTREAM_TIMEOUT: { status: 504, title: "Upstream service timed out" },
+} as const;
+
+export type ProblemCode = keyof typeof problemCodes;
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ProblemCode;
+  requestId: string;
+  errors?: FieldError[];
+  [extension: string]: unknown;
+}
+
+export class ApiError extends Error {
+  readonly code: ProblemCode;
+  readonly status: number;
+  readonly errors: FieldError[] | undefined;
+  readonly headers: Record<string, string>;
+  readonly extensions: Record<string, unknown>;
+
+  constructor(
+    code: ProblemCode,
+    detail: string,
+    options: {
+      errors?: FieldError[];
+      headers?: Record<string, string>;
+      extensions?: Record<string, unknown>;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(detail, { cause: options.cause });
+    this.name = "ApiError";
+    this.code = code;
+    this.status = problemCodes[code].status;
+    this.errors = options.errors;
+    this.headers = options.headers ?? {};
+    this.extensions = options.extensions ?? {};
+  }
+}
+
+export const problemTypeUri = (code: ProblemCode) => `urn:voiceassist:problem:${code.toLowerCase()}`;
+
+export function problemBody(error: ApiError, requestId: string): Problem {
+  return {
+    type: problemTypeUri(error.code),
+    title: problemCodes[error.code].title,
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+    requestId,
+    ...(error.errors ? { errors: error.errors } : {}),
+    ...error.extensions,
+  };
+}
+
+export function problemResponse(error: ApiError, requestId: string, headers: HeadersInit = {}): Response {
+  const response = new Response(JSON.stringify(problemBody(error, requestId)), {
+    status: error.status,
+    headers: { "content-type": "application/problem+json", ...error.headers },
+  });
+  for (const [name, value] of new Headers(headers)) response.headers.set(name, value);
+  return response;
+}
+
+/** Anything that is not an ApiError becomes a 500 that says nothing but the request id. */
+export function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  return new ApiError("INTERNAL", "An unexpected error occurred. Quote the requestId when reporting it.", {
+    cause: error,
+  });
+}

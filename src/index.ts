@@ -1,0 +1,12 @@
+import { runCron } from "../workers/cron.ts";
+import { consumeQueue } from "../workers/queue-consumer.ts";
+import { app } from "./app.ts";
+import type { Env } from "./env.ts";
+
+export { MetricsAggregator } from "../workers/metrics-aggregator.ts";
+
+export default {
+  fetch: app.fetch,
+  queue: consumeQueue,
+  scheduled: runCron,
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,5 @@
+import { stopTestStack } from "./stack.ts";
+
+export default function setup() {
+  return () => stopTestStack();
+}

@@ -1,0 +1,27 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+import { startTestStack } from "./test/stack.ts";
+
+// Suites inside workerd (the Workers pool) against the local stack, started once for the run:
+// PGlite, or the Postgres in TEST_DATABASE_URL; Redis behind the Upstash-compatible server when reachable.
+export default defineConfig(async () => {
+  const stack = await startTestStack();
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: {
+          bindings: { ...stack.env, ENVIRONMENT: "test", LOG_LEVEL: "error", OPERATOR_TOKEN: "test-operator-token-0123456789" },
+        },
+      }),
+    ],
+    test: {
+      name: "workers",
+      include: ["test/workers/**/*.test.ts"],
+      globalSetup: ["./test/global-setup.ts"],
+      testTimeout: 20_000,
+      hookTimeout: 30_000,
+      provide: { stack: { databaseHasVector: stack.databaseHasVector, redis: stack.redis, env: stack.env } },
+    },
+  };
+});
