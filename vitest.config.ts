@@ -21,7 +21,7 @@ export default defineConfig(async () => {
       globalSetup: ["./test/global-setup.ts"],
       testTimeout: 20_000,
       hookTimeout: 30_000,
-      provide: { stack: { databaseHasVector: stack.databaseHasVector, redis: stack.redis, env: stack.env } },
+      provide: { stack },
     },
   };
 });

@@ -1,9 +1,12 @@
-import { existsSync } from "node:fs";
+import { startLocalStack } from "../scripts/local-stack/index.ts";
+import { runMigrations } from "../scripts/db/migrate.ts";
+import { startReceiver } from "./receiver.ts";
 
 export interface TestStackInfo {
   env: Record<string, string>;
   databaseHasVector: boolean;
   redis: boolean;
+  receiverUrl: string;
 }
 
 declare module "vitest" {
@@ -12,24 +15,25 @@ declare module "vitest" {
   }
 }
 
-const STACK = Symbol.for("voiceassist.testStack");
-type Holder = { [STACK]?: { stop(): Promise<void> } };
+const STOP = Symbol.for("voiceassist.testStack.stop");
+type Holder = { [STOP]?: () => Promise<void> };
 
 /**
- * Starts the local stack inside the vitest process (it dies with it); global-setup stops it.
+ * Starts the local stack inside the vitest process and migrates it; global-setup stops it.
  * TEST_DATABASE_URL / REDIS_URL select the machine's servers instead of the embedded defaults.
  */
 export async function startTestStack(): Promise<TestStackInfo> {
-  const modulePath = new URL("../scripts/local-stack/index.ts", import.meta.url);
-  if (!existsSync(modulePath)) {
-    return { env: { DATABASE_URL: "postgres://postgres@127.0.0.1:1/none" }, databaseHasVector: false, redis: false };
-  }
-  const { startLocalStack } = await import(modulePath.href);
   const stack = await startLocalStack({ databaseUrl: process.env.TEST_DATABASE_URL, redisUrl: process.env.REDIS_URL });
-  (globalThis as Holder)[STACK] = stack;
-  return { env: stack.env, databaseHasVector: stack.databaseHasVector, redis: stack.redis };
+  const receiver = await startReceiver();
+  (globalThis as Holder)[STOP] = async () => {
+    await receiver.stop();
+    await stack.stop();
+  };
+  await runMigrations(stack.env.DATABASE_URL as string, stack.env.NEON_LOCAL_PROXY);
+  for (const notice of stack.notices) console.warn(`[test stack] ${notice}`);
+  return { env: stack.env, databaseHasVector: stack.databaseHasVector, redis: stack.redis, receiverUrl: receiver.url };
 }
 
 export async function stopTestStack(): Promise<void> {
-  await (globalThis as Holder)[STACK]?.stop();
+  await (globalThis as Holder)[STOP]?.();
 }

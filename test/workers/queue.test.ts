@@ -1,0 +1,49 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { runInWorkContext } from "../../src/observability/context.ts";
+import { envelope } from "../../src/observability/outbound.ts";
+import { traceFromHeaders } from "../../src/observability/trace.ts";
+import { consumeQueue, messageHandlers } from "../../workers/queue-consumer.ts";
+
+const producerTrace = traceFromHeaders("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", null);
+
+async function deliver(body: unknown) {
+  const batch = createMessageBatch("kb-ingest", [{ id: "m1", timestamp: new Date(), attempts: 1, body }]);
+  const ctx = createExecutionContext();
+  await consumeQueue(batch, env);
+  return getQueueResult(batch, ctx);
+}
+
+describe("queue messages carry the producer's trace", () => {
+  it("stamps the envelope with a child of the current trace and the request id", () => {
+    const message = runInWorkContext({ requestId: "req-queue-0001", trace: producerTrace }, () =>
+      envelope("test.echo", { n: 1 }),
+    );
+    expect(message).toMatchObject({ type: "test.echo", payload: { n: 1 }, requestId: "req-queue-0001" });
+    expect(message.traceparent).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$/);
+  });
+
+  it("runs the handler inside the producer's trace and acks", async () => {
+    let seenTrace: string | undefined;
+    messageHandlers.set("test.echo", async () => {
+      const { currentWorkContext } = await import("../../src/observability/context.ts");
+      seenTrace = currentWorkContext()?.trace.traceId;
+    });
+    const message = runInWorkContext({ requestId: "req-queue-0002", trace: producerTrace }, () =>
+      envelope("test.echo", {}),
+    );
+    const result = await deliver(message);
+    expect(result.explicitAcks).toEqual(["m1"]);
+    expect(seenTrace).toBe("4bf92f3577b34da6a3ce929d0e0e4736");
+  });
+
+  it("retries a failing handler and an unknown type (the DLQ takes it after max_retries)", async () => {
+    messageHandlers.set("test.fail", async () => {
+      throw new Error("boom");
+    });
+    expect((await deliver(envelope("test.fail", {}))).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
+    expect((await deliver({ type: "nobody.handles.this" })).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
+    expect((await deliver("not an envelope")).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
+  });
+});
