@@ -19,7 +19,7 @@ const STOP = Symbol.for("voiceassist.testStack.stop");
 type Holder = { [STOP]?: () => Promise<void> };
 
 /**
- * Starts the local stack inside the vitest process and migrates it; global-setup stops it.
+ * Starts the local stack inside the vitest process and migrates it; test/global-setup.ts stops it.
  * TEST_DATABASE_URL / REDIS_URL select the machine's servers instead of the embedded defaults.
  */
 export async function startTestStack(): Promise<TestStackInfo> {
@@ -32,8 +32,4 @@ export async function startTestStack(): Promise<TestStackInfo> {
   await runMigrations(stack.env.DATABASE_URL as string, stack.env.NEON_LOCAL_PROXY);
   for (const notice of stack.notices) console.warn(`[test stack] ${notice}`);
   return { env: stack.env, databaseHasVector: stack.databaseHasVector, redis: stack.redis, receiverUrl: receiver.url };
-}
-
-export async function stopTestStack(): Promise<void> {
-  await (globalThis as Holder)[STOP]?.();
 }

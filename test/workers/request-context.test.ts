@@ -40,9 +40,14 @@ describe("request log", () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "warn").mockImplementation((line: string) => lines.push(line));
     try {
-      await serve(app, "/no/such/thing?email=jane@example.org", {
-        headers: { "x-request-id": "log-test-000001", authorization: "Bearer secret-token" },
-      });
+      await serve(
+        app,
+        "/no/such/thing?email=jane@example.org",
+        {
+          headers: { "x-request-id": "log-test-000001", authorization: "Bearer secret-token" },
+        },
+        { LOG_LEVEL: "info" },
+      );
     } finally {
       spy.mockRestore();
     }
