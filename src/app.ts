@@ -30,6 +30,7 @@ export function createApp() {
   app.route("/", healthRoutes);
   app.route("/", metricsRoutes);
 
+  app.openAPIRegistry.registerComponent("securitySchemes", "operatorToken", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", (c) => ({
     openapi: "3.1.0",
     info: { title: "VoiceAssist Edge API", version: c.var.config.APP_VERSION },
