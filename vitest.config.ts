@@ -11,7 +11,12 @@ export default defineConfig(async () => {
       cloudflareTest({
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
-          bindings: { ...stack.env, ENVIRONMENT: "test", LOG_LEVEL: "error", OPERATOR_TOKEN: "test-operator-token-0123456789" },
+          bindings: {
+            ...stack.env,
+            ENVIRONMENT: "test",
+            LOG_LEVEL: "error",
+            OPERATOR_TOKEN: "test-operator-token-0123456789",
+          },
         },
       }),
     ],

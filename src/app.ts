@@ -30,7 +30,11 @@ export function createApp() {
   app.route("/", healthRoutes);
   app.route("/", metricsRoutes);
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "operatorToken", { type: "http", scheme: "bearer" });
+  app.openAPIRegistry.registerComponent("securitySchemes", "operatorToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "The OPERATOR_TOKEN secret (until roles exist).",
+  });
   app.doc31("/openapi.json", (c) => ({
     openapi: "3.1.0",
     info: { title: "VoiceAssist Edge API", version: c.var.config.APP_VERSION },

@@ -5,7 +5,8 @@ declare namespace Cloudflare {
     mainModule: typeof import("./index.ts");
     durableNamespaces: "MetricsAggregator";
   }
-  interface Env extends import("./env.ts").Env {}
+  type AppBindings = import("./env.ts").Env;
+  interface Env extends AppBindings {}
 }
 
 // nodejs_compat provides AsyncLocalStorage; only this much of @types/node is needed here.

@@ -55,7 +55,11 @@ export const variablesSchema = z
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {
       const missing = v.UPSTASH_REDIS_REST_URL ? "UPSTASH_REDIS_REST_TOKEN" : "UPSTASH_REDIS_REST_URL";
-      ctx.addIssue({ code: "custom", path: [missing], message: "is required when the other UPSTASH_REDIS_REST_* is set" });
+      ctx.addIssue({
+        code: "custom",
+        path: [missing],
+        message: "is required when the other UPSTASH_REDIS_REST_* is set",
+      });
     }
     if (v.ENVIRONMENT === "production" && v.NEON_LOCAL_PROXY) {
       ctx.addIssue({ code: "custom", path: ["NEON_LOCAL_PROXY"], message: "must not be set in production" });

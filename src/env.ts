@@ -25,9 +25,7 @@ export function loadConfig(env: Env): ConfigResult {
       .filter((name) => env[name] === undefined)
       .map((name) => ({ variable: name, message: "binding is missing (declare it in wrangler.toml)" }));
     const parsed = parseConfig(env);
-    result = missing.length
-      ? { ok: false, issues: [...missing, ...(parsed.ok ? [] : parsed.issues)] }
-      : parsed;
+    result = missing.length ? { ok: false, issues: [...missing, ...(parsed.ok ? [] : parsed.issues)] } : parsed;
     loaded.set(env, result);
   }
   return result;

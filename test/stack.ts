@@ -1,19 +1,7 @@
-import { startLocalStack } from "../scripts/local-stack/index.ts";
 import { runMigrations } from "../scripts/db/migrate.ts";
+import { startLocalStack } from "../scripts/local-stack/index.ts";
+import type { TestStackInfo } from "./provided.ts";
 import { startReceiver } from "./receiver.ts";
-
-export interface TestStackInfo {
-  env: Record<string, string>;
-  databaseHasVector: boolean;
-  redis: boolean;
-  receiverUrl: string;
-}
-
-declare module "vitest" {
-  export interface ProvidedContext {
-    stack: TestStackInfo;
-  }
-}
 
 const STOP = Symbol.for("voiceassist.testStack.stop");
 type Holder = { [STOP]?: () => Promise<void> };

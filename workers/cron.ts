@@ -1,9 +1,9 @@
 import type { Env } from "../src/env.ts";
 import { loadConfig } from "../src/env.ts";
+import { recordMetrics } from "../src/metrics/record.ts";
 import { runInWorkContext } from "../src/observability/context.ts";
 import { log } from "../src/observability/log.ts";
 import { newSpanId, newTraceId } from "../src/observability/trace.ts";
-import { recordMetric } from "../src/metrics/record.ts";
 
 export type CronJob = (env: Env, controller: ScheduledController) => Promise<void>;
 
@@ -34,8 +34,11 @@ export async function runCron(controller: ScheduledController, env: Env, ctx: Ex
         log("error", "cron job failed", { job: name, error: error instanceof Error ? error.message : String(error) });
       }
       ctx.waitUntil(
-        recordMetric(env, ctx, { name: "cron_job_runs_total", labels: { job: name, outcome }, value: 1 }).then(() =>
-          recordMetric(env, ctx, { name: "cron_job_duration_seconds", labels: { job: name }, value: (Date.now() - started) / 1000 }),
+        recordMetrics(
+          env,
+          ctx,
+          { name: "cron_job_runs_total", labels: { job: name, outcome }, value: 1 },
+          { name: "cron_job_duration_seconds", labels: { job: name }, value: (Date.now() - started) / 1000 },
         ),
       );
     }

@@ -1,5 +1,6 @@
 import type { Env } from "../src/env.ts";
 import { loadConfig } from "../src/env.ts";
+import { recordMetrics } from "../src/metrics/record.ts";
 import { runInWorkContext } from "../src/observability/context.ts";
 import { log } from "../src/observability/log.ts";
 import type { QueueEnvelope } from "../src/observability/outbound.ts";
@@ -18,28 +19,35 @@ const isEnvelope = (body: unknown): body is QueueEnvelope =>
  * A failure or an unknown type retries the message; after max_retries the queue moves it to
  * the dead-letter queue, so nothing is silently dropped.
  */
-export async function consumeQueue(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+export async function consumeQueue(batch: MessageBatch<unknown>, env: Env, ctx?: ExecutionContext): Promise<void> {
   const config = loadConfig(env);
   for (const message of batch.messages) {
     const body = message.body;
-    const trace = traceFromHeaders(isEnvelope(body) ? body.traceparent : null, isEnvelope(body) ? (body.tracestate ?? null) : null);
-    const requestId = (isEnvelope(body) && body.requestId) || crypto.randomUUID();
-    await runInWorkContext({ requestId, trace }, async () => {
-      const handler = isEnvelope(body) ? messageHandlers.get(body.type) : undefined;
-      const fields = { queue: batch.queue, message_id: message.id, attempt: message.attempts };
-      if (!config.ok || !handler) {
+    const envelope = isEnvelope(body) ? body : undefined;
+    const trace = traceFromHeaders(envelope?.traceparent ?? null, envelope?.tracestate ?? null);
+    const requestId = envelope?.requestId ?? crypto.randomUUID();
+    const outcome = await runInWorkContext({ requestId, trace }, async () => {
+      const handler = envelope ? messageHandlers.get(envelope.type) : undefined;
+      const fields = { queue: batch.queue, message_id: message.id, attempt: message.attempts, type: envelope?.type };
+      if (!config.ok || !handler || !envelope) {
         const reason = !config.ok ? "bad environment" : "no handler for this message type";
-        log("error", "queue message not processed", { ...fields, reason, type: isEnvelope(body) ? body.type : null });
+        log("error", "queue message not processed", { ...fields, reason });
         message.retry();
-        return;
+        return "retry";
       }
       try {
-        await handler((body as QueueEnvelope).payload, env, message);
+        await handler(envelope.payload, env, message);
         message.ack();
+        return "ack";
       } catch (error) {
-        log("error", "queue message failed", { ...fields, error: error instanceof Error ? error.message : String(error) });
+        log("error", "queue message failed", {
+          ...fields,
+          error: error instanceof Error ? error.message : String(error),
+        });
         message.retry({ delaySeconds: Math.min(300, 5 * 2 ** message.attempts) });
+        return "retry";
       }
     });
+    await recordMetrics(env, ctx, { name: "queue_messages_total", labels: { queue: batch.queue, outcome }, value: 1 });
   }
 }

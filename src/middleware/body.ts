@@ -13,7 +13,10 @@ const JSON_MEDIA = /^application\/([\w.-]+\+)?json$/i;
 export const nonJsonBodyRoutes = new Set<string>();
 
 const hasBody = (req: Request) =>
-  req.body !== null && (req.headers.get("content-length") ?? "") !== "0" && req.method !== "GET" && req.method !== "HEAD";
+  req.body !== null &&
+  (req.headers.get("content-length") ?? "") !== "0" &&
+  req.method !== "GET" &&
+  req.method !== "HEAD";
 
 /** 415 for a body that is not JSON on a JSON route. */
 export const requireJsonBody = createMiddleware<AppEnv>(async (c, next) => {

@@ -46,4 +46,6 @@ export const methodNotAllowedProblem = (c: Context<AppEnv>, allowed: string[]) =
 const requestIdOf = (c: Context<AppEnv>) => c.var.requestId ?? crypto.randomUUID();
 
 const describe = (e: unknown) =>
-  e instanceof Error ? { name: e.name, message: e.message, stack: e.stack?.split("\n").slice(0, 8).join("\n") } : String(e);
+  e instanceof Error
+    ? { name: e.name, message: e.message, stack: e.stack?.split("\n").slice(0, 8).join("\n") }
+    : String(e);

@@ -1,5 +1,5 @@
-import { routePath } from "hono/route";
 import { createMiddleware } from "hono/factory";
+import { routePath } from "hono/route";
 import type { AppEnv } from "../app-env.ts";
 import { log } from "../observability/log.ts";
 

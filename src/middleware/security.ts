@@ -16,7 +16,15 @@ export const corsFromConfig = createMiddleware<AppEnv>((c, next) =>
   cors({
     origin: (origin) => (c.var.config.CORS_ORIGINS.includes(origin) ? origin : null),
     allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-    allowHeaders: ["Authorization", "Content-Type", "X-Request-Id", "X-API-Key", "If-Match", "traceparent", "tracestate"],
+    allowHeaders: [
+      "Authorization",
+      "Content-Type",
+      "X-Request-Id",
+      "X-API-Key",
+      "If-Match",
+      "traceparent",
+      "tracestate",
+    ],
     exposeHeaders: ["X-Request-Id", "traceparent", "ETag", "Retry-After", "Location"],
     maxAge: 600,
     credentials: true,

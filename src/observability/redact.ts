@@ -10,8 +10,7 @@ export const REDACTED = "[REDACTED]";
 export const isSensitiveKey = (key: string): boolean => SENSITIVE_KEY.test(key);
 
 /** Masks e-mail addresses and credentials that appear inside free text. */
-export const redactText = (text: string): string =>
-  text.replace(EMAIL, REDACTED).replace(BEARER, `$1 ${REDACTED}`);
+export const redactText = (text: string): string => text.replace(EMAIL, REDACTED).replace(BEARER, `$1 ${REDACTED}`);
 
 /** A deep copy with every sensitive field masked; cycles and depth are bounded. */
 export function redact<T>(value: T, depth = 0, seen = new WeakSet<object>()): T {

@@ -36,7 +36,14 @@ export function parseTraceparent(header: string | null | undefined): ParsedTrace
   if (!header) return undefined;
   const match = TRACEPARENT.exec(header.trim());
   if (!match) return undefined;
-  const [, version, traceId, parentSpanId, flags, rest] = match as unknown as [string, string, string, string, string, string?];
+  const [, version, traceId, parentSpanId, flags, rest] = match as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string?,
+  ];
   if (version === "ff") return undefined;
   // Version 00 has exactly four fields; later versions may append more.
   if (version === "00" && rest !== undefined) return undefined;

@@ -82,7 +82,12 @@ export const healthRoutes = createRouter()
               const s = await migrationStatus(sql);
               return s.current
                 ? { status: "ok", applied: s.applied }
-                : { status: "down", applied: s.applied, pending: s.pending, reason: "migrations pending: run npm run db:migrate" };
+                : {
+                    status: "down",
+                    applied: s.applied,
+                    pending: s.pending,
+                    reason: "migrations pending: run npm run db:migrate",
+                  };
             }, PROBE_TIMEOUT_MS)
           : { status: "down" as const, latency_ms: null, reason: "database unreachable" };
       const checks = { database, migrations };
@@ -146,7 +151,9 @@ async function checkComponents(config: Config, env: Env): Promise<Record<string,
           headers: config.QDRANT_API_KEY ? { "api-key": config.QDRANT_API_KEY } : {},
         });
         await res.body?.cancel();
-        return res.ok ? { status: "ok", backend: "qdrant" } : { status: "down", backend: "qdrant", reason: `HTTP ${res.status}` };
+        return res.ok
+          ? { status: "ok", backend: "qdrant" }
+          : { status: "down", backend: "qdrant", reason: `HTTP ${res.status}` };
       }
       const rows = await sql`select extversion from pg_extension where extname = 'vector'`;
       return rows[0]
@@ -164,7 +171,9 @@ async function checkComponents(config: Config, env: Env): Promise<Record<string,
         headers: { authorization: `Bearer ${config.OPENAI_API_KEY}` },
       });
       await res.body?.cancel();
-      return res.ok ? { status: "ok", provider: "openai" } : { status: "down", provider: "openai", reason: `HTTP ${res.status}` };
+      return res.ok
+        ? { status: "ok", provider: "openai" }
+        : { status: "down", provider: "openai", reason: `HTTP ${res.status}` };
     }, PROBE_TIMEOUT_MS),
   ]);
   // A queue cannot be pinged without sending a message; the binding is what can be checked.

@@ -18,7 +18,7 @@ export function fieldErrors(target: string, issues: ZodLikeIssue[]): FieldError[
 /** Every router is an OpenAPIHono whose validation failures become 422 problems with field errors. */
 export const createRouter = () =>
   new OpenAPIHono<AppEnv>({
-    defaultHook: (result, c) => {
+    defaultHook: (result) => {
       if (result.success) return;
       const target = result.target === "json" ? "body" : result.target;
       const errors = fieldErrors(target, result.error.issues);

@@ -31,7 +31,11 @@ describe("bad input always gets problem+json", () => {
   });
 
   it("wrong content type: 415 naming the expected type", async () => {
-    const body = await expectProblem(await serve(app, "/__probe/echo", post("name=a", "text/plain")), 415, "UNSUPPORTED_MEDIA_TYPE");
+    const body = await expectProblem(
+      await serve(app, "/__probe/echo", post("name=a", "text/plain")),
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+    );
     expect(body.detail).toContain("application/json");
   });
 

@@ -1,6 +1,6 @@
-import { createRoute, z } from "@hono/zod-openapi";
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { createRoute, z } from "@hono/zod-openapi";
 import { inject } from "vitest";
 import { createApp } from "../../src/app.ts";
 import type { Env } from "../../src/env.ts";
@@ -56,7 +56,9 @@ export async function serve(
   return res;
 }
 
-export async function received(): Promise<{ method: string; path: string; headers: Record<string, string>; body: string }[]> {
+export async function received(): Promise<
+  { method: string; path: string; headers: Record<string, string>; body: string }[]
+> {
   const res = await fetch(`${stack().receiverUrl}/__received`);
   return res.json();
 }

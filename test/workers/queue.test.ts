@@ -1,6 +1,6 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { runInWorkContext } from "../../src/observability/context.ts";
 import { envelope } from "../../src/observability/outbound.ts";
 import { traceFromHeaders } from "../../src/observability/trace.ts";
@@ -11,7 +11,7 @@ const producerTrace = traceFromHeaders("00-4bf92f3577b34da6a3ce929d0e0e4736-00f0
 async function deliver(body: unknown) {
   const batch = createMessageBatch("kb-ingest", [{ id: "m1", timestamp: new Date(), attempts: 1, body }]);
   const ctx = createExecutionContext();
-  await consumeQueue(batch, env);
+  await consumeQueue(batch, env, ctx);
   return getQueueResult(batch, ctx);
 }
 
@@ -45,5 +45,21 @@ describe("queue messages carry the producer's trace", () => {
     expect((await deliver(envelope("test.fail", {}))).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
     expect((await deliver({ type: "nobody.handles.this" })).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
     expect((await deliver("not an envelope")).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
+  });
+
+  it("counts every message by queue and outcome", async () => {
+    messageHandlers.set("test.count", async () => {});
+    const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+    await deliver(envelope("test.count", {}));
+    await deliver({ type: "nobody.handles.this" });
+    const outcomes = writes.mock.calls
+      .map(([point]) => point?.blobs)
+      .filter((b) => b?.[0] === "queue_messages_total")
+      .map((b) => b?.slice(2));
+    expect(outcomes).toEqual([
+      ["kb-ingest", "ack"],
+      ["kb-ingest", "retry"],
+    ]);
+    writes.mockRestore();
   });
 });

@@ -25,7 +25,11 @@ describe("redact", () => {
 
   it("keeps ordinary fields and walks nested objects and arrays", () => {
     const input = { route: "/api/x", user: { id: "u1", email: "a@b.co" }, items: [{ token: "t" }, 3] };
-    expect(redact(input)).toEqual({ route: "/api/x", user: { id: "u1", email: REDACTED }, items: [{ token: REDACTED }, 3] });
+    expect(redact(input)).toEqual({
+      route: "/api/x",
+      user: { id: "u1", email: REDACTED },
+      items: [{ token: REDACTED }, 3],
+    });
     expect(input.user.email).toBe("a@b.co");
   });
 

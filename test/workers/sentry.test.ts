@@ -4,7 +4,11 @@ import { appWithProbes, received, serve, stack } from "./harness.ts";
 const app = appWithProbes();
 
 /** A Sentry envelope is newline-delimited JSON: header, item header, item payload. */
-const parseEnvelope = (body: string) => body.split("\n").filter(Boolean).map((line) => JSON.parse(line));
+const parseEnvelope = (body: string) =>
+  body
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
 
 describe("Sentry (toucan-js) when SENTRY_DSN is set", () => {
   it("sends an envelope for a 500 with release, environment, request id, trace id and no PII", async () => {
@@ -17,7 +21,9 @@ describe("Sentry (toucan-js) when SENTRY_DSN is set", () => {
     );
     expect(res.status).toBe(500);
     const envelopes = (await received()).filter((r) => r.path.startsWith("/api/42/envelope/"));
-    const items = envelopes.map((e) => parseEnvelope(e.body)).find((parts) => parts[2]?.tags?.request_id === "sentry-test-0001");
+    const items = envelopes
+      .map((e) => parseEnvelope(e.body))
+      .find((parts) => parts[2]?.tags?.request_id === "sentry-test-0001");
     expect(items).toBeDefined();
     const event = items?.[2];
     expect(event.release).toBe("voiceassist@0.1.0+abc1234");

@@ -1,0 +1,90 @@
+// Every metric the platform records, declared once. Analytics Engine columns, the Prometheus
+// exposition and the docs (docs/metrics.md) all follow this table; add new metrics here.
+
+interface CounterDefinition {
+  type: "counter";
+  help: string;
+  /** Fixed order: Analytics Engine blobs and Prometheus labels follow it. */
+  labelNames: readonly string[];
+}
+
+interface HistogramDefinition {
+  type: "histogram";
+  help: string;
+  labelNames: readonly string[];
+  /** Upper bounds in ascending order; +Inf is implied. Changing them means a new metric name. */
+  buckets: readonly number[];
+}
+
+export type MetricDefinition = CounterDefinition | HistogramDefinition;
+
+// Edge API latencies: a cache hit is a few ms, a streamed LLM answer can take seconds.
+const httpDurationBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+export const metricCatalog = {
+  http_requests_total: {
+    type: "counter",
+    help: "HTTP requests answered, by method, route template and status.",
+    labelNames: ["method", "route", "status"],
+  },
+  http_request_duration_seconds: {
+    type: "histogram",
+    help: "Time from receiving an HTTP request to its response headers, in seconds.",
+    labelNames: ["method", "route", "status"],
+    buckets: httpDurationBuckets,
+  },
+  cron_job_runs_total: {
+    type: "counter",
+    help: "Cron job runs, by job and outcome (ok or error).",
+    labelNames: ["job", "outcome"],
+  },
+  cron_job_duration_seconds: {
+    type: "histogram",
+    help: "Cron job run time in seconds.",
+    labelNames: ["job"],
+    buckets: [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900],
+  },
+  queue_messages_total: {
+    type: "counter",
+    help: "Queue messages handled, by queue and outcome (ack or retry).",
+    labelNames: ["queue", "outcome"],
+  },
+  metrics_series_dropped_total: {
+    type: "counter",
+    help: "Events not aggregated because the series limit of the metrics aggregator was reached.",
+    labelNames: ["metric"],
+  },
+} as const satisfies Record<string, MetricDefinition>;
+
+export type MetricName = keyof typeof metricCatalog;
+
+export type LabelName<N extends MetricName> = (typeof metricCatalog)[N]["labelNames"][number];
+
+/** One observation: a counter increment or a histogram sample. Unknown names and labels do not compile. */
+export type MetricEvent = {
+  [N in MetricName]: { name: N; labels: { [L in LabelName<N>]: string }; value: number };
+}[MetricName];
+
+export const isMetricName = (name: unknown): name is MetricName =>
+  typeof name === "string" && Object.hasOwn(metricCatalog, name);
+
+/** Why an event does not match the catalog, or undefined when it does (for data that crossed a boundary). */
+export function metricEventProblem(event: unknown): string | undefined {
+  if (typeof event !== "object" || event === null) return "a metric event must be an object";
+  const { name, labels, value } = event as Record<string, unknown>;
+  if (!isMetricName(name)) return `unknown metric ${JSON.stringify(name)}: add it to src/metrics/catalog.ts`;
+  const definition: MetricDefinition = metricCatalog[name];
+  if (typeof labels !== "object" || labels === null) return `${name}: labels must be an object`;
+  const expected = definition.labelNames;
+  const unknown = Object.keys(labels).filter((label) => !expected.includes(label));
+  if (unknown.length) return `${name}: unknown label(s) ${unknown.join(", ")}; expected ${expected.join(", ")}`;
+  const missing = expected.filter((label) => typeof (labels as Record<string, unknown>)[label] !== "string");
+  if (missing.length) return `${name}: label(s) ${missing.join(", ")} must be strings`;
+  if (typeof value !== "number" || !Number.isFinite(value)) return `${name}: value must be a finite number`;
+  if (definition.type === "counter" && value < 0) return `${name}: a counter cannot decrease`;
+  return undefined;
+}
+
+/** Label values in catalog order (the order of Analytics Engine blobs and Prometheus labels). */
+export const labelValues = (event: MetricEvent): string[] =>
+  metricCatalog[event.name].labelNames.map((label) => (event.labels as Record<string, string>)[label] as string);

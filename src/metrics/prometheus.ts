@@ -1,0 +1,99 @@
+// Pure aggregation of metric events and the Prometheus text exposition format 0.0.4
+// (https://prometheus.io/docs/instrumenting/exposition_formats/).
+import { labelValues, type MetricDefinition, type MetricEvent, type MetricName, metricCatalog } from "./catalog.ts";
+
+/** Everything recorded for one label set of one metric. A counter's value is its sum. */
+export interface Series {
+  metric: MetricName;
+  /** In catalog label order. */
+  labelValues: string[];
+  sum: number;
+  count: number;
+  /** Histograms: cumulative count per catalog bucket; the +Inf bucket is count. Counters: empty. */
+  buckets: number[];
+}
+
+/** Identifies a series: metric name plus label values in catalog order. */
+export const seriesKey = (metric: MetricName, values: readonly string[]): string => JSON.stringify([metric, ...values]);
+
+const bucketBounds = (metric: MetricName): readonly number[] => {
+  const definition: MetricDefinition = metricCatalog[metric];
+  return definition.type === "histogram" ? definition.buckets : [];
+};
+
+export const emptySeries = (metric: MetricName, values: readonly string[]): Series => ({
+  metric,
+  labelValues: [...values],
+  sum: 0,
+  count: 0,
+  buckets: bucketBounds(metric).map(() => 0),
+});
+
+/** The series after one event (a new object; the input is left untouched). */
+export function applyEvent(series: Series | undefined, event: MetricEvent): Series {
+  const current = series ?? emptySeries(event.name, labelValues(event));
+  const bounds = bucketBounds(event.name);
+  return {
+    ...current,
+    sum: current.sum + event.value,
+    count: current.count + 1,
+    buckets: current.buckets.map((n, i) => (event.value <= (bounds[i] as number) ? n + 1 : n)),
+  };
+}
+
+export const escapeLabelValue = (value: string): string =>
+  value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
+
+const escapeHelp = (text: string): string => text.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
+
+export const formatSampleValue = (n: number): string =>
+  n === Number.POSITIVE_INFINITY ? "+Inf" : n === Number.NEGATIVE_INFINITY ? "-Inf" : String(n);
+
+const formatLabels = (pairs: [string, string][]): string =>
+  pairs.length ? `{${pairs.map(([name, value]) => `${name}="${escapeLabelValue(value)}"`).join(",")}}` : "";
+
+// Code-unit order, not locale order, so the output is identical everywhere.
+const compareLabelValues = (a: Series, b: Series): number => {
+  for (let i = 0; i < a.labelValues.length; i++) {
+    const x = a.labelValues[i] as string;
+    const y = b.labelValues[i] as string;
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+};
+
+function renderSeries(series: Series): string[] {
+  const { metric } = series;
+  const definition: MetricDefinition = metricCatalog[metric];
+  const labels = definition.labelNames.map((name, i): [string, string] => [name, series.labelValues[i] as string]);
+  if (definition.type === "counter") return [`${metric}${formatLabels(labels)} ${formatSampleValue(series.sum)}`];
+  const bucketLines = [...definition.buckets, Number.POSITIVE_INFINITY].map((le, i) => {
+    const count = series.buckets[i] ?? series.count;
+    return `${metric}_bucket${formatLabels([...labels, ["le", formatSampleValue(le)]])} ${count}`;
+  });
+  return [
+    ...bucketLines,
+    `${metric}_sum${formatLabels(labels)} ${formatSampleValue(series.sum)}`,
+    `${metric}_count${formatLabels(labels)} ${series.count}`,
+  ];
+}
+
+/**
+ * The exposition: every catalog metric with HELP and TYPE (even before its first sample), metrics
+ * sorted by name, series sorted by label values, one trailing newline.
+ */
+export function renderExposition(all: Iterable<Series>): string {
+  const byMetric = new Map<MetricName, Series[]>();
+  for (const series of all) {
+    const list = byMetric.get(series.metric) ?? [];
+    list.push(series);
+    byMetric.set(series.metric, list);
+  }
+  const lines: string[] = [];
+  for (const metric of (Object.keys(metricCatalog) as MetricName[]).sort()) {
+    const definition: MetricDefinition = metricCatalog[metric];
+    lines.push(`# HELP ${metric} ${escapeHelp(definition.help)}`, `# TYPE ${metric} ${definition.type}`);
+    for (const series of (byMetric.get(metric) ?? []).sort(compareLabelValues)) lines.push(...renderSeries(series));
+  }
+  return `${lines.join("\n")}\n`;
+}
