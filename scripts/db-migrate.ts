@@ -1,7 +1,8 @@
 // npm run db:migrate: applies pending migrations to DATABASE_URL. A local Postgres (PGlite or a
 // server on this machine) is reached through an ephemeral Neon proxy; Neon itself directly.
-import { startNeonProxy } from "./local-stack/neon-proxy.ts";
+
 import { runMigrations } from "./db/migrate.ts";
+import { startNeonProxy } from "./local-stack/neon-proxy.ts";
 
 const LOCAL_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 

@@ -2,6 +2,7 @@ import { neonConfig, Pool } from "@neondatabase/serverless";
 import { drizzle } from "drizzle-orm/neon-serverless";
 import { migrate } from "drizzle-orm/neon-serverless/migrator";
 import ws from "ws";
+import { createLocalNeonPool } from "../local-stack/neon-pool.ts";
 
 export const MIGRATIONS_FOLDER = new URL("../../migrations", import.meta.url).pathname;
 // Any fixed number: only migration runners take this advisory lock.
@@ -13,14 +14,9 @@ const MIGRATION_LOCK = 7_424_001;
  * `localProxy` is the host:port of the local Neon proxy; production Neon needs none.
  */
 export async function runMigrations(databaseUrl: string, localProxy?: string): Promise<void> {
+  const options = { connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 10_000 };
   neonConfig.webSocketConstructor = ws;
-  if (localProxy) {
-    neonConfig.wsProxy = (host, port) => `${localProxy}/v1?address=${host}:${port}`;
-    neonConfig.useSecureWebSocket = false;
-    neonConfig.pipelineTLS = false;
-    neonConfig.pipelineConnect = false;
-  }
-  const pool = new Pool({ connectionString: databaseUrl, max: 1, connectionTimeoutMillis: 10_000 });
+  const pool = localProxy ? createLocalNeonPool(options, localProxy) : new Pool(options);
   pool.on("error", () => {});
   try {
     await pool.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);

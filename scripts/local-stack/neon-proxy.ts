@@ -1,0 +1,116 @@
+import { createServer } from "node:http";
+import { connect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { closeServer, listenOnFreePort, sendJson } from "./http.ts";
+import { createNeonSqlHandler } from "./neon-sql.ts";
+
+export interface NeonProxy {
+  /** "127.0.0.1:PORT": the Worker's NEON_LOCAL_PROXY. */
+  hostPort: string;
+  stop(): Promise<void>;
+}
+
+export interface NeonProxyOptions {
+  /** "host:port" of the Postgres to serve; the only address the proxy will dial. */
+  postgresAddress: string;
+  statementTimeoutMs?: number;
+}
+
+const CONNECT_TIMEOUT_MS = 5_000;
+// Stop reading from Postgres while this much is still queued for the WebSocket client.
+const MAX_BUFFERED_BYTES = 1024 * 1024;
+// Postgres closes the connection after a client's Terminate ('X') message; PGlite's socket server does
+// not, and the Neon driver waits for that close (Client.end() would never resolve), so the proxy closes it.
+const TERMINATE_MESSAGE = Buffer.from([0x58, 0, 0, 0, 4]);
+
+/**
+ * One local HTTP server standing in for Neon: the WebSocket-to-TCP proxy at /v1?address=host:port
+ * (what the driver's Pool/Client dial through `wsProxy`) and the HTTP SQL endpoint at POST /sql
+ * (what `neon()` posts to through `fetchEndpoint`).
+ */
+export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonProxy> {
+  const [host, port] = splitAddress(options.postgresAddress);
+  const bridges = new Set<Socket>();
+  const webSockets = new WebSocketServer({ noServer: true });
+  const server = createServer();
+
+  server.on("upgrade", (request, socket: Duplex, head) => {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    if (url.pathname !== "/v1") return refuseUpgrade(socket, "404 Not Found", "use /v1?address=host:port");
+    const address = url.searchParams.get("address");
+    if (address !== options.postgresAddress) {
+      return refuseUpgrade(socket, "403 Forbidden", `this proxy only reaches ${options.postgresAddress}`);
+    }
+    webSockets.handleUpgrade(request, socket, head, (ws) => {
+      const tcp = bridge(ws, host, port);
+      bridges.add(tcp);
+      tcp.on("close", () => bridges.delete(tcp));
+    });
+  });
+
+  // The SQL endpoint's pools dial this server's own WebSocket proxy, so it needs the port first.
+  const hostPort = `127.0.0.1:${await listenOnFreePort(server)}`;
+  const sql = createNeonSqlHandler({
+    postgresAddress: options.postgresAddress,
+    proxyHostPort: hostPort,
+    statementTimeoutMs: options.statementTimeoutMs ?? 30_000,
+  });
+  server.on("request", (request, response) => {
+    const { pathname } = new URL(request.url ?? "/", "http://localhost");
+    if (pathname === "/sql" && request.method === "POST") void sql.handle(request, response);
+    else sendJson(response, 404, { message: "not found: use POST /sql or a WebSocket to /v1?address=host:port" });
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    hostPort,
+    stop() {
+      stopping ??= (async () => {
+        await sql.close();
+        for (const tcp of bridges) tcp.destroy();
+        for (const ws of webSockets.clients) ws.terminate();
+        webSockets.close();
+        await closeServer(server);
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Pipes raw bytes both ways between a WebSocket client and a TCP connection; each side closes the other. */
+function bridge(ws: WebSocket, host: string, port: number): Socket {
+  const tcp = connect({ host, port });
+  tcp.setTimeout(CONNECT_TIMEOUT_MS, () => tcp.destroy(new Error(`connecting to ${host}:${port} timed out`)));
+  tcp.once("connect", () => tcp.setTimeout(0));
+
+  tcp.on("data", (chunk) => {
+    ws.send(chunk, () => {
+      if (ws.bufferedAmount < MAX_BUFFERED_BYTES) tcp.resume();
+    });
+    if (ws.bufferedAmount >= MAX_BUFFERED_BYTES) tcp.pause();
+  });
+  ws.on("message", (data: RawData) => {
+    const bytes = data as Buffer;
+    if (!tcp.write(bytes)) ws.pause();
+    if (bytes.equals(TERMINATE_MESSAGE)) tcp.end();
+  });
+  tcp.on("drain", () => ws.resume());
+
+  tcp.on("error", () => ws.terminate());
+  tcp.on("close", () => ws.close());
+  ws.on("error", () => tcp.destroy());
+  ws.on("close", () => tcp.end());
+  return tcp;
+}
+
+function refuseUpgrade(socket: Duplex, status: string, message: string): void {
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${message}\n`);
+}
+
+function splitAddress(address: string): [string, number] {
+  const match = /^(.+):(\d+)$/.exec(address);
+  if (!match) throw new Error(`Postgres address must be host:port, got "${address}"`);
+  // URL hostnames keep IPv6 brackets ("[::1]"); sockets want them off.
+  return [match[1]!.replace(/^\[(.*)\]$/, "$1"), Number(match[2])];
+}
