@@ -1,5 +1,6 @@
+import { z } from "zod";
 import type { MetricsAggregator } from "../workers/metrics-aggregator.ts";
-import { type Config, type ConfigResult, parseConfig } from "./config.ts";
+import { type Config, type ConfigIssue, type ConfigResult, parseConfig } from "./config.ts";
 
 /** The Worker's bindings, as declared in wrangler.toml. Variables are read through Config. */
 export interface Env {
@@ -12,18 +13,30 @@ export interface Env {
   [variable: string]: unknown;
 }
 
-const requiredBindings = ["FLAGS_KV", "CACHE_KV", "DOCUMENTS", "KB_INGEST", "ANALYTICS", "METRICS"] as const;
+const binding = (kind: string) =>
+  z.custom<object>((v) => typeof v === "object" && v !== null, `${kind} binding is missing (declare it in wrangler.toml)`);
+
+/** Every binding the platform uses; presence is all a Worker can check before first use. */
+export const bindingsSchema = z.object({
+  FLAGS_KV: binding("KV namespace"),
+  CACHE_KV: binding("KV namespace"),
+  DOCUMENTS: binding("R2 bucket"),
+  KB_INGEST: binding("Queue"),
+  ANALYTICS: binding("Analytics Engine dataset"),
+  METRICS: binding("Durable Object namespace"),
+});
 
 // Bindings and variables never change within an isolate, so validate once per env object.
 const loaded = new WeakMap<object, ConfigResult>();
 
-/** Validates bindings and variables once per isolate; the result names every bad variable. */
+/** Validates bindings and variables once per isolate; the result names every bad one. */
 export function loadConfig(env: Env): ConfigResult {
   let result = loaded.get(env);
   if (!result) {
-    const missing = requiredBindings
-      .filter((name) => env[name] === undefined)
-      .map((name) => ({ variable: name, message: "binding is missing (declare it in wrangler.toml)" }));
+    const bindings = bindingsSchema.safeParse(env);
+    const missing: ConfigIssue[] = bindings.success
+      ? []
+      : bindings.error.issues.map((i) => ({ variable: String(i.path[0]), message: i.message }));
     const parsed = parseConfig(env);
     result = missing.length ? { ok: false, issues: [...missing, ...(parsed.ok ? [] : parsed.issues)] } : parsed;
     loaded.set(env, result);

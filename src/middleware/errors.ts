@@ -21,7 +21,8 @@ const fromHttpException = (e: HTTPException): ApiError => {
 /** Every thrown error leaves as problem+json; a 5xx carries nothing but the request id. */
 export const handleError: ErrorHandler<AppEnv> = (error, c) => {
   const apiError = error instanceof HTTPException ? fromHttpException(error) : toApiError(error);
-  if (apiError.status >= 500) {
+  // Expected 5xx (bad environment, upstream down, not ready) are already logged where they arise.
+  if (apiError.code === "INTERNAL") {
     log("error", "unhandled error", {
       code: apiError.code,
       error: describe(apiError.cause ?? apiError),
