@@ -21,13 +21,12 @@ const fromHttpException = (e: HTTPException): ApiError => {
 /** Every thrown error leaves as problem+json; a 5xx carries nothing but the request id. */
 export const handleError: ErrorHandler<AppEnv> = (error, c) => {
   const apiError = error instanceof HTTPException ? fromHttpException(error) : toApiError(error);
-  // Expected 5xx (bad environment, upstream down, not ready) are already logged where they arise.
   if (apiError.code === "INTERNAL") {
-    log("error", "unhandled error", {
-      code: apiError.code,
-      error: describe(apiError.cause ?? apiError),
-    });
+    log("error", "unhandled error", { code: apiError.code, error: describe(apiError.cause ?? apiError) });
     c.var.sentry?.captureException(apiError.cause ?? apiError);
+  } else if (apiError.code.startsWith("UPSTREAM_")) {
+    // A dependency failing is an operational event, not a bug: logged with its cause, not sent to Sentry.
+    log("warn", "upstream failure", { code: apiError.code, error: describe(apiError.cause ?? apiError) });
   }
   return problemResponse(apiError, requestIdOf(c));
 };
