@@ -4,7 +4,7 @@
 // One Ctrl-C stops wrangler (and workerd), then the stack.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -59,7 +59,7 @@ function appPort(): number {
 }
 
 /** Local defaults < the stack's variables < every configuration variable set in the environment. */
-function workerVariables(stack: LocalStack, operatorToken: string): Record<string, string> {
+function workerVariables(stack: LocalStack, operatorToken: string, signingKeys: string): Record<string, string> {
   const fromEnvironment: Record<string, string> = {};
   for (const name of configVariableNames) {
     const value = process.env[name];
@@ -71,6 +71,7 @@ function workerVariables(stack: LocalStack, operatorToken: string): Record<strin
     LOG_LEVEL: "debug",
     CORS_ORIGINS: "http://localhost:5173,http://127.0.0.1:8787,http://localhost:8787",
     OPERATOR_TOKEN: operatorToken,
+    JWT_SIGNING_KEYS: signingKeys,
     ...stack.env,
     ...fromEnvironment,
   };
@@ -178,7 +179,7 @@ async function main(): Promise<void> {
   }
 
   const operatorToken = randomBytes(24).toString("base64url");
-  const variables = workerVariables(stack, operatorToken);
+  const variables = workerVariables(stack, operatorToken, await devSigningKeys());
   const config = parseConfig(variables);
   if (!config.ok) {
     console.error("The Worker's configuration is invalid:");
@@ -206,6 +207,19 @@ async function main(): Promise<void> {
     console.error(`wrangler exited (${signal ?? `code ${code}`}); stopping the local stack.`);
     void shutdown(code ?? 1);
   });
+}
+
+/** A JWT signing key kept in .data/, so sessions survive a restart of npm run dev (not --reset). */
+async function devSigningKeys(): Promise<string> {
+  const file = join(DATA_DIR, "dev-signing-key");
+  try {
+    return (await readFile(file, "utf8")).trim();
+  } catch {
+    const keys = `dev-1:${randomBytes(32).toString("base64url")}`;
+    await mkdir(DATA_DIR, { recursive: true });
+    await writeFile(file, keys, { mode: 0o600 });
+    return keys;
+  }
 }
 
 await main();

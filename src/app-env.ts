@@ -1,4 +1,5 @@
 import type { Toucan } from "toucan-js";
+import type { Principal } from "./auth/principal.ts";
 import type { Config, Env } from "./env.ts";
 import type { TraceContext } from "./observability/trace.ts";
 
@@ -10,6 +11,8 @@ export interface AppEnv {
     requestId: string;
     trace: TraceContext;
     userId?: string;
+    /** Set by requireUser / requireRole once the caller is authenticated. */
+    principal?: Principal;
     sentry?: Toucan;
   };
 }

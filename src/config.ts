@@ -23,6 +23,55 @@ const csv = z
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+export interface RateLimitRule {
+  limit: number;
+  windowSeconds: number;
+}
+
+const rateLimit = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx): RateLimitRule => {
+      const match = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(v);
+      const limit = Number(match?.[1]);
+      const windowSeconds = Number(match?.[2]);
+      if (!match || limit < 1 || windowSeconds < 1) {
+        ctx.addIssue({ code: "custom", message: 'must be "count/seconds", e.g. "10/60"' });
+        return z.NEVER;
+      }
+      return { limit, windowSeconds };
+    });
+
+export interface SigningKey {
+  kid: string;
+  secret: string;
+}
+
+function parseSigningKeys(value: string, ctx: z.RefinementCtx): SigningKey[] {
+  const keys = value
+    .split(",")
+    .map((pair) => pair.trim())
+    .filter(Boolean)
+    .map((pair) => {
+      const at = pair.indexOf(":");
+      return { kid: pair.slice(0, at), secret: pair.slice(at + 1) };
+    });
+  const bad = keys.find((k) => !/^[\w.-]{1,64}$/.test(k.kid) || k.secret.length < 32);
+  if (keys.length === 0 || bad) {
+    ctx.addIssue({
+      code: "custom",
+      message: "must be kid:secret pairs, comma-separated (kid [A-Za-z0-9_.-], secret 32+ chars)",
+    });
+    return z.NEVER;
+  }
+  if (new Set(keys.map((k) => k.kid)).size !== keys.length) {
+    ctx.addIssue({ code: "custom", message: "has the same kid twice" });
+    return z.NEVER;
+  }
+  return keys;
+}
+
 export const variablesSchema = z
   .object({
     ENVIRONMENT: z.enum(["development", "test", "staging", "production"]).default("production"),
@@ -51,6 +100,25 @@ export const variablesSchema = z
     CORS_ORIGINS: csv,
     MAX_BODY_BYTES: positiveInt(1_048_576),
     OUTBOUND_TIMEOUT_MS: positiveInt(10_000),
+    // Identity: signing keys as "kid:secret" pairs, comma-separated; the first one signs, all verify.
+    JWT_SIGNING_KEYS: z
+      .string({ error: "is required: kid:secret pairs, comma-separated (secrets of 32+ characters)" })
+      .transform((v, ctx) => parseSigningKeys(v, ctx)),
+    JWT_ISSUER: z.string().default("voiceassist"),
+    ACCESS_TOKEN_TTL_SECONDS: positiveInt(900),
+    SESSION_IDLE_TIMEOUT_MINUTES: positiveInt(60),
+    SESSION_ABSOLUTE_TIMEOUT_HOURS: positiveInt(24),
+    PASSWORD_RESET_TTL_MINUTES: positiveInt(60),
+    ADMIN_BOOTSTRAP_TOKEN: optionalString.pipe(z.string().min(24, "must be at least 24 characters").optional()),
+    // Rate limits as "count/seconds".
+    RATE_LIMIT_REGISTER: rateLimit("5/3600"),
+    RATE_LIMIT_LOGIN: rateLimit("10/60"),
+    RATE_LIMIT_REFRESH: rateLimit("30/60"),
+    // Progressive login lockout: after THRESHOLD consecutive failures, locked for BASE seconds,
+    // doubling with each further failure up to MAX.
+    LOGIN_LOCKOUT_THRESHOLD: positiveInt(5),
+    LOGIN_LOCKOUT_BASE_SECONDS: positiveInt(60),
+    LOGIN_LOCKOUT_MAX_SECONDS: positiveInt(3600),
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {

@@ -14,7 +14,10 @@ export interface Env {
 }
 
 const binding = (kind: string) =>
-  z.custom<object>((v) => typeof v === "object" && v !== null, `${kind} binding is missing (declare it in wrangler.toml)`);
+  z.custom<object>(
+    (v) => typeof v === "object" && v !== null,
+    `${kind} binding is missing (declare it in wrangler.toml)`,
+  );
 
 /** Every binding the platform uses; presence is all a Worker can check before first use. */
 export const bindingsSchema = z.object({

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
-import { currentWorkContext, runInWorkContext } from "../observability/context.ts";
+import { currentWorkContext, runInWorkContext, type WorkContext } from "../observability/context.ts";
 import { acceptRequestId, formatTraceparent, traceFromHeaders } from "../observability/trace.ts";
 
 /**
@@ -13,7 +13,12 @@ export const requestContext = createMiddleware<AppEnv>(async (c, next) => {
   const trace = traceFromHeaders(c.req.header("traceparent") ?? null, c.req.header("tracestate") ?? null);
   c.set("requestId", requestId);
   c.set("trace", trace);
-  const context = { requestId, trace, userId: undefined as string | undefined };
+  const context: WorkContext = {
+    requestId,
+    trace,
+    ip: c.req.header("cf-connecting-ip"),
+    userAgent: c.req.header("user-agent")?.slice(0, 512),
+  };
   await runInWorkContext(context, () => next());
   c.header("X-Request-Id", requestId);
   c.header("traceparent", formatTraceparent(trace));

@@ -6,6 +6,9 @@ export interface WorkContext {
   requestId: string;
   trace: TraceContext;
   userId?: string;
+  /** The client's address (cf-connecting-ip) and user agent, for audit rows and rate limits. */
+  ip?: string;
+  userAgent?: string;
 }
 
 const storage = new AsyncLocalStorage<WorkContext>();

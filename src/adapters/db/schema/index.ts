@@ -1,2 +1,3 @@
 // Every table, one module per area; drizzle-kit reads this file to generate migrations/.
 export * from "./audit.ts";
+export * from "./identity.ts";
