@@ -16,6 +16,10 @@ export default defineConfig(async () => {
             ENVIRONMENT: "test",
             LOG_LEVEL: "error",
             OPERATOR_TOKEN: "test-operator-token-0123456789",
+            // Two keys: the first signs, both verify (as during a key rotation).
+            JWT_SIGNING_KEYS:
+              "test-2:test-signing-secret-2-0123456789abcdef,test-1:test-signing-secret-1-0123456789abcdef",
+            ADMIN_BOOTSTRAP_TOKEN: "test-bootstrap-token-0123456789abcdef",
           },
         },
       }),

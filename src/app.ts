@@ -8,9 +8,14 @@ import { requestContext } from "./middleware/request-context.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { corsFromConfig, securityHeaders } from "./middleware/security.ts";
 import { sentry } from "./middleware/sentry.ts";
+import { adminAuditRoutes } from "./routes/admin-audit.ts";
+import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
+import { adminUserRoutes } from "./routes/admin-users.ts";
+import { authRoutes } from "./routes/auth.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
-import { createRouter } from "./routes/router.ts";
+import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
+import { userRoutes } from "./routes/users.ts";
 
 /** The whole HTTP surface: middleware in the order a request meets it, then one line per area. */
 export function createApp() {
@@ -29,12 +34,13 @@ export function createApp() {
 
   app.route("/", healthRoutes);
   app.route("/", metricsRoutes);
+  app.route("/", authRoutes);
+  app.route("/", userRoutes);
+  app.route("/", adminBootstrapRoutes);
+  app.route("/", adminUserRoutes);
+  app.route("/", adminAuditRoutes);
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "operatorToken", {
-    type: "http",
-    scheme: "bearer",
-    description: "The OPERATOR_TOKEN secret (until roles exist).",
-  });
+  describeSecuritySchemes(app);
   app.doc31("/openapi.json", (c) => ({
     openapi: "3.1.0",
     info: { title: "VoiceAssist Edge API", version: c.var.config.APP_VERSION },

@@ -109,6 +109,10 @@ export const variablesSchema = z
     SESSION_IDLE_TIMEOUT_MINUTES: positiveInt(60),
     SESSION_ABSOLUTE_TIMEOUT_HOURS: positiveInt(24),
     PASSWORD_RESET_TTL_MINUTES: positiveInt(60),
+    // Two refreshes racing with one token: the loser within this window is refused without
+    // revoking the family; a reuse after it is treated as theft.
+    REFRESH_REUSE_GRACE_SECONDS: z.coerce.number().int().min(0).default(5),
+    API_KEY_MAX_DAYS: positiveInt(365),
     ADMIN_BOOTSTRAP_TOKEN: optionalString.pipe(z.string().min(24, "must be at least 24 characters").optional()),
     // Rate limits as "count/seconds".
     RATE_LIMIT_REGISTER: rateLimit("5/3600"),

@@ -95,3 +95,7 @@ export function toApiError(error: unknown): ApiError {
     cause: error,
   });
 }
+
+/** A 422 for one field that a schema could not check on its own (e.g. against stored data). */
+export const fieldError = (field: string, message: string) =>
+  new ApiError("VALIDATION_FAILED", `The request is invalid: ${field} ${message}.`, { errors: [{ field, message }] });

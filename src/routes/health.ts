@@ -8,7 +8,7 @@ import { ApiError } from "../errors.ts";
 import { type ComponentCheck, overallStatus, probe } from "../health/status.ts";
 import { requireOperator } from "../middleware/operator.ts";
 import { tracedFetch } from "../observability/outbound.ts";
-import { createRouter } from "./router.ts";
+import { createRouter, problem } from "./router.ts";
 
 const PROBE_TIMEOUT_MS = 3_000;
 
@@ -36,8 +36,6 @@ const Detailed = z.object({
   timestamp: z.iso.datetime(),
   components: z.record(z.string(), Component),
 });
-
-const problem = { "application/problem+json": { schema: z.object({}).passthrough() } };
 
 export const healthRoutes = createRouter()
   .openapi(
@@ -67,7 +65,7 @@ export const healthRoutes = createRouter()
       summary: "Readiness: the database answers and its migrations are current",
       responses: {
         200: { description: "Ready", content: { "application/json": { schema: Readiness } } },
-        503: { description: "Not ready, with per-check detail", content: problem },
+        503: problem("Not ready, with per-check detail"),
       },
     }),
     async (c) => {
@@ -110,7 +108,7 @@ export const healthRoutes = createRouter()
       middleware: [requireOperator] as const,
       responses: {
         200: { description: "Component report", content: { "application/json": { schema: Detailed } } },
-        401: { description: "Missing or wrong operator token", content: problem },
+        401: problem("Missing or wrong operator token"),
       },
     }),
     async (c) => {

@@ -1,25 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { metricsAggregator } from "../metrics/record.ts";
 import { requireOperator } from "../middleware/operator.ts";
-import { createRouter } from "./router.ts";
+import { createRouter, problem } from "./router.ts";
 
 const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
-
-const problem = (description: string) => ({
-  description,
-  content: {
-    "application/problem+json": {
-      schema: z.object({
-        type: z.string(),
-        title: z.string(),
-        status: z.number(),
-        detail: z.string(),
-        code: z.string(),
-        requestId: z.string(),
-      }),
-    },
-  },
-});
 
 const getMetrics = createRoute({
   method: "get",

@@ -1,4 +1,4 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError, type FieldError } from "../errors.ts";
 
@@ -26,3 +26,53 @@ export const createRouter = () =>
       throw new ApiError("VALIDATION_FAILED", `The request ${target} is invalid: ${summary}.`, { errors });
     },
   });
+
+const Problem = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number(),
+    detail: z.string(),
+    code: z.string(),
+    requestId: z.string(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  })
+  .catchall(z.unknown())
+  .openapi("Problem");
+
+/** An OpenAPI response entry for an RFC 9457 problem. */
+export const problem = (description: string) => ({
+  description,
+  content: { "application/problem+json": { schema: Problem } },
+});
+
+/** A JSON request body entry, required. */
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  required: true,
+  content: { "application/json": { schema } },
+});
+
+/** A JSON response entry. */
+export const jsonResponse = <T extends z.ZodType>(description: string, schema: T) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+/** The credentials routes name in their `security`, for the OpenAPI document. */
+export function describeSecuritySchemes(app: OpenAPIHono<AppEnv>): void {
+  const register = app.openAPIRegistry.registerComponent.bind(app.openAPIRegistry, "securitySchemes");
+  register("bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "An access token from POST /api/auth/login or /api/auth/refresh.",
+  });
+  register("apiKey", {
+    type: "apiKey",
+    in: "header",
+    name: "X-API-Key",
+    description: "A key from /api/users/me/api-keys.",
+  });
+  register("operatorToken", { type: "http", scheme: "bearer", description: "The OPERATOR_TOKEN secret." });
+  register("bootstrapToken", { type: "http", scheme: "bearer", description: "The ADMIN_BOOTSTRAP_TOKEN secret." });
+}

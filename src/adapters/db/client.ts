@@ -1,6 +1,8 @@
 import { neon, neonConfig, Pool } from "@neondatabase/serverless";
+import type { SQL } from "drizzle-orm";
 import { drizzle as drizzleHttp } from "drizzle-orm/neon-http";
 import { drizzle as drizzlePool } from "drizzle-orm/neon-serverless";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Config } from "../../config.ts";
 import { log } from "../../observability/log.ts";
 import { tracedFetch } from "../../observability/outbound.ts";
@@ -36,6 +38,15 @@ export function createSql(config: Config) {
 }
 
 export type Sql = ReturnType<typeof createSql>;
+
+/** Any drizzle handle on our schema: the HTTP one, a Pool one, or a transaction of either. */
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+/** Rows of a raw SQL statement; both Neon drivers answer with a pg-style { rows }. */
+export async function queryRows<T>(db: Database, query: SQL): Promise<T[]> {
+  const result = (await db.execute(query)) as unknown as { rows: T[] };
+  return result.rows;
+}
 
 /** drizzle over HTTP, for everything that needs no interactive transaction. */
 export function createDb(config: Config) {

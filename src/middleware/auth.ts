@@ -1,0 +1,56 @@
+import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
+import { createDb } from "../adapters/db/client.ts";
+import type { AppEnv } from "../app-env.ts";
+import { recordActivity } from "../auth/activity.ts";
+import { principalFromAccessToken, principalFromApiKey, touchApiKey } from "../auth/authenticate.ts";
+import type { Principal, Role } from "../auth/principal.ts";
+import { createRevocationList } from "../auth/revocation/index.ts";
+import { ApiError } from "../errors.ts";
+import { setRequestUser } from "./request-context.ts";
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+async function authenticate(c: Context<AppEnv>): Promise<Principal> {
+  const config = c.var.config;
+  const db = createDb(config);
+  const apiKey = c.req.header("x-api-key");
+  const bearer = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
+  if (apiKey) {
+    const { principal, stale } = await principalFromApiKey(db, apiKey);
+    if (stale) c.executionCtx.waitUntil(touchApiKey(db, principal.apiKeyId as string));
+    return principal;
+  }
+  if (bearer) return principalFromAccessToken(db, config, createRevocationList(config), bearer);
+  throw new ApiError("UNAUTHORIZED", "Sign in: send Authorization: Bearer <access token> or X-API-Key.", {
+    headers: { "WWW-Authenticate": 'Bearer realm="voiceassist"' },
+  });
+}
+
+/** Any signed-in caller (access token or API key); sets c.var.principal. */
+export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
+  const principal = await authenticate(c);
+  c.set("principal", principal);
+  setRequestUser(c, principal.userId);
+  c.executionCtx.waitUntil(recordActivity(c.env, c.var.config, principal.userId));
+  await next();
+});
+
+/** A signed-in caller holding one of these roles; others get 403. */
+export const requireRole = (...roles: Role[]) =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    await requireUser(c, async () => {
+      const role = c.var.principal?.role;
+      if (!role || !roles.includes(role)) {
+        throw new ApiError("FORBIDDEN", `This needs the role ${roles.join(" or ")}; you are ${role ?? "anonymous"}.`);
+      }
+      await next();
+    });
+  });
+
+/** The authenticated caller; only valid behind requireUser/requireRole. */
+export const principalOf = (c: Context<AppEnv>): Principal => {
+  const principal = c.var.principal;
+  if (!principal) throw new Error("principalOf used on a route without requireUser");
+  return principal;
+};

@@ -1,0 +1,282 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { and, count, desc, eq, ilike, isNotNull, isNull, or, type SQL, sql } from "drizzle-orm";
+import { createDb, type Database, withPoolDb } from "../adapters/db/client.ts";
+import { passwordResetTokens, users } from "../adapters/db/schema/identity.ts";
+import { type AuditEvent, recordAudit } from "../audit/record.ts";
+import { PublicUser, publicUser, RoleField } from "../auth/accounts.ts";
+import { randomToken, sha256Hex } from "../auth/crypto.ts";
+import { revokeAllSessions } from "../auth/sessions.ts";
+import type { Config } from "../config.ts";
+import { ApiError } from "../errors.ts";
+import { principalOf, requireRole } from "../middleware/auth.ts";
+import { createRouter, jsonBody, jsonResponse, problem } from "./router.ts";
+
+type UserRow = typeof users.$inferSelect;
+
+/** An admin change and its audit row commit together, or not at all. */
+const auditedChange = <T>(config: Config, change: (tx: Database) => Promise<{ result: T; audit: AuditEvent }>) =>
+  withPoolDb(config, (db) =>
+    db.transaction(async (tx) => {
+      const { result, audit } = await change(tx);
+      await recordAudit(config, audit, { db: tx });
+      return result;
+    }),
+  );
+
+const IdParam = z.object({ id: z.uuid() });
+const notFound = () => new ApiError("NOT_FOUND", "No user with this id.");
+// Keeps at least one active admin, so the platform can always be administered.
+const anotherActiveAdmin = (id: string) =>
+  sql`exists (select 1 from users o where o.role = 'admin' and o.is_active and o.deleted_at is null and o.id <> ${id})`;
+const lastAdmin = () => new ApiError("CONFLICT", "This is the last active admin; make another admin first.");
+
+const ListQuery = z.object({
+  q: z.string().trim().max(200).optional().describe("Search in email and full name"),
+  role: RoleField.optional(),
+  status: z.enum(["active", "inactive", "deleted"]).optional(),
+  page: z.coerce.number().int().min(1).default(1),
+  page_size: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+const UserPage = z.object({
+  items: z.array(PublicUser),
+  total: z.number().int(),
+  page: z.number().int(),
+  page_size: z.number().int(),
+});
+
+const read = ["admin", "viewer"] as const;
+
+async function loadUser(tx: Database, id: string): Promise<UserRow> {
+  const [user] = await tx.select().from(users).where(eq(users.id, id)).limit(1);
+  if (!user) throw notFound();
+  return user;
+}
+
+export const adminUserRoutes = createRouter()
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/api/admin/users",
+      tags: ["admin"],
+      summary: "List and search users",
+      middleware: [requireRole(...read)] as const,
+      request: { query: ListQuery },
+      responses: { 200: jsonResponse("A page of users", UserPage), 403: problem("Not an admin or viewer") },
+    }),
+    async (c) => {
+      const { q, role, status, page, page_size } = c.req.valid("query");
+      const filters: SQL[] = [];
+      if (q) {
+        const pattern = `%${q.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
+        filters.push(or(ilike(users.email, pattern), ilike(users.fullName, pattern)) as SQL);
+      }
+      if (role) filters.push(eq(users.role, role));
+      if (status === "deleted") filters.push(isNotNull(users.deletedAt));
+      else if (status) filters.push(isNull(users.deletedAt), eq(users.isActive, status === "active"));
+      const where = filters.length ? and(...filters) : undefined;
+      const db = createDb(c.var.config);
+      const [rows, totals] = await Promise.all([
+        db
+          .select()
+          .from(users)
+          .where(where)
+          .orderBy(desc(users.createdAt), desc(users.id))
+          .limit(page_size)
+          .offset((page - 1) * page_size),
+        db.select({ total: count() }).from(users).where(where),
+      ]);
+      return c.json({ items: rows.map(publicUser), total: totals[0]?.total ?? 0, page, page_size }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/api/admin/users/{id}",
+      tags: ["admin"],
+      summary: "Get a user",
+      middleware: [requireRole(...read)] as const,
+      request: { params: IdParam },
+      responses: {
+        200: jsonResponse("The user", PublicUser),
+        403: problem("Not an admin or viewer"),
+        404: problem("No such user"),
+      },
+    }),
+    async (c) => c.json(publicUser(await loadUser(createDb(c.var.config), c.req.valid("param").id)), 200),
+  )
+  .openapi(
+    createRoute({
+      method: "patch",
+      path: "/api/admin/users/{id}/role",
+      tags: ["admin"],
+      summary: "Change a user's role (takes effect on their next request)",
+      middleware: [requireRole("admin")] as const,
+      request: { params: IdParam, body: jsonBody(z.object({ role: RoleField })) },
+      responses: {
+        200: jsonResponse("The updated user", PublicUser),
+        403: problem("Not an admin"),
+        404: problem("No such user"),
+        409: problem("The last active admin cannot be demoted"),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const { role } = c.req.valid("json");
+      const updated = await auditedChange(c.var.config, async (tx: Database) => {
+        const before = await loadUser(tx, id);
+        const guard = before.role === "admin" && role !== "admin" ? anotherActiveAdmin(id) : sql`true`;
+        const [after] = await tx
+          .update(users)
+          .set({ role, updatedAt: new Date() })
+          .where(and(eq(users.id, id), guard))
+          .returning();
+        if (!after) throw lastAdmin();
+        return {
+          result: after,
+          audit: {
+            action: "admin.user.role_changed",
+            target: { type: "user", id },
+            before: { role: before.role },
+            after: { role: after.role },
+          },
+        };
+      });
+      return c.json(publicUser(updated), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/api/admin/users/{id}/{action}",
+      tags: ["admin"],
+      summary: "Activate or deactivate a user (deactivation ends every session at once)",
+      middleware: [requireRole("admin")] as const,
+      request: { params: IdParam.extend({ action: z.enum(["activate", "deactivate"]) }) },
+      responses: {
+        200: jsonResponse("The updated user", PublicUser),
+        403: problem("Not an admin"),
+        404: problem("No such user"),
+        409: problem("The last active admin cannot be deactivated, or the user is deleted"),
+      },
+    }),
+    async (c) => {
+      const { id, action } = c.req.valid("param");
+      const active = action === "activate";
+      const updated = await auditedChange(c.var.config, async (tx: Database) => {
+        const before = await loadUser(tx, id);
+        if (before.deletedAt)
+          throw new ApiError("CONFLICT", "The user is deleted; it cannot be activated or deactivated.");
+        const guard = before.role === "admin" && !active ? anotherActiveAdmin(id) : sql`true`;
+        const [after] = await tx
+          .update(users)
+          .set({ isActive: active, updatedAt: new Date() })
+          .where(and(eq(users.id, id), guard))
+          .returning();
+        if (!after) throw lastAdmin();
+        const ended = active ? 0 : await revokeAllSessions(tx, id, "deactivated");
+        return {
+          result: after,
+          audit: {
+            action: active ? "admin.user.activated" : "admin.user.deactivated",
+            target: { type: "user", id },
+            before: { is_active: before.isActive },
+            after: { is_active: after.isActive },
+            metadata: { sessions_ended: ended },
+          },
+        };
+      });
+      return c.json(publicUser(updated), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/api/admin/users/{id}/password-reset",
+      tags: ["admin"],
+      summary: "Issue a one-time password reset token for the user (shown once)",
+      middleware: [requireRole("admin")] as const,
+      request: { params: IdParam },
+      responses: {
+        201: jsonResponse(
+          "Give the token to the user; they redeem it at POST /api/auth/password-reset",
+          z.object({ reset_token: z.string(), expires_at: z.iso.datetime() }),
+        ),
+        403: problem("Not an admin"),
+        404: problem("No such user"),
+        409: problem("The user is deleted"),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const config = c.var.config;
+      const token = randomToken();
+      const expiresAt = new Date(Date.now() + config.PASSWORD_RESET_TTL_MINUTES * 60_000);
+      await auditedChange(config, async (tx: Database) => {
+        const user = await loadUser(tx, id);
+        if (user.deletedAt) throw new ApiError("CONFLICT", "The user is deleted.");
+        await tx.insert(passwordResetTokens).values({
+          userId: id,
+          tokenHash: await sha256Hex(token),
+          createdBy: principalOf(c).userId,
+          expiresAt,
+        });
+        return {
+          result: undefined,
+          audit: {
+            action: "admin.user.password_reset_issued",
+            target: { type: "user", id },
+            metadata: { expires_at: expiresAt.toISOString() },
+          },
+        };
+      });
+      return c.json({ reset_token: token, expires_at: expiresAt.toISOString() }, 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "delete",
+      path: "/api/admin/users/{id}",
+      tags: ["admin"],
+      summary: "Delete a user: soft first; with permanent=true a soft-deleted user is erased",
+      middleware: [requireRole("admin")] as const,
+      request: { params: IdParam, query: z.object({ permanent: z.enum(["true", "false"]).default("false") }) },
+      responses: {
+        200: jsonResponse("Soft-deleted (the user, now marked deleted)", PublicUser),
+        204: { description: "Permanently deleted" },
+        403: problem("Not an admin"),
+        404: problem("No such user"),
+        409: problem("Permanent deletion needs a soft delete first; the last active admin cannot be deleted"),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const permanent = c.req.valid("query").permanent === "true";
+      if (principalOf(c).userId === id) throw new ApiError("CONFLICT", "You cannot delete your own account here.");
+      const result = await auditedChange(c.var.config, async (tx: Database) => {
+        const before = await loadUser(tx, id);
+        if (permanent) {
+          if (!before.deletedAt)
+            throw new ApiError("CONFLICT", "Soft-delete the user first (DELETE without permanent).");
+          await tx.delete(users).where(and(eq(users.id, id), isNotNull(users.deletedAt)));
+          return {
+            result: undefined,
+            audit: { action: "admin.user.deleted", target: { type: "user", id }, metadata: { permanent: true } },
+          };
+        }
+        const guard = before.role === "admin" ? anotherActiveAdmin(id) : sql`true`;
+        const [after] = await tx
+          .update(users)
+          .set({ deletedAt: new Date(), isActive: false, updatedAt: new Date() })
+          .where(and(eq(users.id, id), isNull(users.deletedAt), guard))
+          .returning();
+        if (!after) throw before.deletedAt ? new ApiError("CONFLICT", "The user is already deleted.") : lastAdmin();
+        await revokeAllSessions(tx, id, "deleted");
+        return {
+          result: after,
+          audit: { action: "admin.user.deleted", target: { type: "user", id }, metadata: { permanent: false } },
+        };
+      });
+      return result ? c.json(publicUser(result), 200) : c.body(null, 204);
+    },
+  );

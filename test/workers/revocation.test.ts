@@ -1,0 +1,75 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { createRedis } from "../../src/adapters/cache/redis.ts";
+import { createDb } from "../../src/adapters/db/client.ts";
+import type { RevocationList } from "../../src/auth/revocation/port.ts";
+import { postgresRevocationList, purgeExpiredRevocations } from "../../src/auth/revocation/postgres.ts";
+import { redisRevocationList } from "../../src/auth/revocation/redis.ts";
+import { loadConfig } from "../../src/env.ts";
+import { stack } from "./harness.ts";
+
+const loaded = loadConfig(env);
+if (!loaded.ok) throw new Error(`test environment is invalid: ${JSON.stringify(loaded.issues)}`);
+const config = loaded.config;
+const now = () => Math.floor(Date.now() / 1000);
+
+/** The behaviour every revocation list must have, run against each adapter. */
+function conformance(name: string, make: () => RevocationList, enabled = true) {
+  describe.skipIf(!enabled)(`revocation list: ${name}`, () => {
+    it("remembers a revoked token until it expires", async () => {
+      const list = make();
+      const id = crypto.randomUUID();
+      expect(await list.isRevoked(id)).toBe(false);
+      await list.revoke(id, now() + 600);
+      expect(await list.isRevoked(id)).toBe(true);
+    });
+
+    it("is idempotent", async () => {
+      const list = make();
+      const id = crypto.randomUUID();
+      await list.revoke(id, now() + 600);
+      await list.revoke(id, now() + 600);
+      expect(await list.isRevoked(id)).toBe(true);
+    });
+
+    it("ignores tokens that have already expired", async () => {
+      const list = make();
+      const id = crypto.randomUUID();
+      await list.revoke(id, now() - 1);
+      expect(await list.isRevoked(id)).toBe(false);
+    });
+
+    it("forgets an entry once the token's expiry passes", async () => {
+      const list = make();
+      const id = crypto.randomUUID();
+      await list.revoke(id, now() + 1);
+      expect(await list.isRevoked(id)).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 2_100));
+      expect(await list.isRevoked(id)).toBe(false);
+    });
+  });
+}
+
+conformance("postgres", () => postgresRevocationList(createDb(config)));
+conformance(
+  "redis (Upstash REST)",
+  () => {
+    const redis = createRedis(config);
+    if (!redis) throw new Error("no redis");
+    return redisRevocationList(redis);
+  },
+  stack().redis,
+);
+
+describe("postgres revocation clean-up", () => {
+  it("purges only expired rows", async () => {
+    const db = createDb(config);
+    const list = postgresRevocationList(db);
+    const live = crypto.randomUUID();
+    await list.revoke(live, now() + 600);
+    await list.revoke(crypto.randomUUID(), now() + 1);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(await purgeExpiredRevocations(db)).toBeGreaterThanOrEqual(1);
+    expect(await list.isRevoked(live)).toBe(true);
+  });
+});
