@@ -148,50 +148,6 @@ export const adminUserRoutes = createRouter()
   .openapi(
     createRoute({
       method: "post",
-      path: "/api/admin/users/{id}/{action}",
-      tags: ["admin"],
-      summary: "Activate or deactivate a user (deactivation ends every session at once)",
-      middleware: [requireRole("admin")] as const,
-      request: { params: IdParam.extend({ action: z.enum(["activate", "deactivate"]) }) },
-      responses: {
-        200: jsonResponse("The updated user", PublicUser),
-        403: problem("Not an admin"),
-        404: problem("No such user"),
-        409: problem("The last active admin cannot be deactivated, or the user is deleted"),
-      },
-    }),
-    async (c) => {
-      const { id, action } = c.req.valid("param");
-      const active = action === "activate";
-      const updated = await auditedChange(c.var.config, async (tx: Database) => {
-        const before = await loadUser(tx, id);
-        if (before.deletedAt)
-          throw new ApiError("CONFLICT", "The user is deleted; it cannot be activated or deactivated.");
-        const guard = before.role === "admin" && !active ? anotherActiveAdmin(id) : sql`true`;
-        const [after] = await tx
-          .update(users)
-          .set({ isActive: active, updatedAt: new Date() })
-          .where(and(eq(users.id, id), guard))
-          .returning();
-        if (!after) throw lastAdmin();
-        const ended = active ? 0 : await revokeAllSessions(tx, id, "deactivated");
-        return {
-          result: after,
-          audit: {
-            action: active ? "admin.user.activated" : "admin.user.deactivated",
-            target: { type: "user", id },
-            before: { is_active: before.isActive },
-            after: { is_active: after.isActive },
-            metadata: { sessions_ended: ended },
-          },
-        };
-      });
-      return c.json(publicUser(updated), 200);
-    },
-  )
-  .openapi(
-    createRoute({
-      method: "post",
       path: "/api/admin/users/{id}/password-reset",
       tags: ["admin"],
       summary: "Issue a one-time password reset token for the user (shown once)",
@@ -231,6 +187,51 @@ export const adminUserRoutes = createRouter()
         };
       });
       return c.json({ reset_token: token, expires_at: expiresAt.toISOString() }, 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/api/admin/users/{id}/{action}",
+      tags: ["admin"],
+      summary: "Activate or deactivate a user (deactivation ends every session at once)",
+      // Registered after /password-reset, which this pattern would otherwise shadow.
+      middleware: [requireRole("admin")] as const,
+      request: { params: IdParam.extend({ action: z.enum(["activate", "deactivate"]) }) },
+      responses: {
+        200: jsonResponse("The updated user", PublicUser),
+        403: problem("Not an admin"),
+        404: problem("No such user"),
+        409: problem("The last active admin cannot be deactivated, or the user is deleted"),
+      },
+    }),
+    async (c) => {
+      const { id, action } = c.req.valid("param");
+      const active = action === "activate";
+      const updated = await auditedChange(c.var.config, async (tx: Database) => {
+        const before = await loadUser(tx, id);
+        if (before.deletedAt)
+          throw new ApiError("CONFLICT", "The user is deleted; it cannot be activated or deactivated.");
+        const guard = before.role === "admin" && !active ? anotherActiveAdmin(id) : sql`true`;
+        const [after] = await tx
+          .update(users)
+          .set({ isActive: active, updatedAt: new Date() })
+          .where(and(eq(users.id, id), guard))
+          .returning();
+        if (!after) throw lastAdmin();
+        const ended = active ? 0 : await revokeAllSessions(tx, id, "deactivated");
+        return {
+          result: after,
+          audit: {
+            action: active ? "admin.user.activated" : "admin.user.deactivated",
+            target: { type: "user", id },
+            before: { is_active: before.isActive },
+            after: { is_active: after.isActive },
+            metadata: { sessions_ended: ended },
+          },
+        };
+      });
+      return c.json(publicUser(updated), 200);
     },
   )
   .openapi(
