@@ -27,6 +27,8 @@ export default defineConfig(async () => {
     test: {
       name: "workers",
       include: ["test/workers/**/*.test.ts"],
+      // Files share one Postgres; some (bootstrap, audit verify) need it to themselves for a moment.
+      fileParallelism: false,
       globalSetup: ["./test/global-setup.ts"],
       testTimeout: 20_000,
       hookTimeout: 30_000,

@@ -3,7 +3,7 @@
 declare namespace Cloudflare {
   interface GlobalProps {
     mainModule: typeof import("./index.ts");
-    durableNamespaces: "MetricsAggregator";
+    durableNamespaces: "MetricsAggregator" | "RateLimiter";
   }
   type AppBindings = import("./env.ts").Env;
   interface Env extends AppBindings {}

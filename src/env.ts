@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { MetricsAggregator } from "../workers/metrics-aggregator.ts";
+import type { RateLimiter } from "../workers/rate-limiter.ts";
 import { type Config, type ConfigIssue, type ConfigResult, parseConfig } from "./config.ts";
 
 /** The Worker's bindings, as declared in wrangler.toml. Variables are read through Config. */
@@ -10,6 +11,7 @@ export interface Env {
   KB_INGEST: Queue<unknown>;
   ANALYTICS: AnalyticsEngineDataset;
   METRICS: DurableObjectNamespace<MetricsAggregator>;
+  RATE_LIMITER: DurableObjectNamespace<RateLimiter>;
   [variable: string]: unknown;
 }
 
@@ -27,6 +29,7 @@ export const bindingsSchema = z.object({
   KB_INGEST: binding("Queue"),
   ANALYTICS: binding("Analytics Engine dataset"),
   METRICS: binding("Durable Object namespace"),
+  RATE_LIMITER: binding("Durable Object namespace"),
 });
 
 // Bindings and variables never change within an isolate, so validate once per env object.

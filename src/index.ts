@@ -4,6 +4,7 @@ import { app } from "./app.ts";
 import type { Env } from "./env.ts";
 
 export { MetricsAggregator } from "../workers/metrics-aggregator.ts";
+export { RateLimiter } from "../workers/rate-limiter.ts";
 
 export default {
   fetch: app.fetch,

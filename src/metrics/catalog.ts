@@ -49,6 +49,36 @@ export const metricCatalog = {
     help: "Queue messages handled, by queue and outcome (ack or retry).",
     labelNames: ["queue", "outcome"],
   },
+  auth_registrations_total: {
+    type: "counter",
+    help: "Accounts created through POST /api/auth/register.",
+    labelNames: [],
+  },
+  auth_logins_total: {
+    type: "counter",
+    help: "Login attempts by outcome (success, failure, deactivated).",
+    labelNames: ["outcome"],
+  },
+  auth_refreshes_total: {
+    type: "counter",
+    help: "Refresh attempts by outcome (rotated, raced, reused, invalid).",
+    labelNames: ["outcome"],
+  },
+  auth_refresh_reuse_total: {
+    type: "counter",
+    help: "Spent refresh tokens presented again: each revoked its whole session.",
+    labelNames: [],
+  },
+  rate_limited_total: {
+    type: "counter",
+    help: "Requests refused with 429, by rule (register, login, refresh, or lockout for a locked account).",
+    labelNames: ["rule"],
+  },
+  auth_lockouts_total: {
+    type: "counter",
+    help: "Login lockouts started: failures that reached the threshold and locked the account.",
+    labelNames: [],
+  },
   metrics_series_dropped_total: {
     type: "counter",
     help: "Events not aggregated because the series limit of the metrics aggregator was reached.",

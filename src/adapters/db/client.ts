@@ -69,7 +69,7 @@ export async function withPoolDb<T>(
     query_timeout: QUERY_TIMEOUT_MS,
   });
   // A late disconnect after end() must not surface as an unhandled error.
-  pool.on("error", (error: Error) => log("warn", "postgres pool error", { error: error.message }));
+  pool.on("error", (error: Error) => log("debug", "postgres pool error", { error: error.message }));
   try {
     return await work(drizzlePool({ client: pool, schema }));
   } finally {
