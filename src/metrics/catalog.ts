@@ -8,6 +8,13 @@ interface CounterDefinition {
   labelNames: readonly string[];
 }
 
+/** A value that is set, not added to: the latest sample wins (e.g. active sessions right now). */
+interface GaugeDefinition {
+  type: "gauge";
+  help: string;
+  labelNames: readonly string[];
+}
+
 interface HistogramDefinition {
   type: "histogram";
   help: string;
@@ -16,7 +23,7 @@ interface HistogramDefinition {
   buckets: readonly number[];
 }
 
-export type MetricDefinition = CounterDefinition | HistogramDefinition;
+export type MetricDefinition = CounterDefinition | GaugeDefinition | HistogramDefinition;
 
 // Edge API latencies: a cache hit is a few ms, a streamed LLM answer can take seconds.
 const httpDurationBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -63,6 +70,16 @@ export const metricCatalog = {
     type: "counter",
     help: "Refresh attempts by outcome (rotated, raced, reused, invalid).",
     labelNames: ["outcome"],
+  },
+  auth_active_sessions: {
+    type: "gauge",
+    help: "Sessions that can still be refreshed (not revoked, within both timeouts), set by the 5-minute cron.",
+    labelNames: [],
+  },
+  auth_daily_active_users: {
+    type: "gauge",
+    help: "Distinct users with an authenticated request today (UTC), set by the 5-minute cron.",
+    labelNames: [],
   },
   auth_refresh_reuse_total: {
     type: "counter",

@@ -35,7 +35,8 @@ export function applyEvent(series: Series | undefined, event: MetricEvent): Seri
   const bounds = bucketBounds(event.name);
   return {
     ...current,
-    sum: current.sum + event.value,
+    // A gauge keeps its latest value; counters and histograms accumulate.
+    sum: metricCatalog[event.name].type === "gauge" ? event.value : current.sum + event.value,
     count: current.count + 1,
     buckets: current.buckets.map((n, i) => (event.value <= (bounds[i] as number) ? n + 1 : n)),
   };
@@ -66,7 +67,7 @@ function renderSeries(series: Series): string[] {
   const { metric } = series;
   const definition: MetricDefinition = metricCatalog[metric];
   const labels = definition.labelNames.map((name, i): [string, string] => [name, series.labelValues[i] as string]);
-  if (definition.type === "counter") return [`${metric}${formatLabels(labels)} ${formatSampleValue(series.sum)}`];
+  if (definition.type !== "histogram") return [`${metric}${formatLabels(labels)} ${formatSampleValue(series.sum)}`];
   const bucketLines = [...definition.buckets, Number.POSITIVE_INFINITY].map((le, i) => {
     const count = series.buckets[i] ?? series.count;
     return `${metric}_bucket${formatLabels([...labels, ["le", formatSampleValue(le)]])} ${count}`;

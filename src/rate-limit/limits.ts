@@ -1,4 +1,5 @@
 import type { LockoutPolicy, LockoutState } from "../../workers/rate-limiter.ts";
+import { sha256Hex } from "../auth/crypto.ts";
 import type { RateLimitRule } from "../config.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -53,9 +54,7 @@ export async function clearLoginFailures(env: Env, key: string): Promise<void> {
 
 // Hashed so that no email or address is kept in clear as a Durable Object name.
 async function limiterFor(env: Env, rule: RateLimitRuleName | "lockout", key: string) {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
-  const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-  return env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`${rule}:${hex}`));
+  return env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`${rule}:${await sha256Hex(key)}`));
 }
 
 let limiterFailing = false;

@@ -18,12 +18,10 @@ import {
 import { ApiError, fieldError } from "../errors.ts";
 import { recordMetrics } from "../metrics/record.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
-import { rateLimit } from "../middleware/rate-limit.ts";
+import { clientIpKey, rateLimit } from "../middleware/rate-limit.ts";
 import { currentWorkContext } from "../observability/context.ts";
 import { assertNotLockedOut, clearLoginFailures, recordLoginFailure } from "../rate-limit/limits.ts";
 import { createRouter, jsonBody, jsonResponse, problem } from "./router.ts";
-
-const clientIp = (header: string | undefined) => header ?? "unknown";
 
 const Tokens = z
   .object({
@@ -73,7 +71,7 @@ export const authRoutes = createRouter()
       path: "/api/auth/register",
       tags: ["auth"],
       summary: "Create an account (role user)",
-      middleware: [rateLimit("register", (c) => clientIp(c.req.header("cf-connecting-ip")))] as const,
+      middleware: [rateLimit("register", clientIpKey)] as const,
       request: { body: jsonBody(Register) },
       responses: {
         201: jsonResponse("The new account", PublicUser),
@@ -117,7 +115,7 @@ export const authRoutes = createRouter()
         rateLimit("login", async (c) => {
           const body = (await c.req.json().catch(() => ({}))) as { email?: unknown };
           const email = typeof body.email === "string" ? body.email.trim().toLowerCase() : "";
-          return `${clientIp(c.req.header("cf-connecting-ip"))}|${email}`;
+          return `${clientIpKey(c)}|${email}`;
         }),
       ] as const,
       request: { body: jsonBody(Login) },
@@ -132,7 +130,7 @@ export const authRoutes = createRouter()
       const { email, password } = c.req.valid("json");
       const config = c.var.config;
       const db = createDb(config);
-      const lockKey = `${clientIp(c.req.header("cf-connecting-ip"))}|${email}`;
+      const lockKey = `${clientIpKey(c)}|${email}`;
       await assertNotLockedOut(c.env, lockKey);
       const [user] = await db.select().from(users).where(eq(users.email, email)).limit(1);
       const usable = user && !user.deletedAt;
@@ -191,7 +189,7 @@ export const authRoutes = createRouter()
       path: "/api/auth/refresh",
       tags: ["auth"],
       summary: "Exchange a refresh token for new tokens (the old one is spent)",
-      middleware: [rateLimit("refresh", (c) => clientIp(c.req.header("cf-connecting-ip")))] as const,
+      middleware: [rateLimit("refresh", clientIpKey)] as const,
       request: { body: jsonBody(Refresh) },
       responses: {
         200: jsonResponse("New access and refresh tokens", Tokens),

@@ -21,7 +21,10 @@ describe("POST /api/admin/bootstrap", () => {
 
   it("refuses a missing or wrong token", async () => {
     expect((await call("POST", "/api/admin/bootstrap", { json: body() })).status).toBe(401);
-    const wrong = await call("POST", "/api/admin/bootstrap", { json: body(), headers: { authorization: "Bearer nope" } });
+    const wrong = await call("POST", "/api/admin/bootstrap", {
+      json: body(),
+      headers: { authorization: "Bearer nope" },
+    });
     expect(wrong.status).toBe(401);
   });
 
@@ -35,13 +38,22 @@ describe("POST /api/admin/bootstrap", () => {
 
   it("creates the first admin once; afterwards 409", async () => {
     const first = body();
-    const created = await call("POST", "/api/admin/bootstrap", { json: first, headers: { authorization: `Bearer ${TOKEN}` } });
+    const created = await call("POST", "/api/admin/bootstrap", {
+      json: first,
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
     expect(created.status).toBe(201);
     expect(created.body.role).toBe("admin");
     hidden.push(created.body.id);
-    const again = await call("POST", "/api/admin/bootstrap", { json: body(), headers: { authorization: `Bearer ${TOKEN}` } });
+    const again = await call("POST", "/api/admin/bootstrap", {
+      json: body(),
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
     expect(again.status).toBe(409);
-    const login = await call("POST", "/api/auth/login", { json: { email: first.email, password: PASSWORD }, ip: freshIp() });
+    const login = await call("POST", "/api/auth/login", {
+      json: { email: first.email, password: PASSWORD },
+      ip: freshIp(),
+    });
     expect(login.body.user.role).toBe("admin");
     const audit = (await db.execute(
       sql`select actor_type from audit_log where action = 'admin.bootstrap' and target_id = ${created.body.id}`,
@@ -53,7 +65,9 @@ describe("POST /api/admin/bootstrap", () => {
 
   it("lets exactly one of two concurrent bootstraps win", async () => {
     const results = await Promise.all(
-      [body(), body()].map((json) => call("POST", "/api/admin/bootstrap", { json, headers: { authorization: `Bearer ${TOKEN}` } })),
+      [body(), body()].map((json) =>
+        call("POST", "/api/admin/bootstrap", { json, headers: { authorization: `Bearer ${TOKEN}` } }),
+      ),
     );
     expect(results.map((r) => r.status).sort()).toEqual([201, 409]);
     const winner = results.find((r) => r.status === 201);

@@ -196,3 +196,12 @@ describe("the catalog follows Prometheus naming rules", () => {
     }
   });
 });
+
+describe("gauges", () => {
+  it("keep the latest value instead of adding", () => {
+    const event = (value: number) => ({ name: "auth_active_sessions" as const, labels: {}, value });
+    const series = applyEvent(applyEvent(undefined, event(7)), event(3));
+    expect(series.sum).toBe(3);
+    expect(renderExposition([series])).toMatch(/^# TYPE auth_active_sessions gauge\nauth_active_sessions 3$/m);
+  });
+});

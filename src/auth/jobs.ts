@@ -1,0 +1,55 @@
+import { and, isNotNull, lt, or, sql } from "drizzle-orm";
+import { createDb, queryRows } from "../adapters/db/client.ts";
+import { authSessions, passwordResetTokens } from "../adapters/db/schema/identity.ts";
+import { type Env, loadConfig } from "../env.ts";
+import { recordMetrics } from "../metrics/record.ts";
+import { log } from "../observability/log.ts";
+import { purgeExpiredRevocations } from "./revocation/postgres.ts";
+
+const configOf = (env: Env) => {
+  const loaded = loadConfig(env);
+  if (!loaded.ok) throw new Error("bad environment");
+  return loaded.config;
+};
+
+/** Every 5 minutes: active sessions and today's active users, as gauges. */
+export async function recordIdentityGauges(env: Env): Promise<void> {
+  const config = configOf(env);
+  const [row] = await queryRows<{ sessions: number; dau: number }>(
+    createDb(config),
+    sql`select
+      (select count(*)::int from auth_sessions where revoked_at is null and expires_at > now()
+         and last_used_at > now() - ${`${config.SESSION_IDLE_TIMEOUT_MINUTES} minutes`}::interval) as sessions,
+      (select count(*)::int from user_activity where day = (now() at time zone 'utc')::date) as dau`,
+  );
+  await recordMetrics(
+    env,
+    undefined,
+    { name: "auth_active_sessions", labels: {}, value: row?.sessions ?? 0 },
+    { name: "auth_daily_active_users", labels: {}, value: row?.dau ?? 0 },
+  );
+}
+
+// Ended sessions and spent reset tokens are kept this long for investigations, then dropped.
+const RETENTION_DAYS = 30;
+
+/** Daily: forget expired revocations, long-ended sessions and old reset tokens. */
+export async function cleanUpIdentity(env: Env): Promise<void> {
+  const db = createDb(configOf(env));
+  const cutoff = new Date(Date.now() - RETENTION_DAYS * 86_400_000);
+  const revocations = await purgeExpiredRevocations(db);
+  const sessions = await db
+    .delete(authSessions)
+    .where(
+      or(
+        lt(authSessions.expiresAt, cutoff),
+        and(isNotNull(authSessions.revokedAt), lt(authSessions.revokedAt, cutoff)),
+      ),
+    )
+    .returning({ id: authSessions.id });
+  const resets = await db
+    .delete(passwordResetTokens)
+    .where(lt(passwordResetTokens.expiresAt, cutoff))
+    .returning({ id: passwordResetTokens.id });
+  log("info", "identity clean-up", { revocations, sessions: sessions.length, reset_tokens: resets.length });
+}

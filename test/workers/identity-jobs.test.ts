@@ -1,0 +1,66 @@
+import { env } from "cloudflare:workers";
+import { sql } from "drizzle-orm";
+import { describe, expect, it, vi } from "vitest";
+import { cleanUpIdentity, recordIdentityGauges } from "../../src/auth/jobs.ts";
+import { OPERATOR_TOKEN, serve } from "./harness.ts";
+import { app, call, db, freshIp, PASSWORD, signedInUser } from "./identity-helpers.ts";
+
+const count = async (query: ReturnType<typeof sql>) =>
+  ((await db.execute(query)) as unknown as { rows: { n: number }[] }).rows[0]?.n ?? -1;
+
+describe("identity metrics", () => {
+  it("counts registrations, logins by outcome, refreshes and reuse", async () => {
+    const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+    const user = await signedInUser();
+    await call("POST", "/api/auth/login", {
+      json: { email: user.email, password: "Wrong-password-123" },
+      ip: freshIp(),
+    });
+    await call("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh }, ip: freshIp() });
+    const names = writes.mock.calls.map(([p]) => (p?.blobs ?? []).filter((b, i) => i !== 1).join(":"));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        "auth_registrations_total",
+        "auth_logins_total:success",
+        "auth_logins_total:failure",
+        "auth_refreshes_total:rotated",
+      ]),
+    );
+    writes.mockRestore();
+  });
+
+  it("sets the active-session and daily-active-user gauges from the database", async () => {
+    await signedInUser();
+    const u = await signedInUser();
+    await call("GET", "/api/auth/me", { token: u.access });
+    const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+    await recordIdentityGauges(env);
+    const value = (name: string) => writes.mock.calls.find(([p]) => p?.blobs?.[0] === name)?.[0]?.doubles?.[0];
+    const sessions =
+      await count(sql`select count(*)::int as n from auth_sessions where revoked_at is null and expires_at > now()
+      and last_used_at > now() - interval '60 minutes'`);
+    const dau = await count(
+      sql`select count(*)::int as n from user_activity where day = (now() at time zone 'utc')::date`,
+    );
+    expect(value("auth_active_sessions")).toBe(sessions);
+    expect(value("auth_daily_active_users")).toBe(dau);
+    expect(dau).toBeGreaterThanOrEqual(1);
+    writes.mockRestore();
+    const exposition = await (
+      await serve(app, "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } })
+    ).text();
+    expect(exposition).toContain("# TYPE auth_active_sessions gauge");
+    expect(exposition).toMatch(new RegExp(`^auth_active_sessions ${sessions}$`, "m"));
+  });
+});
+
+describe("daily identity clean-up", () => {
+  it("drops long-ended sessions and keeps live ones", async () => {
+    const user = await signedInUser();
+    await call("POST", "/api/auth/login", { json: { email: user.email, password: PASSWORD }, ip: freshIp() });
+    await db.execute(sql`update auth_sessions set revoked_at = now() - interval '40 days'
+      where id = (select id from auth_sessions where user_id = ${user.id} order by created_at limit 1)`);
+    await cleanUpIdentity(env);
+    expect(await count(sql`select count(*)::int as n from auth_sessions where user_id = ${user.id}`)).toBe(1);
+  });
+});
