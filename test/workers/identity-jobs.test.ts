@@ -17,7 +17,11 @@ describe("identity metrics", () => {
       ip: freshIp(),
     });
     await call("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh }, ip: freshIp() });
-    const names = writes.mock.calls.map(([p]) => (p?.blobs ?? []).filter((b, i) => i !== 1).join(":"));
+    // Metric name and labels, without the environment column (blob2).
+    const names = writes.mock.calls.map(([p]) => {
+      const [name, , ...labels] = p?.blobs ?? [];
+      return [name, ...labels].join(":");
+    });
     expect(names).toEqual(
       expect.arrayContaining([
         "auth_registrations_total",
