@@ -12,7 +12,7 @@ import {
 import { recordAudit } from "../audit/record.ts";
 import { ApiError } from "../errors.ts";
 import { requireRole } from "../middleware/auth.ts";
-import { createRouter, problem } from "./router.ts";
+import { createRouter, problem, signedIn } from "./router.ts";
 
 const Filters = z.object({
   actor_id: z.string().min(1).max(200).optional(),
@@ -78,7 +78,6 @@ const Verification = z.object({
 });
 
 // Security scheme names are registered with the auth routes: an access token or an API key.
-const security: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKey: [] }];
 
 const adminOrViewer = requireRole("admin", "viewer");
 
@@ -107,7 +106,7 @@ export const adminAuditRoutes = createRouter()
       method: "get",
       path: "/api/admin/audit",
       tags: ["admin"],
-      security,
+      security: signedIn,
       middleware: [adminOrViewer] as const,
       summary: "Audit entries, newest first, filtered and paginated by cursor",
       request: { query: ListQuery },
@@ -133,7 +132,7 @@ export const adminAuditRoutes = createRouter()
       method: "get",
       path: "/api/admin/audit/export",
       tags: ["admin"],
-      security,
+      security: signedIn,
       middleware: [adminOrViewer] as const,
       summary: "The filtered audit entries as CSV, oldest first, streamed",
       description:
@@ -165,7 +164,7 @@ export const adminAuditRoutes = createRouter()
       method: "get",
       path: "/api/admin/audit/verify",
       tags: ["admin"],
-      security,
+      security: signedIn,
       middleware: [adminOrViewer] as const,
       summary: "Walks the hash chain and names the first broken link",
       description:

@@ -9,7 +9,7 @@ import { revokeAllSessions } from "../auth/sessions.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireRole } from "../middleware/auth.ts";
-import { createRouter, jsonBody, jsonResponse, problem } from "./router.ts";
+import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 type UserRow = typeof users.$inferSelect;
 
@@ -60,6 +60,7 @@ export const adminUserRoutes = createRouter()
       path: "/api/admin/users",
       tags: ["admin"],
       summary: "List and search users",
+      security: signedIn,
       middleware: [requireRole(...read)] as const,
       request: { query: ListQuery },
       responses: { 200: jsonResponse("A page of users", UserPage), 403: problem("Not an admin or viewer") },
@@ -95,6 +96,7 @@ export const adminUserRoutes = createRouter()
       path: "/api/admin/users/{id}",
       tags: ["admin"],
       summary: "Get a user",
+      security: signedIn,
       middleware: [requireRole(...read)] as const,
       request: { params: IdParam },
       responses: {
@@ -111,6 +113,7 @@ export const adminUserRoutes = createRouter()
       path: "/api/admin/users/{id}/role",
       tags: ["admin"],
       summary: "Change a user's role (takes effect on their next request)",
+      security: signedIn,
       middleware: [requireRole("admin")] as const,
       request: { params: IdParam, body: jsonBody(z.object({ role: RoleField })) },
       responses: {
@@ -151,6 +154,7 @@ export const adminUserRoutes = createRouter()
       path: "/api/admin/users/{id}/password-reset",
       tags: ["admin"],
       summary: "Issue a one-time password reset token for the user (shown once)",
+      security: signedIn,
       middleware: [requireRole("admin")] as const,
       request: { params: IdParam },
       responses: {
@@ -196,6 +200,7 @@ export const adminUserRoutes = createRouter()
       tags: ["admin"],
       summary: "Activate or deactivate a user (deactivation ends every session at once)",
       // Registered after /password-reset, which this pattern would otherwise shadow.
+      security: signedIn,
       middleware: [requireRole("admin")] as const,
       request: { params: IdParam.extend({ action: z.enum(["activate", "deactivate"]) }) },
       responses: {
@@ -240,6 +245,7 @@ export const adminUserRoutes = createRouter()
       path: "/api/admin/users/{id}",
       tags: ["admin"],
       summary: "Delete a user: soft first; with permanent=true a soft-deleted user is erased",
+      security: signedIn,
       middleware: [requireRole("admin")] as const,
       request: { params: IdParam, query: z.object({ permanent: z.enum(["true", "false"]).default("false") }) },
       responses: {

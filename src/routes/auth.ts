@@ -21,7 +21,7 @@ import { principalOf, requireUser } from "../middleware/auth.ts";
 import { clientIpKey, rateLimit } from "../middleware/rate-limit.ts";
 import { currentWorkContext } from "../observability/context.ts";
 import { assertNotLockedOut, clearLoginFailures, recordLoginFailure } from "../rate-limit/limits.ts";
-import { createRouter, jsonBody, jsonResponse, problem } from "./router.ts";
+import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 const Tokens = z
   .object({
@@ -235,6 +235,7 @@ export const authRoutes = createRouter()
       path: "/api/auth/logout",
       tags: ["auth"],
       summary: "End this session: its refresh family and the presented access token",
+      security: signedIn,
       middleware: [requireUser] as const,
       responses: { 204: { description: "Signed out" }, 401: problem("Not signed in") },
     }),
@@ -258,6 +259,7 @@ export const authRoutes = createRouter()
       path: "/api/auth/me",
       tags: ["auth"],
       summary: "The signed-in user",
+      security: signedIn,
       middleware: [requireUser] as const,
       responses: { 200: jsonResponse("The user", PublicUser), 401: problem("Not signed in") },
     }),
@@ -276,6 +278,7 @@ export const authRoutes = createRouter()
       path: "/api/auth/sessions",
       tags: ["auth"],
       summary: "The signed-in user's live sessions",
+      security: signedIn,
       middleware: [requireUser] as const,
       responses: {
         200: jsonResponse("Sessions, most recently used first", z.object({ items: z.array(Session) })),
@@ -307,6 +310,7 @@ export const authRoutes = createRouter()
       path: "/api/auth/sessions/{id}",
       tags: ["auth"],
       summary: "End one of the signed-in user's sessions",
+      security: signedIn,
       middleware: [requireUser] as const,
       request: { params: z.object({ id: z.uuid() }) },
       responses: {

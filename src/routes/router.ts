@@ -58,6 +58,9 @@ export const jsonResponse = <T extends z.ZodType>(description: string, schema: T
   content: { "application/json": { schema } },
 });
 
+/** `security` of routes behind requireUser / requireRole: an access token or an API key. */
+export const signedIn: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKey: [] }];
+
 /** The credentials routes name in their `security`, for the OpenAPI document. */
 export function describeSecuritySchemes(app: OpenAPIHono<AppEnv>): void {
   const register = app.openAPIRegistry.registerComponent.bind(app.openAPIRegistry, "securitySchemes");

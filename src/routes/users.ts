@@ -13,7 +13,7 @@ import { createRevocationList } from "../auth/revocation/index.ts";
 import { revokeAllSessions } from "../auth/sessions.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
-import { createRouter, jsonBody, jsonResponse, problem } from "./router.ts";
+import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 const ChangePassword = z.object({ current_password: PasswordField, new_password: PasswordField });
 
@@ -60,6 +60,7 @@ export const userRoutes = createRouter()
       path: "/api/users/me/change-password",
       tags: ["users"],
       summary: "Change your password; every session ends",
+      security: signedIn,
       middleware: [requireUser] as const,
       request: { body: jsonBody(ChangePassword) },
       responses: {
@@ -107,6 +108,7 @@ export const userRoutes = createRouter()
       path: "/api/users/me/api-keys",
       tags: ["users"],
       summary: "Create an API key (shown once)",
+      security: signedIn,
       middleware: [requireUser] as const,
       request: { body: jsonBody(CreateApiKey) },
       responses: {
@@ -155,6 +157,7 @@ export const userRoutes = createRouter()
       path: "/api/users/me/api-keys",
       tags: ["users"],
       summary: "Your API keys (without secrets)",
+      security: signedIn,
       middleware: [requireUser] as const,
       responses: {
         200: jsonResponse("Keys, newest first", z.object({ items: z.array(ApiKey) })),
@@ -176,6 +179,7 @@ export const userRoutes = createRouter()
       path: "/api/users/me/api-keys/{id}",
       tags: ["users"],
       summary: "Revoke one of your API keys",
+      security: signedIn,
       middleware: [requireUser] as const,
       request: { params: z.object({ id: z.uuid() }) },
       responses: {
