@@ -28,7 +28,10 @@ export async function probe(run: () => Promise<ProbeResult | undefined>, timeout
     timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
   });
   try {
-    const result: ProbeResult = (await Promise.race([run(), deadline])) ?? { status: "ok" };
+    const work = run();
+    // A probe that loses the race to the deadline may still fail later; that failure is already reported.
+    work.catch(() => {});
+    const result: ProbeResult = (await Promise.race([work, deadline])) ?? { status: "ok" };
     return { ...result, latency_ms: result.status === "disabled" ? null : Date.now() - started };
   } catch (error) {
     return { status: "down", latency_ms: Date.now() - started, reason: reasonOf(error) };

@@ -1,6 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
+import { requireRole } from "./auth.ts";
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
@@ -14,19 +15,23 @@ async function tokensMatch(given: string, expected: string): Promise<boolean> {
   return crypto.subtle.timingSafeEqual(a, b);
 }
 
+const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/;
+
 /**
- * Operator-only routes (/metrics, /health/detailed): Authorization: Bearer <OPERATOR_TOKEN>.
- * Missing or wrong token: 401. OPERATOR_TOKEN unset: 403, so the endpoints are closed by default.
+ * Operator routes (/metrics, /health/detailed): the OPERATOR_TOKEN (for scrapers and probes), or a
+ * signed-in admin or viewer (access token or API key). Missing or wrong operator token: 401.
+ * OPERATOR_TOKEN unset and no user credentials: 403, so the endpoints are closed by default.
  */
 export const requireOperator = createMiddleware<AppEnv>(async (c, next) => {
+  const given = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
+  if ((given && JWT_SHAPE.test(given)) || c.req.header("x-api-key")) return requireRole("admin", "viewer")(c, next);
   const expected = c.var.config.OPERATOR_TOKEN;
   if (!expected) {
     throw new ApiError(
       "FORBIDDEN",
-      "Operator endpoints are disabled: set OPERATOR_TOKEN (16+ characters) to enable them.",
+      "Operator endpoints are disabled: set OPERATOR_TOKEN (16+ characters), or sign in as an admin or viewer.",
     );
   }
-  const given = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
   if (!given) {
     throw new ApiError("UNAUTHORIZED", "Send the operator token as Authorization: Bearer <OPERATOR_TOKEN>.", {
       headers: { "WWW-Authenticate": 'Bearer realm="operator"' },

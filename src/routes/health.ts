@@ -8,7 +8,7 @@ import { ApiError } from "../errors.ts";
 import { type ComponentCheck, overallStatus, probe } from "../health/status.ts";
 import { requireOperator } from "../middleware/operator.ts";
 import { tracedFetch } from "../observability/outbound.ts";
-import { createRouter, problem } from "./router.ts";
+import { createRouter, problem, signedIn } from "./router.ts";
 
 const PROBE_TIMEOUT_MS = 3_000;
 
@@ -104,7 +104,7 @@ export const healthRoutes = createRouter()
       path: "/health/detailed",
       tags: ["health"],
       summary: "Every component's status and latency (operator token)",
-      security: [{ operatorToken: [] }],
+      security: [{ operatorToken: [] }, ...signedIn],
       middleware: [requireOperator] as const,
       responses: {
         200: { description: "Component report", content: { "application/json": { schema: Detailed } } },

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { metricsAggregator } from "../metrics/record.ts";
 import { requireOperator } from "../middleware/operator.ts";
-import { createRouter, problem } from "./router.ts";
+import { createRouter, problem, signedIn } from "./router.ts";
 
 const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -12,7 +12,7 @@ const getMetrics = createRoute({
   summary: "Prometheus metrics",
   description:
     "Global counters and histograms (all isolates, aggregated in one Durable Object) in the Prometheus text format 0.0.4. The catalog is in docs/metrics.md.",
-  security: [{ operatorToken: [] }],
+  security: [{ operatorToken: [] }, ...signedIn],
   middleware: [requireOperator] as const,
   responses: {
     200: { description: "The exposition", content: { "text/plain": { schema: z.string() } } },

@@ -68,3 +68,14 @@ describe("daily identity clean-up", () => {
     expect(await count(sql`select count(*)::int as n from auth_sessions where user_id = ${user.id}`)).toBe(1);
   });
 });
+
+describe("operator routes accept admins and viewers once roles exist", () => {
+  it("serves /health/detailed and /metrics to a viewer, refuses a plain user", async () => {
+    const viewer = await signedInUser("viewer");
+    const user = await signedInUser();
+    expect((await call("GET", "/health/detailed", { token: viewer.access })).status).toBe(200);
+    const metrics = (token: string) => serve(app, "/metrics", { headers: { authorization: `Bearer ${token}` } });
+    expect((await metrics(viewer.access)).status).toBe(200);
+    expect((await metrics(user.access)).status).toBe(403);
+  });
+});

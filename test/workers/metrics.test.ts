@@ -93,7 +93,7 @@ describe("GET /metrics", () => {
       paths: Record<string, { get?: { security?: unknown } }>;
       components: { securitySchemes: Record<string, unknown> };
     }>();
-    expect(doc.paths["/metrics"]?.get?.security).toEqual([{ operatorToken: [] }]);
+    expect(doc.paths["/metrics"]?.get?.security).toEqual([{ operatorToken: [] }, { bearerAuth: [] }, { apiKey: [] }]);
     expect(doc.components.securitySchemes.operatorToken).toMatchObject({ type: "http", scheme: "bearer" });
   });
 });
