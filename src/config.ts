@@ -123,6 +123,15 @@ export const variablesSchema = z
     LOGIN_LOCKOUT_THRESHOLD: positiveInt(5),
     LOGIN_LOCKOUT_BASE_SECONDS: positiveInt(60),
     LOGIN_LOCKOUT_MAX_SECONDS: positiveInt(3600),
+    // Knowledge base.
+    KB_MAX_UPLOAD_BYTES: positiveInt(50 * 1024 * 1024),
+    KB_MAX_IMPORT_BYTES: positiveInt(50 * 1024 * 1024),
+    KB_CHUNK_SIZE: positiveInt(1_000), // characters
+    KB_CHUNK_OVERLAP: z.coerce.number().int().min(0).default(150), // characters
+    KB_INGEST_MAX_ATTEMPTS: positiveInt(5),
+    EMBEDDING_MODEL: z.string().default("text-embedding-3-small"),
+    EMBEDDING_BATCH_SIZE: positiveInt(96),
+    EMBEDDING_TIMEOUT_MS: positiveInt(30_000),
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {
@@ -132,6 +141,9 @@ export const variablesSchema = z
         path: [missing],
         message: "is required when the other UPSTASH_REDIS_REST_* is set",
       });
+    }
+    if (v.KB_CHUNK_OVERLAP >= v.KB_CHUNK_SIZE) {
+      ctx.addIssue({ code: "custom", path: ["KB_CHUNK_OVERLAP"], message: "must be smaller than KB_CHUNK_SIZE" });
     }
     if (v.ENVIRONMENT === "production" && v.NEON_LOCAL_PROXY) {
       ctx.addIssue({ code: "custom", path: ["NEON_LOCAL_PROXY"], message: "must not be set in production" });

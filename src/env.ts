@@ -9,6 +9,7 @@ export interface Env {
   CACHE_KV: KVNamespace;
   DOCUMENTS: R2Bucket;
   KB_INGEST: Queue<unknown>;
+  KB_INGEST_DLQ: Queue<unknown>;
   ANALYTICS: AnalyticsEngineDataset;
   METRICS: DurableObjectNamespace<MetricsAggregator>;
   RATE_LIMITER: DurableObjectNamespace<RateLimiter>;
@@ -27,6 +28,7 @@ export const bindingsSchema = z.object({
   CACHE_KV: binding("KV namespace"),
   DOCUMENTS: binding("R2 bucket"),
   KB_INGEST: binding("Queue"),
+  KB_INGEST_DLQ: binding("Queue"),
   ANALYTICS: binding("Analytics Engine dataset"),
   METRICS: binding("Durable Object namespace"),
   RATE_LIMITER: binding("Durable Object namespace"),

@@ -1,3 +1,4 @@
 // Every table, one module per area; drizzle-kit reads this file to generate migrations/.
 export * from "./audit.ts";
 export * from "./identity.ts";
+export * from "./kb.ts";
