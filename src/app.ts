@@ -1,6 +1,6 @@
 import { methodNotAllowed } from "hono/method-not-allowed";
 import type { AppEnv } from "./app-env.ts";
-import { limitBody, requireJsonBody } from "./middleware/body.ts";
+import { limitBody, requireBodyMedia } from "./middleware/body.ts";
 import { environment } from "./middleware/environment.ts";
 import { handleError, methodNotAllowedProblem, notFound } from "./middleware/errors.ts";
 import { httpMetrics } from "./middleware/metrics.ts";
@@ -13,6 +13,7 @@ import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
 import { adminUserRoutes } from "./routes/admin-users.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { kbAdminRoutes } from "./routes/kb-admin.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
 import { userRoutes } from "./routes/users.ts";
@@ -30,7 +31,7 @@ export function createApp() {
   app.use(corsFromConfig);
   app.use(methodNotAllowed<AppEnv>({ app, onMethodNotAllowed: methodNotAllowedProblem }));
   app.use(limitBody);
-  app.use(requireJsonBody);
+  app.use(requireBodyMedia);
 
   app.route("/", healthRoutes);
   app.route("/", metricsRoutes);
@@ -39,6 +40,7 @@ export function createApp() {
   app.route("/", adminBootstrapRoutes);
   app.route("/", adminUserRoutes);
   app.route("/", adminAuditRoutes);
+  app.route("/", kbAdminRoutes);
 
   describeSecuritySchemes(app);
   app.doc31("/openapi.json", (c) => ({

@@ -1,4 +1,5 @@
 import { runCron } from "../workers/cron.ts";
+import "../workers/handlers.ts";
 import "../workers/jobs.ts";
 import { consumeQueue } from "../workers/queue-consumer.ts";
 import { app } from "./app.ts";

@@ -48,6 +48,12 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: Env, ctx?:
         return "retry";
       }
     });
-    await recordMetrics(env, ctx, { name: "queue_messages_total", labels: { queue: batch.queue, outcome }, value: 1 });
+    const lag = envelope ? (Date.now() - Date.parse(envelope.enqueuedAt)) / 1000 : Number.NaN;
+    await recordMetrics(
+      env,
+      ctx,
+      { name: "queue_messages_total", labels: { queue: batch.queue, outcome }, value: 1 },
+      ...(Number.isFinite(lag) ? [{ name: "queue_lag_seconds" as const, labels: { queue: batch.queue }, value: Math.max(0, lag) }] : []),
+    );
   }
 }

@@ -96,6 +96,34 @@ export const metricCatalog = {
     help: "Login lockouts started: failures that reached the threshold and locked the account.",
     labelNames: [],
   },
+  kb_uploads_total: {
+    type: "counter",
+    help: "Documents accepted for ingestion, by detected format (pdf, docx, html, markdown, text) and route.",
+    labelNames: ["format", "via"],
+  },
+  kb_ingest_stage_duration_seconds: {
+    type: "histogram",
+    help: "Time spent in each ingestion stage (fetch, extract, chunk, embed, write).",
+    labelNames: ["stage"],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+  },
+  kb_chunks_per_document: {
+    type: "histogram",
+    help: "Chunks produced per ingested document.",
+    labelNames: [],
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000],
+  },
+  kb_ingest_failures_total: {
+    type: "counter",
+    help: "Ingestion attempts that failed, by reason (extract, embed, store, missing_source, index_mismatch, internal) and whether the document is now failed (final) or retried.",
+    labelNames: ["reason", "final"],
+  },
+  queue_lag_seconds: {
+    type: "histogram",
+    help: "Time from enqueueing a message to its delivery to the consumer, by queue.",
+    labelNames: ["queue"],
+    buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+  },
   metrics_series_dropped_total: {
     type: "counter",
     help: "Events not aggregated because the series limit of the metrics aggregator was reached.",

@@ -1,16 +1,27 @@
 import { bodyLimit } from "hono/body-limit";
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { matchedRoutes } from "hono/route";
 import type { AppEnv } from "../app-env.ts";
+import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
 
+/** What a route's body may be: its media types and its size limit. */
+export interface BodyRule {
+  media: string[];
+  maxBytes: (config: Config) => number;
+}
+
+const JSON_RULE: BodyRule = { media: ["application/json"], maxBytes: (config) => config.MAX_BODY_BYTES };
 const JSON_MEDIA = /^application\/([\w.-]+\+)?json$/i;
 
 /**
- * Route templates whose bodies are not JSON (uploads, JSONL imports, audio). Everything else
- * that carries a body must send application/json.
+ * Routes whose bodies are not plain JSON (uploads, JSONL imports, audio), by "METHOD route template".
+ * Every other body must be application/json within MAX_BODY_BYTES. Areas register their routes here.
  */
-export const nonJsonBodyRoutes = new Set<string>();
+export const bodyRules = new Map<string, BodyRule>();
+
+const ruleOf = (c: Context<AppEnv>) => bodyRules.get(`${c.req.method} ${matchedRoutes(c).at(-1)?.path ?? ""}`) ?? JSON_RULE;
 
 const hasBody = (req: Request) =>
   req.body !== null &&
@@ -18,29 +29,33 @@ const hasBody = (req: Request) =>
   req.method !== "GET" &&
   req.method !== "HEAD";
 
-/** 415 for a body that is not JSON on a JSON route. */
-export const requireJsonBody = createMiddleware<AppEnv>(async (c, next) => {
+const accepts = (rule: BodyRule, media: string) =>
+  rule.media.some((allowed) => allowed === media.toLowerCase() || (allowed === "application/json" && JSON_MEDIA.test(media)));
+
+/** 415 for a body whose Content-Type the route does not take. */
+export const requireBodyMedia = createMiddleware<AppEnv>(async (c, next) => {
   if (hasBody(c.req.raw)) {
-    const route = matchedRoutes(c).at(-1)?.path ?? "";
+    const rule = ruleOf(c);
     const media = (c.req.header("content-type") ?? "").split(";")[0]?.trim() ?? "";
-    if (!nonJsonBodyRoutes.has(route) && !JSON_MEDIA.test(media)) {
+    if (!accepts(rule, media)) {
       throw new ApiError(
         "UNSUPPORTED_MEDIA_TYPE",
-        `Send the body as application/json${media ? `, not ${media}` : " (Content-Type is missing)"}.`,
+        `Send the body as ${rule.media.join(" or ")}${media ? `, not ${media}` : " (Content-Type is missing)"}.`,
       );
     }
   }
   await next();
 });
 
-/** 413 once a body exceeds MAX_BODY_BYTES, whether or not Content-Length announced it. */
-export const limitBody = createMiddleware<AppEnv>((c, next) =>
-  bodyLimit({
-    maxSize: c.var.config.MAX_BODY_BYTES,
+/** 413 once a body exceeds its route's limit, whether or not Content-Length announced it. */
+export const limitBody = createMiddleware<AppEnv>((c, next) => {
+  const maxSize = ruleOf(c).maxBytes(c.var.config);
+  return bodyLimit({
+    maxSize,
     onError: () => {
-      throw new ApiError("PAYLOAD_TOO_LARGE", `The body exceeds the limit of ${c.var.config.MAX_BODY_BYTES} bytes.`, {
-        extensions: { limitBytes: c.var.config.MAX_BODY_BYTES },
+      throw new ApiError("PAYLOAD_TOO_LARGE", `The body exceeds the limit of ${maxSize} bytes.`, {
+        extensions: { limitBytes: maxSize },
       });
     },
-  })(c, next),
-);
+  })(c, next);
+});

@@ -124,3 +124,10 @@ export const importBatches = pgTable("kb_import_batches", {
   rejected: integer("rejected").notNull(),
   errors: jsonb("errors").notNull().default(sql`'[]'::jsonb`), // first line errors
 });
+
+/** One row: the knowledge base's version, bumped whenever what retrieval can see changes. */
+export const kbState = pgTable("kb_state", {
+  id: integer("id").primaryKey().default(1),
+  version: integer("version").notNull().default(0),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
