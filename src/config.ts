@@ -130,6 +130,7 @@ export const variablesSchema = z
     KB_CHUNK_OVERLAP: z.coerce.number().int().min(0).default(150), // characters
     KB_INGEST_MAX_ATTEMPTS: positiveInt(5),
     EMBEDDING_MODEL: z.string().default("text-embedding-3-small"),
+    EMBEDDING_DIMENSIONS: optionalString.pipe(z.coerce.number<string | undefined>().int().positive().optional()),
     EMBEDDING_BATCH_SIZE: positiveInt(96),
     EMBEDDING_TIMEOUT_MS: positiveInt(30_000),
   })

@@ -4,6 +4,11 @@ export interface TestStackInfo {
   databaseHasVector: boolean;
   redis: boolean;
   receiverUrl: string;
+  /** The OpenAI-compatible stand-in (test/standins/openai.ts); the SDK's baseURL is this + "/v1". */
+  openaiUrl: string;
+  /** The Qdrant stand-in (test/standins/qdrant.ts) and the api-key it requires. */
+  qdrantUrl: string;
+  qdrantApiKey: string;
 }
 
 declare module "vitest" {

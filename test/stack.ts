@@ -1,7 +1,10 @@
+import { randomBytes } from "node:crypto";
 import { runMigrations } from "../scripts/db/migrate.ts";
 import { startLocalStack } from "../scripts/local-stack/index.ts";
 import type { TestStackInfo } from "./provided.ts";
 import { startReceiver } from "./receiver.ts";
+import { startOpenAiStandIn } from "./standins/openai.ts";
+import { startQdrantStandIn } from "./standins/qdrant.ts";
 
 const STOP = Symbol.for("voiceassist.testStack.stop");
 type Holder = { [STOP]?: () => Promise<void> };
@@ -13,11 +16,24 @@ type Holder = { [STOP]?: () => Promise<void> };
 export async function startTestStack(): Promise<TestStackInfo> {
   const stack = await startLocalStack({ databaseUrl: process.env.TEST_DATABASE_URL, redisUrl: process.env.REDIS_URL });
   const receiver = await startReceiver();
+  const openai = await startOpenAiStandIn();
+  const qdrantApiKey = randomBytes(16).toString("hex");
+  const qdrant = await startQdrantStandIn({ apiKey: qdrantApiKey });
   (globalThis as Holder)[STOP] = async () => {
+    await qdrant.stop();
+    await openai.stop();
     await receiver.stop();
     await stack.stop();
   };
   await runMigrations(stack.env.DATABASE_URL as string, stack.env.NEON_LOCAL_PROXY);
   for (const notice of stack.notices) console.warn(`[test stack] ${notice}`);
-  return { env: stack.env, databaseHasVector: stack.databaseHasVector, redis: stack.redis, receiverUrl: receiver.url };
+  return {
+    env: stack.env,
+    databaseHasVector: stack.databaseHasVector,
+    redis: stack.redis,
+    receiverUrl: receiver.url,
+    openaiUrl: openai.url,
+    qdrantUrl: qdrant.url,
+    qdrantApiKey,
+  };
 }

@@ -67,7 +67,10 @@ export function chunkDocument(blocks: TextBlock[], options: ChunkOptions): Chunk
     let first = 0;
     while (first < sentences.length) {
       let last = first;
-      while (last + 1 < sentences.length && (sentences[last + 1] as Sentence).end - (sentences[first] as Sentence).start <= options.size) {
+      while (
+        last + 1 < sentences.length &&
+        (sentences[last + 1] as Sentence).end - (sentences[first] as Sentence).start <= options.size
+      ) {
         last++;
       }
       const start = (sentences[first] as Sentence).start;

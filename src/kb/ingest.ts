@@ -9,6 +9,7 @@ import { log } from "../observability/log.ts";
 import { enqueue } from "../observability/outbound.ts";
 import { bumpKbVersion } from "./cache-version.ts";
 import { chunkDocument, estimateTokens } from "./chunk.ts";
+import { isTransient } from "./embed/errors.ts";
 import { createEmbedder } from "./embed/index.ts";
 import type { Embedder } from "./embed/port.ts";
 import { extractDocument } from "./extract/index.ts";
@@ -47,6 +48,8 @@ export async function ingestDocument(
   config: Config,
   job: IngestJob,
   attempt: number,
+  // The outside world, replaceable in tests (e.g. a store that fails half-way).
+  deps: { embedder?: Embedder; store?: VectorStore } = {},
 ): Promise<IngestOutcome> {
   const db = createDb(config);
   const [document] = await db.select().from(documents).where(eq(documents.id, job.documentId));
@@ -238,7 +241,7 @@ async function handleFailure(
   error: unknown,
   metrics: MetricEvent[],
 ): Promise<IngestOutcome> {
-  const permanent = error instanceof ApiError && error.status < 500;
+  const permanent = !isTransient(error);
   const final = permanent || attempt >= config.KB_INGEST_MAX_ATTEMPTS;
   const reason = failureReason(error);
   const message = error instanceof Error ? error.message : String(error);

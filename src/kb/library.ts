@@ -1,4 +1,4 @@
-import { and, count, eq, sql, sum } from "drizzle-orm";
+import { and, count, eq, inArray, sql, sum } from "drizzle-orm";
 import { createDb, type Database, queryRows } from "../adapters/db/client.ts";
 import { chunks, type DocumentStatus, documents, importBatches } from "../adapters/db/schema/kb.ts";
 import { sha256Hex } from "../auth/crypto.ts";
@@ -137,16 +137,12 @@ export async function importDocuments(
       return { record: r, bytes, digest: await sha256Hex(bytes), id: crypto.randomUUID() };
     }),
   );
-  const known = new Set(
-    prepared.length
-      ? (
-          await queryRows<{ sha256: string }>(
-            db,
-            sql`select sha256 from kb_documents where sha256 = any(${prepared.map((p) => p.digest)})`,
-          )
-        ).map((r) => r.sha256)
-      : [],
-  );
+  const known = new Set<string>();
+  for (let i = 0; i < prepared.length; i += 500) {
+    const digests = prepared.slice(i, i + 500).map((p) => p.digest);
+    const rows = await db.select({ sha256: documents.sha256 }).from(documents).where(inArray(documents.sha256, digests));
+    for (const row of rows) known.add(row.sha256);
+  }
   const fresh = prepared.filter((p) => {
     if (known.has(p.digest)) return false;
     known.add(p.digest); // the same text twice in one import is one document

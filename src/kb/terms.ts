@@ -11,7 +11,10 @@ const MAX_TERM_LENGTH = 64;
 
 /** The index terms of a text, in order (repeats kept: they are term frequencies). */
 export function analyze(text: string): string[] {
-  const folded = text.normalize("NFKD").replace(/\p{M}+/gu, "").toLowerCase();
+  const folded = text
+    .normalize("NFKD")
+    .replace(/\p{M}+/gu, "")
+    .toLowerCase();
   const terms: string[] = [];
   for (const token of folded.split(/[^\p{L}\p{N}]+/u)) {
     if (!token || token.length > MAX_TERM_LENGTH || STOPWORDS.has(token)) continue;
