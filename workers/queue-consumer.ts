@@ -53,7 +53,9 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: Env, ctx?:
       env,
       ctx,
       { name: "queue_messages_total", labels: { queue: batch.queue, outcome }, value: 1 },
-      ...(Number.isFinite(lag) ? [{ name: "queue_lag_seconds" as const, labels: { queue: batch.queue }, value: Math.max(0, lag) }] : []),
+      ...(Number.isFinite(lag)
+        ? [{ name: "queue_lag_seconds" as const, labels: { queue: batch.queue }, value: Math.max(0, lag) }]
+        : []),
     );
   }
 }

@@ -54,7 +54,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         `Postgres     PGlite + pgvector at ${hostPortOf(databaseUrl)}, data ${options.dataDir ?? "in memory"}`,
       );
     }
-    const proxy = await startNeonProxy({ postgresAddress: hostPortOf(databaseUrl) });
+    // PGlite is a single backend: serialise connections transaction by transaction (session-gate.ts).
+    const proxy = await startNeonProxy({
+      postgresAddress: hostPortOf(databaseUrl),
+      serialiseSessions: !options.databaseUrl,
+    });
     stops.push(proxy.stop);
     env.DATABASE_URL = databaseUrl;
     env.NEON_LOCAL_PROXY = proxy.hostPort;

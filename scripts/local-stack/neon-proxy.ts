@@ -4,6 +4,7 @@ import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { closeServer, listenOnFreePort, sendJson } from "./http.ts";
 import { createNeonSqlHandler } from "./neon-sql.ts";
+import { idleWatcher, SessionGate } from "./session-gate.ts";
 
 export interface NeonProxy {
   /** "127.0.0.1:PORT": the Worker's NEON_LOCAL_PROXY. */
@@ -15,6 +16,8 @@ export interface NeonProxyOptions {
   /** "host:port" of the Postgres to serve; the only address the proxy will dial. */
   postgresAddress: string;
   statementTimeoutMs?: number;
+  /** Give one connection at a time the backend, transaction by transaction (for PGlite). */
+  serialiseSessions?: boolean;
 }
 
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -32,6 +35,7 @@ const TERMINATE_MESSAGE = Buffer.from([0x58, 0, 0, 0, 4]);
 export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonProxy> {
   const [host, port] = splitAddress(options.postgresAddress);
   const bridges = new Set<Socket>();
+  const gate = options.serialiseSessions ? new SessionGate() : undefined;
   const webSockets = new WebSocketServer({ noServer: true });
   const server = createServer();
 
@@ -43,7 +47,7 @@ export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonPro
       return refuseUpgrade(socket, "403 Forbidden", `this proxy only reaches ${options.postgresAddress}`);
     }
     webSockets.handleUpgrade(request, socket, head, (ws) => {
-      const tcp = bridge(ws, host, port);
+      const tcp = bridge(ws, host, port, gate);
       bridges.add(tcp);
       tcp.on("close", () => bridges.delete(tcp));
     });
@@ -78,29 +82,50 @@ export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonPro
   };
 }
 
-/** Pipes raw bytes both ways between a WebSocket client and a TCP connection; each side closes the other. */
-function bridge(ws: WebSocket, host: string, port: number): Socket {
+/**
+ * Pipes raw bytes both ways between a WebSocket client and a TCP connection; each side closes the other.
+ * With a gate, the client's bytes wait until this connection holds the backend.
+ */
+function bridge(ws: WebSocket, host: string, port: number, gate?: SessionGate): Socket {
   const tcp = connect({ host, port });
   tcp.setTimeout(CONNECT_TIMEOUT_MS, () => tcp.destroy(new Error(`connecting to ${host}:${port} timed out`)));
   tcp.once("connect", () => tcp.setTimeout(0));
+  const self = {};
+  const watcher = gate ? idleWatcher(() => gate.release(self)) : undefined;
+  let turn = Promise.resolve();
 
   tcp.on("data", (chunk) => {
+    watcher?.serverSent(chunk);
     ws.send(chunk, () => {
       if (ws.bufferedAmount < MAX_BUFFERED_BYTES) tcp.resume();
     });
     if (ws.bufferedAmount >= MAX_BUFFERED_BYTES) tcp.pause();
   });
-  ws.on("message", (data: RawData) => {
-    const bytes = data as Buffer;
+  const forward = (bytes: Buffer) => {
+    watcher?.clientSent(bytes);
     if (!tcp.write(bytes)) ws.pause();
     if (bytes.equals(TERMINATE_MESSAGE)) tcp.end();
+  };
+  ws.on("message", (data: RawData) => {
+    const bytes = data as Buffer;
+    if (!gate) return forward(bytes);
+    // Keep this connection's messages in order while it waits for its turn.
+    turn = turn
+      .then(() => gate.acquire(self))
+      .then(
+        () => forward(bytes),
+        (error: Error) => {
+          tcp.destroy(error);
+        },
+      );
   });
   tcp.on("drain", () => ws.resume());
 
+  const release = () => gate?.release(self);
   tcp.on("error", () => ws.terminate());
-  tcp.on("close", () => ws.close());
+  tcp.on("close", () => (release(), ws.close()));
   ws.on("error", () => tcp.destroy());
-  ws.on("close", () => tcp.end());
+  ws.on("close", () => (release(), tcp.end()));
   return tcp;
 }
 

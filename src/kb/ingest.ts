@@ -117,20 +117,20 @@ export async function ingestDocument(
       })),
     );
     const store = deps.store ?? createVectorStore(config);
-    const flipped = await timed("write", async () => {
+    await timed("write", async () => {
       await writeGeneration(config, rows);
       await store.ensureIndex(index);
       await store.upsert(
         index,
         rows.map((r, i) => ({ chunkId: r.id, documentId: job.documentId, vector: vectors[i] as number[] })),
       );
-      return flipToGeneration(config, job, {
-        chunkCount: rows.length,
-        tokenCount: rows.reduce((sum, r) => sum + r.tokenCount, 0),
-        embeddingModel: index.model,
-        embeddingDimensions: index.dimensions,
-        timings,
-      });
+    });
+    const flipped = await flipToGeneration(config, job, {
+      chunkCount: rows.length,
+      tokenCount: rows.reduce((sum, r) => sum + r.tokenCount, 0),
+      embeddingModel: index.model,
+      embeddingDimensions: index.dimensions,
+      timings,
     });
     if (flipped.staleChunkIds.length) await store.deleteChunks(index, flipped.staleChunkIds);
     if (flipped.gone) {

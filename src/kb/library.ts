@@ -140,7 +140,10 @@ export async function importDocuments(
   const known = new Set<string>();
   for (let i = 0; i < prepared.length; i += 500) {
     const digests = prepared.slice(i, i + 500).map((p) => p.digest);
-    const rows = await db.select({ sha256: documents.sha256 }).from(documents).where(inArray(documents.sha256, digests));
+    const rows = await db
+      .select({ sha256: documents.sha256 })
+      .from(documents)
+      .where(inArray(documents.sha256, digests));
     for (const row of rows) known.add(row.sha256);
   }
   const fresh = prepared.filter((p) => {
@@ -180,12 +183,10 @@ export async function importDocuments(
     });
   }
   for (let i = 0; i < inserted.length; i += QUEUE_SEND_BATCH) {
-    const messages = inserted
-      .slice(i, i + QUEUE_SEND_BATCH)
-      .map((p) => ({
-        body: envelope(INGEST_MESSAGE, { documentId: p.id, generation: 1 }),
-        contentType: "json" as const,
-      }));
+    const messages = inserted.slice(i, i + QUEUE_SEND_BATCH).map((p) => ({
+      body: envelope(INGEST_MESSAGE, { documentId: p.id, generation: 1 }),
+      contentType: "json" as const,
+    }));
     await env.KB_INGEST.sendBatch(messages);
   }
   const summary = {

@@ -1,5 +1,5 @@
-import { bodyLimit } from "hono/body-limit";
 import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { matchedRoutes } from "hono/route";
 import type { AppEnv } from "../app-env.ts";
@@ -21,7 +21,8 @@ const JSON_MEDIA = /^application\/([\w.-]+\+)?json$/i;
  */
 export const bodyRules = new Map<string, BodyRule>();
 
-const ruleOf = (c: Context<AppEnv>) => bodyRules.get(`${c.req.method} ${matchedRoutes(c).at(-1)?.path ?? ""}`) ?? JSON_RULE;
+const ruleOf = (c: Context<AppEnv>) =>
+  bodyRules.get(`${c.req.method} ${matchedRoutes(c).at(-1)?.path ?? ""}`) ?? JSON_RULE;
 
 const hasBody = (req: Request) =>
   req.body !== null &&
@@ -30,7 +31,9 @@ const hasBody = (req: Request) =>
   req.method !== "HEAD";
 
 const accepts = (rule: BodyRule, media: string) =>
-  rule.media.some((allowed) => allowed === media.toLowerCase() || (allowed === "application/json" && JSON_MEDIA.test(media)));
+  rule.media.some(
+    (allowed) => allowed === media.toLowerCase() || (allowed === "application/json" && JSON_MEDIA.test(media)),
+  );
 
 /** 415 for a body whose Content-Type the route does not take. */
 export const requireBodyMedia = createMiddleware<AppEnv>(async (c, next) => {

@@ -140,6 +140,18 @@ const loadDocument = async (db: ReturnType<typeof createDb>, id: string) => {
 
 const auditTarget = (id: string) => ({ type: "kb_document", id });
 
+// Through Hono's request, which caches the form its validator may already have read.
+async function readForm(read: () => Promise<FormData>): Promise<FormData> {
+  try {
+    return await read();
+  } catch {
+    throw new ApiError(
+      "BAD_REQUEST",
+      "The multipart body could not be parsed: send multipart/form-data with a file field.",
+    );
+  }
+}
+
 export const kbAdminRoutes = createRouter()
   .openapi(
     createRoute({
@@ -181,9 +193,7 @@ export const kbAdminRoutes = createRouter()
     }),
     async (c) => {
       const config = c.var.config;
-      const form = await c.req.formData().catch(() => {
-        throw new ApiError("BAD_REQUEST", "The multipart body could not be parsed.");
-      });
+      const form = await readForm(() => c.req.formData());
       const file = form.get("file");
       if (!(file instanceof File)) throw fieldError("file", "is required: attach the document as the file field");
       if (file.size > config.KB_MAX_UPLOAD_BYTES) {
@@ -270,7 +280,7 @@ export const kbAdminRoutes = createRouter()
       const media = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
       let text: string;
       if (media === "multipart/form-data") {
-        const file = (await c.req.formData()).get("file");
+        const file = (await readForm(() => c.req.formData())).get("file");
         if (!(file instanceof File)) throw fieldError("file", "is required: attach the JSONL file as the file field");
         text = await file.text();
       } else {

@@ -54,7 +54,11 @@ export function openAiEmbedder(config: OpenAiEmbeddingConfig): Embedder {
     for (let attempt = 0; ; attempt++) {
       try {
         // The SDK asks for base64 and decodes it into number[].
-        const response = await client.embeddings.create({ model, input, ...(requested ? { dimensions: requested } : {}) });
+        const response = await client.embeddings.create({
+          model,
+          input,
+          ...(requested ? { dimensions: requested } : {}),
+        });
         return inputOrder(response.data, input.length, dimensions);
       } catch (error) {
         const failure = upstreamError(error, timeoutMs);

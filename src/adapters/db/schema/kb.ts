@@ -19,16 +19,11 @@ export type DocumentStatus = (typeof documentStatuses)[number];
 export const documents = pgTable(
   "kb_documents",
   {
-    id: uuid("id")
-      .primaryKey()
-      .default(sql`gen_random_uuid()`),
+    id: uuid("id").primaryKey().default(sql`gen_random_uuid()`),
     externalId: text("external_id"),
     sourceType: text("source_type").notNull().default("upload"),
     title: text("title").notNull(),
-    tags: text("tags")
-      .array()
-      .notNull()
-      .default(sql`'{}'::text[]`),
+    tags: text("tags").array().notNull().default(sql`'{}'::text[]`),
     metadata: jsonb("metadata").notNull().default(sql`'{}'::jsonb`),
     mimeType: text("mime_type").notNull(),
     byteSize: integer("byte_size").notNull(),
@@ -76,10 +71,7 @@ export const chunks = pgTable(
     charStart: integer("char_start").notNull(),
     charEnd: integer("char_end").notNull(),
     page: integer("page"),
-    headingPath: text("heading_path")
-      .array()
-      .notNull()
-      .default(sql`'{}'::text[]`),
+    headingPath: text("heading_path").array().notNull().default(sql`'{}'::text[]`),
     tokenCount: integer("token_count").notNull(),
     // Number of indexed terms (after stemming and stopwords): the document length of BM25.
     termCount: integer("term_count").notNull(),
@@ -113,9 +105,7 @@ export const embeddingIndexes = pgTable("kb_embedding_indexes", {
 
 /** A bulk import: counts at submission; progress is read from its documents. */
 export const importBatches = pgTable("kb_import_batches", {
-  id: uuid("id")
-    .primaryKey()
-    .default(sql`gen_random_uuid()`),
+  id: uuid("id").primaryKey().default(sql`gen_random_uuid()`),
   createdBy: uuid("created_by"),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   received: integer("received").notNull(),

@@ -1,0 +1,44 @@
+import { env } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { documents } from "../../src/adapters/db/schema/kb.ts";
+import { ingestDocument } from "../../src/kb/ingest.ts";
+import { serve } from "./harness.ts";
+import { app, config, db } from "./identity-helpers.ts";
+
+/** Uploads bytes as a multipart form, the way a browser or curl -F would. */
+export async function upload(
+  token: string,
+  file: { bytes: Uint8Array | string; name: string; type?: string },
+  fields: Record<string, string> = {},
+  overrides: Record<string, unknown> = {},
+) {
+  const form = new FormData();
+  form.set("file", new File([file.bytes], file.name, { type: file.type ?? "application/octet-stream" }));
+  for (const [k, v] of Object.entries(fields)) form.set(k, v);
+  const res = await serve(
+    app,
+    "/api/admin/kb/documents",
+    { method: "POST", body: form, headers: { authorization: `Bearer ${token}` } },
+    overrides,
+  );
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
+}
+
+export const documentRow = async (id: string) => (await db.select().from(documents).where(eq(documents.id, id)))[0];
+
+/** Runs the ingestion of a document's next generation now, as the queue consumer would. */
+export async function ingestNow(id: string, attempt = 1) {
+  const row = await documentRow(id);
+  return ingestDocument(env, config, { documentId: id, generation: (row?.activeGeneration ?? 0) + 1 }, attempt);
+}
+
+/** Waits for the real queue consumer to finish a document. */
+export async function untilSettled(id: string, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const row = await documentRow(id);
+    if (!row || row.status === "ready" || row.status === "failed") return row;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`document ${id} did not settle in ${timeoutMs} ms`);
+}

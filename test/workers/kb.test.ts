@@ -1,0 +1,335 @@
+import { env } from "cloudflare:workers";
+import { sql } from "drizzle-orm";
+import { describe, expect, it, vi } from "vitest";
+import { ingestDocument } from "../../src/kb/ingest.ts";
+import { createVectorStore } from "../../src/kb/vectors/index.ts";
+import type { VectorStore } from "../../src/kb/vectors/port.ts";
+import { pdf, zip } from "../fixtures/kb/generate.ts";
+import { samples } from "../fixtures/kb/samples.ts";
+import { serve } from "./harness.ts";
+import { app, call, config, db, signedInUser } from "./identity-helpers.ts";
+import { documentRow, ingestNow, untilSettled, upload } from "./kb-helpers.ts";
+
+const rows = async <T>(query: ReturnType<typeof sql>) => ((await db.execute(query)) as unknown as { rows: T[] }).rows;
+const unique = (text: string) => `${text}\n\nUnique marker ${crypto.randomUUID()}.`;
+
+describe("upload: real samples through the real queue", () => {
+  it("ingests the CDC PDF with page numbers, the MedlinePlus Markdown and the OHDSI HTML with heading paths", async () => {
+    const admin = await signedInUser("admin");
+    const uploaded = await Promise.all([
+      upload(
+        admin.access,
+        { ...samples.cdcPdf, type: "application/pdf" },
+        { tags: "infection,cdc", source_type: "guideline" },
+      ),
+      upload(admin.access, { ...samples.medlineplusMarkdown, type: "text/markdown" }),
+      upload(admin.access, { ...samples.ohdsiHtml, type: "text/html" }),
+    ]);
+    for (const u of uploaded) {
+      // Duplicates are fine if another test file ingested the same sample earlier.
+      expect([200, 202]).toContain(u.status);
+      expect(u.body.status_url).toBe(`/api/admin/kb/documents/${u.body.id}`);
+    }
+    const [cdc, medline, ohdsi] = await Promise.all(uploaded.map((u) => untilSettled(u.body.id)));
+    expect([cdc?.status, medline?.status, ohdsi?.status]).toEqual(["ready", "ready", "ready"]);
+    expect(cdc?.mimeType).toBe("application/pdf");
+
+    const pages = await rows<{ page: number }>(sql`select distinct page from kb_chunks c join kb_documents d
+      on d.id = c.document_id and d.active_generation = c.generation where d.id = ${cdc?.id} order by page`);
+    expect(pages.map((p) => p.page)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+
+    const chunkPage = await call("GET", `/api/admin/kb/documents/${medline?.id}/chunks?page_size=200`, {
+      token: admin.access,
+    });
+    expect(chunkPage.status).toBe(200);
+    expect(chunkPage.body.total).toBe(medline?.chunkCount);
+    expect(chunkPage.body.items.some((c: { heading_path: string[] }) => c.heading_path.length > 0)).toBe(true);
+
+    const detail = await call("GET", `/api/admin/kb/documents/${ohdsi?.id}`, { token: admin.access });
+    expect(detail.body).toMatchObject({
+      status: "ready",
+      progress: 100,
+      embedding_model: "local-hash-v1",
+      embedding_dimensions: 384,
+    });
+    expect(detail.body.chunk_count).toBeGreaterThan(0);
+    expect(detail.body.token_count).toBeGreaterThan(0);
+    expect(Object.keys(detail.body.timings)).toEqual(expect.arrayContaining(["extract_ms", "embed_ms", "write_ms"]));
+  });
+
+  it("returns the existing document for the same bytes, flagged duplicate", async () => {
+    const admin = await signedInUser("admin");
+    const bytes = unique("# Dup\n\nSome text about duplicate uploads.");
+    const first = await upload(admin.access, { bytes, name: "a.md", type: "text/markdown" });
+    const second = await upload(admin.access, { bytes, name: "b.md", type: "text/markdown" });
+    expect(first.status).toBe(202);
+    expect(first.body.duplicate).toBe(false);
+    expect(second.status).toBe(200);
+    expect(second.body).toMatchObject({ id: first.body.id, duplicate: true });
+  });
+});
+
+describe("upload: bad files and bad input", () => {
+  it.each([
+    ["an empty file", new Uint8Array(), "x.txt", 422],
+    ["a zip renamed .pdf", zip({ "a.txt": "hello" }), "report.pdf", 415],
+    [
+      "a PNG renamed .txt",
+      Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]),
+      "notes.txt",
+      415,
+    ],
+  ])("%s → %i problem, nothing stored", async (_name, bytes, name, status) => {
+    const admin = await signedInUser("admin");
+    const before = await rows<{ n: number }>(sql`select count(*)::int as n from kb_documents`);
+    const res = await upload(admin.access, { bytes, name });
+    expect(res.status).toBe(status);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    expect((await rows<{ n: number }>(sql`select count(*)::int as n from kb_documents`))[0]?.n).toBe(before[0]?.n);
+  });
+
+  it("a file over the limit → 413", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(
+      admin.access,
+      { bytes: "x".repeat(5_000), name: "big.txt" },
+      {},
+      { KB_MAX_UPLOAD_BYTES: "1000" },
+    );
+    expect(res.status).toBe(413);
+  });
+
+  it("no file, bad metadata, bad source_type → 422 per field; not multipart → 415", async () => {
+    const admin = await signedInUser("admin");
+    const form = new FormData();
+    form.set("title", "no file");
+    const noFile = await serve(app, "/api/admin/kb/documents", {
+      method: "POST",
+      body: form,
+      headers: { authorization: `Bearer ${admin.access}` },
+    });
+    expect(noFile.status).toBe(422);
+    const bad = await upload(
+      admin.access,
+      { bytes: unique("text"), name: "a.txt" },
+      { metadata: "[1,2", source_type: "Bad Type!" },
+    );
+    expect(bad.status).toBe(422);
+    expect(bad.body.errors.map((e: { field: string }) => e.field).sort()).toEqual([
+      "body.metadata",
+      "body.source_type",
+    ]);
+    const json = await call("POST", "/api/admin/kb/documents", { token: admin.access, json: { file: "x" } });
+    expect(json.status).toBe(415);
+  });
+
+  it("a PDF without a text layer fails with a clear error, goes to the dead-letter queue, and can be retried", async () => {
+    const admin = await signedInUser("admin");
+    const blank = pdf([""], `Scanned ${crypto.randomUUID()}`);
+    const res = await upload(admin.access, { bytes: blank, name: "scan.pdf" });
+    expect(res.status).toBe(202);
+    const dlq = vi.spyOn(env.KB_INGEST_DLQ, "send");
+    expect(await ingestNow(res.body.id)).toBe("failed");
+    const row = await documentRow(res.body.id);
+    expect(row?.status).toBe("failed");
+    expect(row?.error).toMatch(/no text layer/i);
+    expect(dlq).toHaveBeenCalledTimes(1);
+    dlq.mockRestore();
+    const retry = await call("POST", `/api/admin/kb/documents/${res.body.id}/retry`, { token: admin.access });
+    expect(retry.status).toBe(202);
+    expect(retry.body.status).toBe("queued");
+    const again = await call("POST", `/api/admin/kb/documents/${res.body.id}/retry`, { token: admin.access });
+    expect(again.status).toBe(409);
+  });
+
+  it("a transient failure is retried, then fails for good after KB_INGEST_MAX_ATTEMPTS", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, { bytes: unique("Transient failure text."), name: "t.txt" });
+    const broken: VectorStore = {
+      ...createVectorStore(config),
+      upsert: async () => Promise.reject(new Error("store down")),
+    };
+    const job = { documentId: res.body.id, generation: 1 };
+    await expect(ingestDocument(env, config, job, 1, { store: broken })).rejects.toThrow("store down");
+    expect((await documentRow(res.body.id))?.error).toMatch(/Attempt 1 of 5 failed/);
+    expect(await ingestDocument(env, config, job, config.KB_INGEST_MAX_ATTEMPTS, { store: broken })).toBe("failed");
+    expect((await documentRow(res.body.id))?.error).toMatch(/gave up after 5 attempts/);
+  });
+});
+
+describe("ingestion is idempotent and atomic", () => {
+  it("a redelivered message after a crash mid-write leaves exactly one set of chunks", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, { bytes: unique("Crash test. ".repeat(300)), name: "crash.txt" });
+    const crashing: VectorStore = {
+      ...createVectorStore(config),
+      upsert: async () => Promise.reject(new Error("crash")),
+    };
+    await expect(
+      ingestDocument(env, config, { documentId: res.body.id, generation: 1 }, 1, { store: crashing }),
+    ).rejects.toThrow();
+    // The crash left chunks of generation 1 behind, invisible: the document is not flipped.
+    expect((await documentRow(res.body.id))?.activeGeneration).toBe(0);
+    expect(await ingestNow(res.body.id, 2)).toBe("indexed");
+    expect(await ingestDocument(env, config, { documentId: res.body.id, generation: 1 }, 3)).toBe("already_indexed");
+    const row = await documentRow(res.body.id);
+    const counts = await rows<{ n: number; gens: number }>(
+      sql`select count(*)::int as n, count(distinct generation)::int as gens from kb_chunks where document_id = ${res.body.id}`,
+    );
+    expect(counts[0]).toEqual({ n: row?.chunkCount, gens: 1 });
+  });
+
+  it("a document deleted during ingestion leaves nothing behind", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, {
+      bytes: unique("Delete me while indexing. ".repeat(100)),
+      name: "gone.txt",
+    });
+    const real = createVectorStore(config);
+    // Deleted right after the vectors were written, before the flip.
+    const deleting: VectorStore = {
+      ...real,
+      upsert: async (index, items) => {
+        await real.upsert(index, items);
+        expect((await call("DELETE", `/api/admin/kb/documents/${res.body.id}`, { token: admin.access })).status).toBe(
+          204,
+        );
+      },
+    };
+    expect(await ingestDocument(env, config, { documentId: res.body.id, generation: 1 }, 1, { store: deleting })).toBe(
+      "document_gone",
+    );
+    expect(await rows(sql`select 1 from kb_chunks where document_id = ${res.body.id}`)).toEqual([]);
+    expect(await env.DOCUMENTS.get(`documents/${res.body.id}`)).toBeNull();
+    expect((await call("GET", `/api/admin/kb/documents/${res.body.id}`, { token: admin.access })).status).toBe(404);
+  });
+
+  it("reindex replaces chunks atomically: concurrent readers see the old set or the new one, never a mix", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, { bytes: unique("Reindex sentence. ".repeat(400)), name: "re.txt" });
+    expect(await ingestNow(res.body.id)).toBe("indexed");
+    const before = await documentRow(res.body.id);
+    const reindex = await call("POST", `/api/admin/kb/documents/${res.body.id}/reindex`, { token: admin.access });
+    expect(reindex.status).toBe(202);
+    let reading = true;
+    const observed: { n: number; gens: number }[] = [];
+    const reader = (async () => {
+      while (reading) {
+        const [seen] = await rows<{
+          n: number;
+          gens: number;
+        }>(sql`select count(*)::int as n, count(distinct c.generation)::int as gens
+          from kb_chunks c join kb_documents d on d.id = c.document_id and c.generation = d.active_generation
+          where d.id = ${res.body.id}`);
+        if (seen) observed.push(seen);
+      }
+    })();
+    expect(await ingestNow(res.body.id)).toBe("indexed");
+    reading = false;
+    await reader;
+    const after = await documentRow(res.body.id);
+    expect(after?.activeGeneration).toBe((before?.activeGeneration ?? 0) + 1);
+    expect(observed.length).toBeGreaterThan(0);
+    for (const seen of observed) expect(seen).toEqual({ n: before?.chunkCount, gens: 1 });
+    const all = await rows<{ gens: number }>(
+      sql`select count(distinct generation)::int as gens from kb_chunks where document_id = ${res.body.id}`,
+    );
+    expect(all[0]?.gens).toBe(1);
+  });
+});
+
+describe("bulk import", () => {
+  it("counts received, queued, duplicates and rejected lines; the batch reports progress", async () => {
+    const admin = await signedInUser("admin");
+    const tag = crypto.randomUUID().slice(0, 8);
+    const lines = [
+      { external_id: `a-${tag}`, title: "Alpha", text: `Alpha abstract ${tag} about insulin.` },
+      { external_id: `b-${tag}`, title: "Beta", text: `Beta abstract ${tag} about metformin.`, tags: ["t1"] },
+      { external_id: `c-${tag}`, title: "Copy of alpha", text: `Alpha abstract ${tag} about insulin.` },
+    ].map((l) => JSON.stringify(l));
+    const body = [...lines, "{not json", JSON.stringify({ title: "no id or text" }), ""].join("\n");
+    const res = await serve(app, "/api/admin/kb/import", {
+      method: "POST",
+      body,
+      headers: { authorization: `Bearer ${admin.access}`, "content-type": "application/x-ndjson" },
+    });
+    expect(res.status).toBe(202);
+    const summary = (await res.json()) as Record<string, any>;
+    expect(summary).toMatchObject({ received: 5, queued: 2, duplicates: 1, rejected: 2 });
+    expect(summary.errors.map((e: { line: number }) => e.line)).toEqual([4, 5]);
+    const ids = (await rows<{ id: string }>(sql`select id from kb_documents where batch_id = ${summary.batch_id}`)).map(
+      (r) => r.id,
+    );
+    for (const id of ids) await ingestNow(id);
+    const progress = await call("GET", summary.status_url, { token: admin.access });
+    expect(progress.body).toMatchObject({ done: true, percent: 100, status: { ready: 2 } });
+  });
+
+  it("refuses a body without any valid record (422) and a non-JSONL type (415)", async () => {
+    const admin = await signedInUser("admin");
+    const post = (body: string, type: string) =>
+      serve(app, "/api/admin/kb/import", {
+        method: "POST",
+        body,
+        headers: { authorization: `Bearer ${admin.access}`, "content-type": type },
+      });
+    expect((await post("nope\n", "application/x-ndjson")).status).toBe(422);
+    expect((await post("<xml/>", "application/xml")).status).toBe(415);
+  });
+});
+
+describe("lifecycle routes, access and audit", () => {
+  it("lists with filters and title search; stats; SSE progress until done; viewers read, only admins write", async () => {
+    const admin = await signedInUser("admin");
+    const viewer = await signedInUser("viewer");
+    const title = `Searchable ${crypto.randomUUID().slice(0, 8)}`;
+    const res = await upload(
+      admin.access,
+      { bytes: unique("Listing test text."), name: "l.txt" },
+      { title, tags: "alpha,beta" },
+    );
+    const list = await call("GET", `/api/admin/kb/documents?q=${encodeURIComponent(title)}&tag=beta&status=queued`, {
+      token: viewer.access,
+    });
+    expect(list.status).toBe(200);
+    expect(list.body.total).toBe(1);
+    expect(list.body.items[0].id).toBe(res.body.id);
+
+    const events = await serve(app, `/api/admin/kb/documents/${res.body.id}/events`, {
+      headers: { authorization: `Bearer ${viewer.access}` },
+    });
+    expect(events.headers.get("content-type")).toContain("text/event-stream");
+    await ingestNow(res.body.id);
+    const text = await events.text();
+    expect(text).toContain("event: progress");
+    expect(text).toMatch(/event: done\ndata: .*"status":"ready"/);
+
+    const stats = await call("GET", "/api/admin/kb/stats", { token: viewer.access });
+    expect(stats.body.documents).toBeGreaterThan(0);
+    expect(stats.body.by_status.ready).toBeGreaterThan(0);
+
+    expect((await upload(viewer.access, { bytes: unique("viewer"), name: "v.txt" })).status).toBe(403);
+    expect((await call("DELETE", `/api/admin/kb/documents/${res.body.id}`, { token: viewer.access })).status).toBe(403);
+    expect(
+      (await call("POST", `/api/admin/kb/documents/${res.body.id}/reindex`, { token: viewer.access })).status,
+    ).toBe(403);
+    const user = await signedInUser();
+    expect((await call("GET", "/api/admin/kb/documents", { token: user.access })).status).toBe(403);
+
+    expect((await call("DELETE", `/api/admin/kb/documents/${res.body.id}`, { token: admin.access })).status).toBe(204);
+    const audit = await rows<{ action: string }>(
+      sql`select action from audit_log where target_id = ${res.body.id} order by seq`,
+    );
+    expect(audit.map((a) => a.action)).toEqual(["kb.document.uploaded", "kb.document.deleted"]);
+  });
+
+  it("delete bumps the knowledge-base version that caches key on", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, { bytes: unique("Version test."), name: "v.txt" });
+    await ingestNow(res.body.id);
+    const [before] = await rows<{ version: number }>(sql`select version from kb_state`);
+    await call("DELETE", `/api/admin/kb/documents/${res.body.id}`, { token: admin.access });
+    const [after] = await rows<{ version: number }>(sql`select version from kb_state`);
+    expect(after?.version).toBeGreaterThan(before?.version ?? 0);
+  });
+});
