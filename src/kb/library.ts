@@ -1,6 +1,6 @@
 import { and, count, eq, inArray, sql, sum } from "drizzle-orm";
 import { createDb, type Database, queryRows } from "../adapters/db/client.ts";
-import { chunks, type DocumentStatus, documents, importBatches } from "../adapters/db/schema/kb.ts";
+import { chunks, type DocumentStatus, documents, embeddingIndexes, importBatches } from "../adapters/db/schema/kb.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
@@ -8,7 +8,8 @@ import { ApiError } from "../errors.ts";
 import { log } from "../observability/log.ts";
 import { envelope } from "../observability/outbound.ts";
 import { bumpKbVersion } from "./cache-version.ts";
-import { recordedIndex } from "./index-spec.ts";
+import { createEmbedder } from "./embed/index.ts";
+import { DEFAULT_INDEX, recordedIndex } from "./index-spec.ts";
 import { INGEST_MESSAGE, queueIngestion } from "./ingest.ts";
 import { createVectorStore } from "./vectors/index.ts";
 
@@ -247,6 +248,42 @@ export async function requestReindex(env: Env, config: Config, document: Documen
     .set({ status: "queued", stage: null, progress: 0, chunksDone: 0, error: null, attempts: 0, updatedAt: new Date() })
     .where(eq(documents.id, document.id));
   await queueIngestion(env, { documentId: document.id, generation: document.activeGeneration + 1 });
+}
+
+/**
+ * Switches the vector index to the configured embedder: records its model and dimension, drops every
+ * old vector (so the index is never mixed) and queues every document's next generation. Until a
+ * document is re-embedded it is found by keyword search only.
+ */
+export async function rebuildIndex(
+  env: Env,
+  config: Config,
+): Promise<{ model: string; dimensions: number; queued: number }> {
+  const db = createDb(config);
+  const embedder = createEmbedder(config);
+  const previous = await recordedIndex(db);
+  if (previous) await createVectorStore(config).dropIndex(previous);
+  await db
+    .insert(embeddingIndexes)
+    .values({ name: DEFAULT_INDEX, model: embedder.model, dimensions: embedder.dimensions })
+    .onConflictDoUpdate({
+      target: embeddingIndexes.name,
+      set: { model: embedder.model, dimensions: embedder.dimensions, createdAt: new Date() },
+    });
+  const all = await db
+    .update(documents)
+    .set({ status: "queued", stage: null, progress: 0, chunksDone: 0, error: null, attempts: 0, updatedAt: new Date() })
+    .returning({ id: documents.id, generation: documents.activeGeneration });
+  await bumpKbVersion(db);
+  for (let i = 0; i < all.length; i += QUEUE_SEND_BATCH) {
+    await env.KB_INGEST.sendBatch(
+      all.slice(i, i + QUEUE_SEND_BATCH).map((d) => ({
+        body: envelope(INGEST_MESSAGE, { documentId: d.id, generation: d.generation + 1 }),
+        contentType: "json" as const,
+      })),
+    );
+  }
+  return { model: embedder.model, dimensions: embedder.dimensions, queued: all.length };
 }
 
 export async function knowledgeBaseStats(db: Database) {

@@ -6,6 +6,7 @@ import { chunks, documentStatuses, documents } from "../adapters/db/schema/kb.ts
 import { recordAudit } from "../audit/record.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { detectFormat } from "../kb/extract/index.ts";
+import { recordedIndex } from "../kb/index-spec.ts";
 import {
   acceptDocument,
   batchProgress,
@@ -14,6 +15,7 @@ import {
   type ImportRecord,
   importDocuments,
   knowledgeBaseStats,
+  rebuildIndex,
   requestReindex,
 } from "../kb/library.ts";
 import { recordMetrics } from "../metrics/record.ts";
@@ -623,6 +625,35 @@ export const kbAdminRoutes = createRouter()
         metadata: { error: document.error },
       });
       return c.json(toDocument(await loadDocument(db, document.id)), 202);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/api/admin/kb/index/rebuild",
+      tags: ["knowledge base"],
+      summary: "Rebuild the vector index with the configured embedding model (re-embeds every document)",
+      security: signedIn,
+      middleware: [requireRole("admin")] as const,
+      responses: {
+        202: jsonResponse(
+          "Every document queued for its next generation",
+          z.object({ model: z.string(), dimensions: z.number().int(), queued: z.number().int() }),
+        ),
+      },
+    }),
+    async (c) => {
+      const config = c.var.config;
+      const before = await recordedIndex(createDb(config));
+      const rebuilt = await rebuildIndex(c.env, config);
+      await recordAudit(config, {
+        action: "kb.index.rebuilt",
+        target: { type: "kb_index", id: "default" },
+        before: before ? { model: before.model, dimensions: before.dimensions } : null,
+        after: { model: rebuilt.model, dimensions: rebuilt.dimensions },
+        metadata: { queued: rebuilt.queued },
+      });
+      return c.json(rebuilt, 202);
     },
   )
   .openapi(

@@ -30,7 +30,8 @@ describe("upload: real samples through the real queue", () => {
       expect([200, 202]).toContain(u.status);
       expect(u.body.status_url).toBe(`/api/admin/kb/documents/${u.body.id}`);
     }
-    const [cdc, medline, ohdsi] = await Promise.all(uploaded.map((u) => untilSettled(u.body.id)));
+    // The local queue delivers in batches (up to 5 s) and the first PDF loads PDF.js: allow for a loaded machine.
+    const [cdc, medline, ohdsi] = await Promise.all(uploaded.map((u) => untilSettled(u.body.id, 60_000)));
     expect([cdc?.status, medline?.status, ohdsi?.status]).toEqual(["ready", "ready", "ready"]);
     expect(cdc?.mimeType).toBe("application/pdf");
 
@@ -55,7 +56,7 @@ describe("upload: real samples through the real queue", () => {
     expect(detail.body.chunk_count).toBeGreaterThan(0);
     expect(detail.body.token_count).toBeGreaterThan(0);
     expect(Object.keys(detail.body.timings)).toEqual(expect.arrayContaining(["extract_ms", "embed_ms", "write_ms"]));
-  });
+  }, 90_000);
 
   it("returns the existing document for the same bytes, flagged duplicate", async () => {
     const admin = await signedInUser("admin");
@@ -332,4 +333,25 @@ describe("lifecycle routes, access and audit", () => {
     const [after] = await rows<{ version: number }>(sql`select version from kb_state`);
     expect(after?.version).toBeGreaterThan(before?.version ?? 0);
   });
+});
+
+describe("embedding models", () => {
+  it("refuses to mix models in one index; a rebuild switches the index and re-embeds", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, { bytes: unique("Model switch text."), name: "m.txt" });
+    // As if the index had been built with another model before EMBEDDING_MODEL changed.
+    await db.execute(sql`update kb_embedding_indexes set model = 'old-model', dimensions = 384 where name = 'default'`);
+    expect(await ingestNow(res.body.id)).toBe("failed");
+    expect((await documentRow(res.body.id))?.error).toMatch(/built with old-model.*rebuild/);
+
+    const rebuilt = await call("POST", "/api/admin/kb/index/rebuild", { token: admin.access });
+    expect(rebuilt.status).toBe(202);
+    expect(rebuilt.body).toMatchObject({ model: "local-hash-v1", dimensions: 384 });
+    expect(rebuilt.body.queued).toBeGreaterThan(0);
+    // The real queue consumer re-embeds it (every document was queued again).
+    const settled = await untilSettled(res.body.id, 60_000);
+    expect(settled).toMatchObject({ status: "ready", embeddingModel: "local-hash-v1", activeGeneration: 1 });
+    const viewer = await signedInUser("viewer");
+    expect((await call("POST", "/api/admin/kb/index/rebuild", { token: viewer.access })).status).toBe(403);
+  }, 90_000);
 });

@@ -164,6 +164,26 @@ function conformance(name: string, create: () => VectorStore, skipReason?: strin
       expect(hits.map((h) => h.chunkId)).toEqual(kept.chunkIds);
     });
 
+    it("drops a whole index, and only that index", async () => {
+      const store = make();
+      const dropped = newIndex();
+      const other = newIndex();
+      await store.ensureIndex(dropped);
+      await store.ensureIndex(other);
+      for (const index of [dropped, other]) {
+        const doc = await seedDocument(2);
+        await store.upsert(
+          index,
+          doc.chunkIds.map((chunkId) => ({ chunkId, documentId: doc.documentId, vector: [1, 0, 0, 1] })),
+        );
+      }
+      expect(await store.query(dropped, [1, 0, 0, 1], { topK: 10 })).toHaveLength(2);
+      await store.dropIndex(dropped);
+      expect(await store.query(dropped, [1, 0, 0, 1], { topK: 10 })).toEqual([]);
+      expect(await store.query(other, [1, 0, 0, 1], { topK: 10 })).toHaveLength(2);
+      await store.dropIndex(dropped);
+    });
+
     it("returns at most topK hits", async () => {
       const store = make();
       const index = newIndex();

@@ -14,7 +14,7 @@ export interface DetectedFormat {
   mimeType: string;
 }
 
-export const MIME_TYPES: Record<DocumentFormat, string> = {
+const MIME_TYPES: Record<DocumentFormat, string> = {
   pdf: "application/pdf",
   docx: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
   html: "text/html",

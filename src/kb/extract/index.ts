@@ -8,7 +8,7 @@ import { normaliseLine, normaliseText } from "./normalise.ts";
 import { extractPdf } from "./pdf.ts";
 import type { DocumentFormat, ExtractedDocument } from "./port.ts";
 
-export { ACCEPTED_FORMATS, type DetectedFormat, detectFormat, type FormatHints, MIME_TYPES } from "./detect.ts";
+export { ACCEPTED_FORMATS, type DetectedFormat, detectFormat, type FormatHints } from "./detect.ts";
 
 const extractors: Record<DocumentFormat, (bytes: Uint8Array) => Promise<ExtractedDocument> | ExtractedDocument> = {
   pdf: extractPdf,

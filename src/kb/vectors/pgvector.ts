@@ -68,6 +68,10 @@ export function pgvectorStore(db: Database): VectorStore {
       await db.execute(sql`delete from kb_vectors where index_name = ${index.name} and document_id = ${documentId}`);
     },
 
+    async dropIndex(index) {
+      await db.execute(sql`delete from kb_vectors where index_name = ${index.name}`);
+    },
+
     async query(index, vector, { topK, documentIds }) {
       assertFits(index, [vector]);
       if (topK < 1 || documentIds?.length === 0) return [];

@@ -30,5 +30,7 @@ export interface VectorStore {
   upsert(index: IndexSpec, items: VectorItem[]): Promise<void>;
   deleteChunks(index: IndexSpec, chunkIds: string[]): Promise<void>;
   deleteDocument(index: IndexSpec, documentId: string): Promise<void>;
+  /** Removes every vector of the index (a model switch rebuilds it from scratch). */
+  dropIndex(index: IndexSpec): Promise<void>;
   query(index: IndexSpec, vector: number[], options: { topK: number; documentIds?: string[] }): Promise<VectorHit[]>;
 }

@@ -91,6 +91,13 @@ export function qdrantStore(config: QdrantConfig): VectorStore {
       );
     },
 
+    async dropIndex(index) {
+      await unlessMissing(
+        call("delete a collection", () => client.deleteCollection(collectionName(index))),
+        undefined,
+      );
+    },
+
     async query(index, vector, { topK, documentIds }) {
       assertFits(index, [vector]);
       if (topK < 1 || documentIds?.length === 0) return [];
