@@ -123,9 +123,15 @@ function bridge(ws: WebSocket, host: string, port: number, gate?: SessionGate): 
 
   const release = () => gate?.release(self);
   tcp.on("error", () => ws.terminate());
-  tcp.on("close", () => (release(), ws.close()));
+  tcp.on("close", () => {
+    release();
+    ws.close();
+  });
   ws.on("error", () => tcp.destroy());
-  ws.on("close", () => (release(), tcp.end()));
+  ws.on("close", () => {
+    release();
+    tcp.end();
+  });
   return tcp;
 }
 

@@ -18,7 +18,13 @@ export class SessionGate {
       return Promise.resolve();
     }
     return new Promise((resolve, reject) => {
-      const entry = { owner, grant: () => (clearTimeout(timer), resolve()) };
+      const entry = {
+        owner,
+        grant: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
       const timer = setTimeout(() => {
         this.waiting.splice(this.waiting.indexOf(entry), 1);
         reject(

@@ -1,5 +1,5 @@
 import { and, eq, lt, ne, sql } from "drizzle-orm";
-import { createDb, type Database, withPoolDb } from "../adapters/db/client.ts";
+import { createDb, withPoolDb } from "../adapters/db/client.ts";
 import { chunks, documents, postings } from "../adapters/db/schema/kb.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";

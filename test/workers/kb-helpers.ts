@@ -21,7 +21,8 @@ export async function upload(
     { method: "POST", body: form, headers: { authorization: `Bearer ${token}` } },
     overrides,
   );
-  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
+  // Parsed loosely, like `call` in identity-helpers: tests assert on the shape.
+  return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) };
 }
 
 export const documentRow = async (id: string) => (await db.select().from(documents).where(eq(documents.id, id)))[0];

@@ -255,7 +255,7 @@ describe("bulk import", () => {
       headers: { authorization: `Bearer ${admin.access}`, "content-type": "application/x-ndjson" },
     });
     expect(res.status).toBe(202);
-    const summary = (await res.json()) as Record<string, any>;
+    const summary = JSON.parse(await res.text());
     expect(summary).toMatchObject({ received: 5, queued: 2, duplicates: 1, rejected: 2 });
     expect(summary.errors.map((e: { line: number }) => e.line)).toEqual([4, 5]);
     const ids = (await rows<{ id: string }>(sql`select id from kb_documents where batch_id = ${summary.batch_id}`)).map(
