@@ -355,3 +355,33 @@ describe("embedding models", () => {
     expect((await call("POST", "/api/admin/kb/index/rebuild", { token: viewer.access })).status).toBe(403);
   }, 90_000);
 });
+
+describe("knowledge-base metrics", () => {
+  it("counts uploads by format, stage durations, chunks per document and failures by reason", async () => {
+    const admin = await signedInUser("admin");
+    const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+    const md = await upload(admin.access, {
+      bytes: unique("# Title\n\nMetrics text."),
+      name: "m.md",
+      type: "text/markdown",
+    });
+    await ingestNow(md.body.id);
+    const blank = await upload(admin.access, { bytes: pdf([""], `Blank ${crypto.randomUUID()}`), name: "b.pdf" });
+    await ingestNow(blank.body.id);
+    const seen = writes.mock.calls.map(([p]) => {
+      const [name, , ...labels] = p?.blobs ?? [];
+      return [name, ...labels].join(":");
+    });
+    writes.mockRestore();
+    expect(seen).toEqual(
+      expect.arrayContaining([
+        "kb_uploads_total:markdown:upload",
+        "kb_uploads_total:pdf:upload",
+        "kb_ingest_stage_duration_seconds:extract",
+        "kb_ingest_stage_duration_seconds:embed",
+        "kb_chunks_per_document",
+        "kb_ingest_failures_total:extract:true",
+      ]),
+    );
+  });
+});
