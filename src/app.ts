@@ -16,6 +16,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { kbAdminRoutes } from "./routes/kb-admin.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
+import { searchRoutes } from "./routes/search.ts";
 import { userRoutes } from "./routes/users.ts";
 
 /** The whole HTTP surface: middleware in the order a request meets it, then one line per area. */
@@ -41,6 +42,7 @@ export function createApp() {
   app.route("/", adminUserRoutes);
   app.route("/", adminAuditRoutes);
   app.route("/", kbAdminRoutes);
+  app.route("/", searchRoutes);
 
   describeSecuritySchemes(app);
   app.doc31("/openapi.json", (c) => ({

@@ -133,6 +133,15 @@ export const variablesSchema = z
     EMBEDDING_DIMENSIONS: optionalString.pipe(z.coerce.number<string | undefined>().int().positive().optional()),
     EMBEDDING_BATCH_SIZE: positiveInt(96),
     EMBEDDING_TIMEOUT_MS: positiveInt(30_000),
+    // Retrieval (docs/retrieval.md): BM25 k1 and b as Anserini/BEIR use them; RRF k as in the RRF paper.
+    RETRIEVAL_BM25_K1: z.coerce.number().min(0).max(10).default(0.9),
+    RETRIEVAL_BM25_B: z.coerce.number().min(0).max(1).default(0.4),
+    RETRIEVAL_RRF_K: z.coerce.number().min(0).default(60),
+    RETRIEVAL_WEIGHT_KEYWORD: z.coerce.number().min(0).default(1),
+    // Unset: 1, or 0.02 for the local hashed embedder, which only repeats BM25's evidence more noisily.
+    RETRIEVAL_WEIGHT_VECTOR: optionalString.pipe(z.coerce.number<string | undefined>().min(0).optional()),
+    RETRIEVAL_TOP_K: z.coerce.number().int().min(1).max(100).default(10),
+    RETRIEVAL_CANDIDATES: z.coerce.number().int().min(1).max(1_000).default(100), // per retriever
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {

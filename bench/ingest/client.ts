@@ -9,11 +9,11 @@ export interface ApiResponse {
 }
 
 export class ApiError extends Error {
-  constructor(
-    readonly what: string,
-    readonly response: ApiResponse,
-  ) {
+  readonly response: ApiResponse;
+
+  constructor(what: string, response: ApiResponse) {
     super(`${what}: ${response.status} ${response.text.slice(0, 500)}`);
+    this.response = response;
   }
 }
 
@@ -28,10 +28,13 @@ export class ApiClient {
   private accessToken: string | null = null;
   private refreshToken: string | null = null;
 
-  constructor(
-    readonly baseUrl: string,
-    private readonly timeoutMs: number,
-  ) {}
+  readonly baseUrl: string;
+  private readonly timeoutMs: number;
+
+  constructor(baseUrl: string, timeoutMs: number) {
+    this.baseUrl = baseUrl;
+    this.timeoutMs = timeoutMs;
+  }
 
   async raw(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse> {
     const headers: Record<string, string> = {};
@@ -49,7 +52,7 @@ export class ApiClient {
     const ms = performance.now() - started;
     let json: Record<string, unknown> = {};
     try {
-      json = text && text.trimStart().startsWith("{") ? JSON.parse(text) : {};
+      json = text?.trimStart().startsWith("{") ? JSON.parse(text) : {};
     } catch {
       json = {};
     }

@@ -1,12 +1,13 @@
 // Runs `npm run dev` as a child in a process group of its own and stops all of it afterwards: the group
 // gets SIGTERM (dev.ts then stops wrangler's own group and the local stack), and whatever of the tree
 // is still there after the grace period gets SIGKILL by pid, so no workerd is left behind.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, open, readFile, readlink, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isAlive, listProcesses, type ProcessInfo, processTree } from "./proc.ts";
+import { isAlive, type ProcessInfo, processTree } from "./proc.ts";
 
 const STOP_GRACE_MS = 20_000; // dev.ts gives wrangler 5 s, then stops PGlite
 const HEALTH_POLL_MS = 500;
@@ -27,38 +28,50 @@ export interface DevServer {
   stop(): Promise<{ killed: number[]; leftovers: number[] }>;
 }
 
-/** Another `npm run dev` of this checkout would share .data/ and .wrangler/: refuse to run beside it. */
-export async function otherDevServers(root: string): Promise<ProcessInfo[]> {
-  const found: ProcessInfo[] = [];
-  for (const p of listProcesses()) {
-    if (!/scripts\/dev\.ts/.test(p.command) || p.pid === process.pid) continue;
-    const cwd = await readlink(`/proc/${p.pid}/cwd`).catch(() => "");
-    if (cwd === root) found.push(p);
-  }
-  return found;
+export type SnapshotSource = "head" | "working-tree";
+
+export interface Snapshot {
+  dir: string;
+  source: SnapshotSource;
+  commit: string;
+  /** Files that differ from the commit (working-tree snapshots only). */
+  changes: string[];
+  remove(): Promise<void>;
 }
 
 /**
- * npm run dev keeps its data in .data/ and has no option for another folder, and every run must start
- * empty (the import deduplicates by content). So the developer's .data/ is moved aside for the
- * benchmark and put back afterwards; runs use `npm run dev -- --reset` on the moved-aside state.
+ * A private copy of the checkout for `npm run dev` to run in: wrangler rebuilds and reloads the Worker
+ * whenever a source file changes, and a reload drops the local queue's pending messages, so a run in
+ * the shared checkout stalls when someone edits src/ meanwhile. The copy also has its own .data/ and
+ * .wrangler/, leaving the developer's local state alone.
  */
-export async function stashData(root: string): Promise<{ restore(): Promise<void> }> {
-  const data = join(root, ".data");
-  const stash = join(root, ".data.bench-stash");
-  if (existsSync(stash)) {
-    throw new Error(
-      `${stash} exists: an earlier benchmark did not finish. Move it back to .data (or delete it) and run again.`,
-    );
+export async function createSnapshot(root: string, source: SnapshotSource): Promise<Snapshot> {
+  const git = (...args: string[]) => execFileSync("git", args, { cwd: root, encoding: "utf8", maxBuffer: 64 << 20 });
+  const commit = git("rev-parse", "--short", "HEAD").trim();
+  const dir = await mkdtemp(join(tmpdir(), "voiceassist-bench-"));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  try {
+    let changes: string[] = [];
+    if (source === "head") {
+      execFileSync("sh", ["-c", 'git archive --format=tar HEAD | tar -x -C "$1"', "sh", dir], { cwd: root });
+    } else {
+      const files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0").filter(Boolean);
+      for (const file of files) {
+        if (!existsSync(join(root, file))) continue; // deleted in the working tree
+        await mkdir(dirname(join(dir, file)), { recursive: true });
+        await copyFile(join(root, file), join(dir, file));
+      }
+      changes = git("status", "--porcelain").split("\n").filter(Boolean);
+    }
+    // A copy, not a link: esbuild (in watch mode under wrangler) resolves links to their real path and
+    // then watches the package.json and tsconfig.json above it, i.e. the shared checkout's, so an edit
+    // to package.json there would still reload the Worker in the copy.
+    execFileSync("cp", ["-a", join(root, "node_modules"), join(dir, "node_modules")]);
+    return { dir, source, commit, changes, remove };
+  } catch (error) {
+    await remove();
+    throw error;
   }
-  const had = existsSync(data);
-  if (had) await rename(data, stash);
-  return {
-    async restore() {
-      await rm(data, { recursive: true, force: true });
-      if (had) await rename(stash, data);
-    },
-  };
 }
 
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
@@ -118,7 +131,10 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   }
 }
 
-async function stopTree(groupId: number, snapshot: () => ProcessInfo[]): Promise<{ killed: number[]; leftovers: number[] }> {
+async function stopTree(
+  groupId: number,
+  snapshot: () => ProcessInfo[],
+): Promise<{ killed: number[]; leftovers: number[] }> {
   // Remember every process (and the groups below ours, e.g. wrangler's) before signalling.
   const members = snapshot();
   try {

@@ -41,7 +41,9 @@ export function median(values: number[]): number {
 
 /** The fields of an admin document listing the benchmark reads. */
 export interface DocumentSample {
+  external_id: string | null;
   status: string;
+  embedding_model: string | null;
   chunk_count: number;
   attempts: number;
   error: string | null;
@@ -94,8 +96,7 @@ export interface Histogram {
 
 /** One histogram series out of a Prometheus text exposition, selected by name and a label subset. */
 export function parseHistogram(exposition: string, name: string, labels: Record<string, string>): Histogram | null {
-  const matches = (labelText: string) =>
-    Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`));
+  const matches = (labelText: string) => Object.entries(labels).every(([k, v]) => labelText.includes(`${k}="${v}"`));
   const line = new RegExp(`^${name}_(bucket|sum|count)\\{([^}]*)\\} (\\S+)$`);
   const histogram: Histogram = { count: 0, sum: 0, buckets: [] };
   let found = false;
@@ -124,6 +125,9 @@ export function histogramQuantileUpperBound(h: Histogram, q: number): number {
 
 /** Queue deliveries logged by wrangler: "QUEUE kb-ingest 10/10 (1234ms)". */
 export function parseQueueBatches(log: string, queue: string): { acked: number; size: number; ms: number }[] {
-  const pattern = new RegExp(`QUEUE ${queue} (?:\\x1b\\[[0-9;]*m)*(\\d+)/(\\d+)(?:\\x1b\\[[0-9;]*m)* *(?:\\x1b\\[[0-9;]*m)*\\((\\d+)ms\\)`, "g");
+  const pattern = new RegExp(
+    `QUEUE ${queue} (?:\\x1b\\[[0-9;]*m)*(\\d+)/(\\d+)(?:\\x1b\\[[0-9;]*m)* *(?:\\x1b\\[[0-9;]*m)*\\((\\d+)ms\\)`,
+    "g",
+  );
   return [...log.matchAll(pattern)].map((m) => ({ acked: Number(m[1]), size: Number(m[2]), ms: Number(m[3]) }));
 }

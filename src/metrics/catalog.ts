@@ -129,6 +129,17 @@ export const metricCatalog = {
     help: "Events not aggregated because the series limit of the metrics aggregator was reached.",
     labelNames: ["metric"],
   },
+  kb_search_total: {
+    type: "counter",
+    help: "Knowledge-base searches, by mode (hybrid, keyword, vector) and outcome (ok, empty, degraded: a requested retriever was skipped, error).",
+    labelNames: ["mode", "outcome"],
+  },
+  kb_search_duration_seconds: {
+    type: "histogram",
+    help: "Time spent in each search stage (embed, keyword, vector, fuse, load).",
+    labelNames: ["stage"],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  },
 } as const satisfies Record<string, MetricDefinition>;
 
 export type MetricName = keyof typeof metricCatalog;

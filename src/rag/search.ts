@@ -1,0 +1,187 @@
+import { and, eq, inArray } from "drizzle-orm";
+import { createDb, type Database } from "../adapters/db/client.ts";
+import { chunks, documents } from "../adapters/db/schema/kb.ts";
+import type { Config } from "../config.ts";
+import type { Env } from "../env.ts";
+import { createEmbedder } from "../kb/embed/index.ts";
+import type { Embedder } from "../kb/embed/port.ts";
+import { createVectorStore } from "../kb/vectors/index.ts";
+import type { VectorStore } from "../kb/vectors/port.ts";
+import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
+import { keywordSearch, queryTerms } from "./bm25.ts";
+import type { SearchFilters } from "./filters.ts";
+import { type FusedHit, fuseRankings, type RankedHit, type RankedList } from "./fuse.ts";
+import { keepFusedOrder, type Reranker } from "./rerank.ts";
+import { snippetFor } from "./snippet.ts";
+import { vectorSearch, vectorWeight } from "./vector.ts";
+
+export type SearchMode = "hybrid" | "keyword" | "vector";
+export type Retriever = "keyword" | "vector";
+type Stage = "embed" | "keyword" | "vector" | "fuse" | "load";
+
+export interface SearchRequest {
+  query: string;
+  topK?: number;
+  filters?: SearchFilters;
+  /** Minimum fused score, 0 to 1 (see fuseRankings). */
+  scoreFloor?: number;
+  mode?: SearchMode;
+}
+
+export interface SearchResult {
+  documentId: string;
+  externalId: string | null;
+  title: string;
+  chunkId: string;
+  chunkIndex: number;
+  page: number | null;
+  headingPath: string[];
+  snippet: string;
+  score: number;
+  retrievers: FusedHit<Retriever>["retrievers"];
+}
+
+export interface RetrieverReport {
+  candidates: number;
+  /** Its weight in the fusion, when it ran. */
+  weight?: number;
+  skipped?: string;
+}
+
+export interface SearchResponse {
+  mode: SearchMode;
+  results: SearchResult[];
+  retrievers: Record<Retriever, RetrieverReport>;
+  tookMs: number;
+}
+
+/** The outside world, replaceable in tests; ctx lets metrics go out in waitUntil. */
+export interface SearchDeps {
+  embedder?: Embedder;
+  store?: VectorStore;
+  reranker?: Reranker;
+  ctx?: Pick<ExecutionContext, "waitUntil">;
+}
+
+interface Arm {
+  hits: RankedHit[];
+  model?: string;
+  skipped?: string;
+}
+
+/**
+ * Hybrid retrieval: BM25 over the keyword index and vector similarity run in parallel, fused by
+ * weighted reciprocal rank fusion, cut by the score floor and top_k, then loaded with their text.
+ * Only chunks of each document's active generation are ever returned.
+ */
+export async function hybridSearch(
+  config: Config,
+  env: Env,
+  request: SearchRequest,
+  deps: SearchDeps = {},
+): Promise<SearchResponse> {
+  const started = Date.now();
+  const mode = request.mode ?? "hybrid";
+  const filters = request.filters ?? {};
+  const limit = config.RETRIEVAL_CANDIDATES;
+  const db = createDb(config);
+  const metrics: MetricEvent[] = [];
+  const timed = async <T>(stage: Stage, work: () => Promise<T>): Promise<T> => {
+    const stageStarted = performance.now();
+    try {
+      return await work();
+    } finally {
+      const seconds = (performance.now() - stageStarted) / 1000;
+      metrics.push({ name: "kb_search_duration_seconds", labels: { stage }, value: seconds });
+    }
+  };
+  const outcome = (value: string): MetricEvent => ({
+    name: "kb_search_total",
+    labels: { mode, outcome: value },
+    value: 1,
+  });
+
+  try {
+    const terms = queryTerms(request.query);
+    const notRequested = `not requested (mode ${mode})`;
+    const keywordArm = async (): Promise<Arm> => {
+      if (mode === "vector") return { hits: [], skipped: notRequested };
+      if (terms.size === 0) return { hits: [], skipped: "the query has no searchable words" };
+      const bm25 = { k1: config.RETRIEVAL_BM25_K1, b: config.RETRIEVAL_BM25_B };
+      return { hits: await timed("keyword", () => keywordSearch(db, terms, { limit, filters, bm25 })) };
+    };
+    const vectorArm = async (): Promise<Arm> => {
+      if (mode === "keyword") return { hits: [], skipped: notRequested };
+      const embedder = deps.embedder ?? createEmbedder(config);
+      const store = deps.store ?? createVectorStore(config, db);
+      return vectorSearch({ db, embedder, store, timed }, request.query, { limit, filters });
+    };
+    const [keyword, vector] = await Promise.all([keywordArm(), vectorArm()]);
+
+    const weights: Record<Retriever, number> = {
+      keyword: config.RETRIEVAL_WEIGHT_KEYWORD,
+      vector: vectorWeight(config.RETRIEVAL_WEIGHT_VECTOR, vector.model ?? ""),
+    };
+    const lists: RankedList<Retriever>[] = [];
+    if (!keyword.skipped) lists.push({ retriever: "keyword", weight: weights.keyword, hits: keyword.hits });
+    if (!vector.skipped) lists.push({ retriever: "vector", weight: weights.vector, hits: vector.hits });
+    const fused = await timed("fuse", async () =>
+      fuseRankings(lists, config.RETRIEVAL_RRF_K)
+        .filter((hit) => hit.score >= (request.scoreFloor ?? 0))
+        .slice(0, request.topK ?? config.RETRIEVAL_TOP_K),
+    );
+    const loaded = await timed("load", () => loadResults(db, fused, new Set(terms.keys())));
+    const results = await (deps.reranker ?? keepFusedOrder).rerank(request.query, loaded);
+
+    // Degraded: the vector arm was wanted and could not run although the query had words to embed.
+    const degraded = mode !== "keyword" && vector.skipped !== undefined && terms.size > 0;
+    metrics.push(outcome(degraded ? "degraded" : results.length ? "ok" : "empty"));
+    await recordMetrics(env, deps.ctx, ...metrics);
+    return {
+      mode,
+      results,
+      retrievers: { keyword: report(keyword, weights.keyword), vector: report(vector, weights.vector) },
+      tookMs: Date.now() - started,
+    };
+  } catch (error) {
+    await recordMetrics(env, deps.ctx, ...metrics, outcome("error"));
+    throw error;
+  }
+}
+
+const report = (arm: Arm, weight: number): RetrieverReport => ({
+  candidates: arm.hits.length,
+  ...(arm.skipped ? { skipped: arm.skipped } : { weight }),
+});
+
+/** Chunk and document rows for the fused hits, in fused order; re-checks the active generation. */
+async function loadResults(db: Database, hits: FusedHit<Retriever>[], terms: Set<string>): Promise<SearchResult[]> {
+  if (hits.length === 0) return [];
+  const rows = await db
+    .select({
+      chunkId: chunks.id,
+      chunkIndex: chunks.chunkIndex,
+      page: chunks.page,
+      headingPath: chunks.headingPath,
+      text: chunks.text,
+      documentId: documents.id,
+      externalId: documents.externalId,
+      title: documents.title,
+    })
+    .from(chunks)
+    .innerJoin(documents, and(eq(documents.id, chunks.documentId), eq(documents.activeGeneration, chunks.generation)))
+    .where(
+      inArray(
+        chunks.id,
+        hits.map((h) => h.chunkId),
+      ),
+    );
+  const byId = new Map(rows.map((row) => [row.chunkId, row]));
+  // A chunk can vanish between retrieval and loading (a flip or a delete): it is left out.
+  return hits.flatMap((hit) => {
+    const row = byId.get(hit.chunkId);
+    if (!row) return [];
+    const { text, ...rest } = row;
+    return [{ ...rest, snippet: snippetFor(text, terms), score: hit.score, retrievers: hit.retrievers }];
+  });
+}
