@@ -52,4 +52,11 @@ export function loadConfig(env: Env): ConfigResult {
   return result;
 }
 
+/** The config, for cron jobs and consumers that have no request to answer with BAD_ENVIRONMENT. */
+export function requireConfig(env: Env): Config {
+  const loaded = loadConfig(env);
+  if (!loaded.ok) throw new Error(`bad environment: ${loaded.issues.map((i) => i.variable).join(", ")}`);
+  return loaded.config;
+}
+
 export type { Config };

@@ -35,7 +35,7 @@ const USAGE = `usage: npm run bench:ingest -- [options]
   --per-request N      documents per import request (default 1000)
   --corpus PATH        BEIR corpus.jsonl (default ../shared/data/scifact/corpus.jsonl)
   --port N             port for the dev server it starts (default 8797)
-  --source S          what npm run dev runs: head (a copy of the last commit, default) or
+  --source S           what npm run dev runs: head (a copy of the last commit, default) or
                        working-tree (a copy of the files as they are now, uncommitted changes included)
   --url URL            use a running server instead (one run; admin from BENCH_ADMIN_EMAIL and
                        BENCH_ADMIN_PASSWORD, bootstrapped first when ADMIN_BOOTSTRAP_TOKEN is set)

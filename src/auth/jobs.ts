@@ -1,20 +1,14 @@
 import { and, isNotNull, lt, or, sql } from "drizzle-orm";
 import { createDb, queryRows } from "../adapters/db/client.ts";
 import { authSessions, passwordResetTokens } from "../adapters/db/schema/identity.ts";
-import { type Env, loadConfig } from "../env.ts";
+import { type Env, requireConfig } from "../env.ts";
 import { recordMetrics } from "../metrics/record.ts";
 import { log } from "../observability/log.ts";
 import { purgeExpiredRevocations } from "./revocation/postgres.ts";
 
-const configOf = (env: Env) => {
-  const loaded = loadConfig(env);
-  if (!loaded.ok) throw new Error("bad environment");
-  return loaded.config;
-};
-
 /** Every 5 minutes: active sessions and today's active users, as gauges. */
 export async function recordIdentityGauges(env: Env): Promise<void> {
-  const config = configOf(env);
+  const config = requireConfig(env);
   const [row] = await queryRows<{ sessions: number; dau: number }>(
     createDb(config),
     sql`select
@@ -35,7 +29,7 @@ const RETENTION_DAYS = 30;
 
 /** Daily: forget expired revocations, long-ended sessions and old reset tokens. */
 export async function cleanUpIdentity(env: Env): Promise<void> {
-  const db = createDb(configOf(env));
+  const db = createDb(requireConfig(env));
   const cutoff = new Date(Date.now() - RETENTION_DAYS * 86_400_000);
   const revocations = await purgeExpiredRevocations(db);
   const sessions = await db

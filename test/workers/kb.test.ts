@@ -385,3 +385,23 @@ describe("knowledge-base metrics", () => {
     );
   });
 });
+
+describe("stuck documents", () => {
+  it("queues again a document whose message was lost, and leaves fresh ones alone", async () => {
+    const admin = await signedInUser("admin");
+    const lost = await upload(admin.access, { bytes: unique("Lost message text."), name: "lost.txt" });
+    const fresh = await upload(admin.access, { bytes: unique("Fresh message text."), name: "fresh.txt" });
+    await db.execute(sql`update kb_documents set status = 'processing', updated_at = now() - interval '31 minutes'
+      where id = ${lost.body.id}`);
+    const sends = vi.spyOn(env.KB_INGEST, "sendBatch");
+    const { requeueStuckDocuments } = await import("../../src/kb/jobs.ts");
+    expect(await requeueStuckDocuments(env)).toBeGreaterThanOrEqual(1);
+    const sent = sends.mock.calls.flatMap(([batch]) =>
+      [...batch].map((m) => (m.body as { payload: { documentId: string } }).payload.documentId),
+    );
+    sends.mockRestore();
+    expect(sent).toContain(lost.body.id);
+    expect(sent).not.toContain(fresh.body.id);
+    expect((await documentRow(lost.body.id))?.status).toBe("queued");
+  });
+});
