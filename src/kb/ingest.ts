@@ -17,7 +17,7 @@ import { chunkId } from "./ids.ts";
 import { indexFor } from "./index-spec.ts";
 import { termFrequencies } from "./terms.ts";
 import { createVectorStore } from "./vectors/index.ts";
-import type { VectorStore } from "./vectors/port.ts";
+import { type IndexSpec, type VectorStore, VectorStoreUnavailable } from "./vectors/port.ts";
 
 export const INGEST_MESSAGE = "kb.ingest";
 
@@ -85,8 +85,11 @@ export async function ingestDocument(
     if (pieces.length === 0) throw new ApiError("VALIDATION_FAILED", "The document has no text to index.");
     const embedder = deps.embedder ?? createEmbedder(config);
     const index = await indexFor(db, embedder);
+    const store = deps.store ?? createVectorStore(config);
+    const withVectors = await vectorStoreReady(store, index);
     const vectors = await timed("embed", async () => {
       const out: number[][] = [];
+      if (!withVectors) return out;
       for (let i = 0; i < pieces.length; i += config.EMBEDDING_BATCH_SIZE) {
         const batch = pieces.slice(i, i + config.EMBEDDING_BATCH_SIZE);
         out.push(...(await embedder.embed(batch.map((p) => p.text))));
@@ -116,10 +119,9 @@ export async function ingestDocument(
         terms: termFrequencies(p.text),
       })),
     );
-    const store = deps.store ?? createVectorStore(config);
     await timed("write", async () => {
       await writeGeneration(config, rows);
-      await store.ensureIndex(index);
+      if (!withVectors) return;
       await store.upsert(
         index,
         rows.map((r, i) => ({ chunkId: r.id, documentId: job.documentId, vector: vectors[i] as number[] })),
@@ -128,8 +130,8 @@ export async function ingestDocument(
     const flipped = await flipToGeneration(config, job, {
       chunkCount: rows.length,
       tokenCount: rows.reduce((sum, r) => sum + r.tokenCount, 0),
-      embeddingModel: index.model,
-      embeddingDimensions: index.dimensions,
+      embeddingModel: withVectors ? index.model : null,
+      embeddingDimensions: withVectors ? index.dimensions : null,
       timings,
     });
     if (flipped.staleChunkIds.length) await store.deleteChunks(index, flipped.staleChunkIds);
@@ -147,6 +149,22 @@ export async function ingestDocument(
       return "document_gone";
     }
     return handleFailure(env, config, job, attempt, error, metrics);
+  }
+}
+
+/**
+ * Whether vectors can be stored. A store that is not set up (a Postgres without pgvector and no
+ * QDRANT_URL) is reported by health as down; documents are then indexed for keyword search only, and a
+ * later index rebuild adds their vectors. Any other store error is a real failure.
+ */
+async function vectorStoreReady(store: VectorStore, index: IndexSpec): Promise<boolean> {
+  try {
+    await store.ensureIndex(index);
+    return true;
+  } catch (error) {
+    if (!(error instanceof VectorStoreUnavailable)) throw error;
+    log("warn", "vector store unavailable: indexing for keyword search only", { error: error.message });
+    return false;
   }
 }
 
@@ -191,8 +209,8 @@ async function flipToGeneration(
   summary: {
     chunkCount: number;
     tokenCount: number;
-    embeddingModel: string;
-    embeddingDimensions: number;
+    embeddingModel: string | null;
+    embeddingDimensions: number | null;
     timings: Record<string, number>;
   },
 ): Promise<{ flipped: boolean; gone: boolean; staleChunkIds: string[] }> {

@@ -1,8 +1,9 @@
 import { type SQL, sql } from "drizzle-orm";
 import { type Database, queryRows } from "../../adapters/db/client.ts";
-import { ApiError } from "../../errors.ts";
 import { assertFits, storedDimensionMismatch } from "./dimensions.ts";
-import type { VectorStore } from "./port.ts";
+import { type VectorStore, VectorStoreUnavailable } from "./port.ts";
+
+const UNDEFINED_TABLE = "42P01";
 
 // 100 rows of 1536 floats is ~1.5 MB of SQL text: well inside a Neon HTTP request.
 const ROWS_PER_STATEMENT = 100;
@@ -15,6 +16,15 @@ const vectorLiteral = (vector: number[]) => `[${vector.join(",")}]`;
  * Rows go with their chunk or document by cascade; the deletes here serve re-indexing and other stores' parity.
  */
 export function pgvectorStore(db: Database): VectorStore {
+  // Without pgvector there is no kb_vectors table, and so nothing to delete.
+  const deleteVectors = async (where: SQL) => {
+    try {
+      await db.execute(sql`delete from kb_vectors where ${where}`);
+    } catch (error) {
+      if ((error as { code?: string }).code !== UNDEFINED_TABLE) throw error;
+    }
+  };
+
   return {
     backend: "pgvector",
 
@@ -25,8 +35,7 @@ export function pgvectorStore(db: Database): VectorStore {
                    to_regclass('kb_vectors') is not null as "table"`,
       );
       if (!state?.extension || !state.table) {
-        throw new ApiError(
-          "BAD_ENVIRONMENT",
+        throw new VectorStoreUnavailable(
           "pgvector is not available in this database: install the vector extension and run the migrations again, or set QDRANT_URL to use Qdrant.",
         );
       }
@@ -59,17 +68,15 @@ export function pgvectorStore(db: Database): VectorStore {
 
     async deleteChunks(index, chunkIds) {
       if (chunkIds.length === 0) return;
-      await db.execute(
-        sql`delete from kb_vectors where index_name = ${index.name} and chunk_id = any(${uuids(chunkIds)})`,
-      );
+      await deleteVectors(sql`index_name = ${index.name} and chunk_id = any(${uuids(chunkIds)})`);
     },
 
     async deleteDocument(index, documentId) {
-      await db.execute(sql`delete from kb_vectors where index_name = ${index.name} and document_id = ${documentId}`);
+      await deleteVectors(sql`index_name = ${index.name} and document_id = ${documentId}`);
     },
 
     async dropIndex(index) {
-      await db.execute(sql`delete from kb_vectors where index_name = ${index.name}`);
+      await deleteVectors(sql`index_name = ${index.name}`);
     },
 
     async query(index, vector, { topK, documentIds }) {

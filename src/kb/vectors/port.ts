@@ -1,3 +1,5 @@
+import { ApiError } from "../../errors.ts";
+
 /** Which vector index: its name and the model/dimension it was built with. */
 export interface IndexSpec {
   name: string;
@@ -33,4 +35,11 @@ export interface VectorStore {
   /** Removes every vector of the index (a model switch rebuilds it from scratch). */
   dropIndex(index: IndexSpec): Promise<void>;
   query(index: IndexSpec, vector: number[], options: { topK: number; documentIds?: string[] }): Promise<VectorHit[]>;
+}
+
+/** The store is not set up at all (e.g. a Postgres without pgvector): ingestion then indexes keywords only. */
+export class VectorStoreUnavailable extends ApiError {
+  constructor(detail: string) {
+    super("BAD_ENVIRONMENT", detail);
+  }
 }
