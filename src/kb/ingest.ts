@@ -1,5 +1,5 @@
 import { and, eq, lt, ne, sql } from "drizzle-orm";
-import { createDb, withPoolDb } from "../adapters/db/client.ts";
+import { createDb, postgresErrorCode, withPoolDb } from "../adapters/db/client.ts";
 import { chunks, documents, postings } from "../adapters/db/schema/kb.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
@@ -144,7 +144,7 @@ export async function ingestDocument(
     await recordMetrics(env, undefined, ...metrics);
     return flipped.flipped ? "indexed" : "already_indexed";
   } catch (error) {
-    if (error instanceof DocumentGone || (error as { code?: string }).code === FOREIGN_KEY_VIOLATION) {
+    if (error instanceof DocumentGone || postgresErrorCode(error) === FOREIGN_KEY_VIOLATION) {
       await recordMetrics(env, undefined, ...metrics);
       return "document_gone";
     }

@@ -30,21 +30,27 @@ export async function keywordSearch(
 ): Promise<RankedHit[]> {
   if (terms.size === 0 || options.limit < 1) return [];
   const { k1, b } = options.bm25;
+  const words = sql.param([...terms.keys()]);
   const rows = await queryRows<{ chunk_id: string; document_id: string; score: number | string }>(
     db,
-    // Materialized CTEs pin the plan: inlined, the planner re-ran the corpus aggregate per matched posting.
+    // Every step is materialized so the plan cannot degrade: inlined, the planner either re-ran the corpus
+    // aggregate per posting (with statistics) or scanned all postings (without, as in PGlite).
     sql`with q as (
-          select term, qtf from unnest(${sql.param([...terms.keys()])}::text[], ${sql.param([...terms.values()])}::int[]) as t(term, qtf)
+          select term, qtf from unnest(${words}::text[], ${sql.param([...terms.values()])}::int[]) as t(term, qtf)
+        ),
+        live as materialized (
+          select c.id, c.document_id, c.term_count, (true ${documentConditions(options.filters)}) as eligible
+          from ${activeChunks}
         ),
         corpus as materialized (
-          select count(*)::float8 as n, greatest(avg(c.term_count), 1)::float8 as avglen from ${activeChunks}
+          select count(*)::float8 as n, greatest(avg(term_count), 1)::float8 as avglen from live
+        ),
+        hits as materialized (
+          select term, chunk_id, tf::float8 as tf from kb_postings where term = any(${words}::text[])
         ),
         matches as materialized (
-          select p.term, p.chunk_id, p.tf::float8 as tf, c.document_id, c.term_count,
-                 (true ${documentConditions(options.filters)}) as eligible
-          from q
-            join kb_postings p on p.term = q.term
-            join (${activeChunks}) on c.id = p.chunk_id
+          select h.term, h.chunk_id, h.tf, l.document_id, l.term_count, l.eligible
+          from hits h join live l on l.id = h.chunk_id
         ),
         weights as (
           select q.term, q.qtf * ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5)) as w

@@ -17,17 +17,6 @@ const OTHER_SOURCE = `search-other-${run}`;
 // Made-up words no other document holds, so document frequencies are known.
 const RARE = `zorblaxin${run.replace(/\d/g, "")}`;
 
-// Without pgvector the stack cannot store vectors: index keywords only, as a store outage would leave it.
-const noVectors: VectorStore = {
-  backend: "pgvector",
-  ensureIndex: async () => {},
-  upsert: async () => {},
-  deleteChunks: async () => {},
-  deleteDocument: async () => {},
-  dropIndex: async () => {},
-  query: async () => [],
-};
-const storeForIngestion = (): VectorStore => (hasVector ? createVectorStore(config) : noVectors);
 // Uploads queue nothing: each test indexes when it wants to (no race with the real consumer).
 const noQueue = { KB_INGEST: { send: async () => {}, sendBatch: async () => {} } };
 
@@ -47,7 +36,7 @@ async function addDocument(name: string, text: string, fields: Record<string, st
   return res.body.id;
 }
 
-async function indexNow(id: string, store = storeForIngestion()) {
+async function indexNow(id: string, store = createVectorStore(config)) {
   const generation = ((await documentRow(id))?.activeGeneration ?? 0) + 1;
   return ingestDocument(env, config, { documentId: id, generation }, 1, { store });
 }
@@ -210,12 +199,14 @@ describe("POST /api/kb/search: only what is indexed now", () => {
 
   it("returns only the active generation while a reindex is half done, then only the new one", async () => {
     const id = await addDocument("reindexed", `Bradycardia notes ${RARE}x. A slow heart rate is bradycardia.`);
-    const real = storeForIngestion();
+    const real = createVectorStore(config);
     // Generation 2 gets its chunks, postings and vectors, then crashes before the flip.
     const crashing: VectorStore = {
       ...real,
+      // Without pgvector the store would step aside before the write; pretend it is there so the crash comes after.
+      ensureIndex: async (index) => (hasVector ? real.ensureIndex(index) : undefined),
       upsert: async (index, items) => {
-        await real.upsert(index, items);
+        if (hasVector) await real.upsert(index, items);
         throw new Error("crash before the flip");
       },
     };
@@ -240,12 +231,7 @@ describe("POST /api/kb/search: only what is indexed now", () => {
     const id = await addDocument("deleted", `Tachycardia ${word} is a fast heart rate.`);
     expect(titles(await scoped(`${word} tachycardia`, { mode: "keyword" }))).toEqual(["deleted"]);
     if (hasVector) expect(titles(await scoped(`${word} tachycardia`, { mode: "vector" }))[0]).toBe("deleted");
-    if (hasVector) {
-      expect((await call("DELETE", `/api/admin/kb/documents/${id}`, { token: admin.access })).status).toBe(204);
-    } else {
-      // Without pgvector the route's vector clean-up fails (src/kb/library.ts); delete the row as it would.
-      await db.execute(sql`delete from kb_documents where id = ${id}`);
-    }
+    expect((await call("DELETE", `/api/admin/kb/documents/${id}`, { token: admin.access })).status).toBe(204);
     for (const mode of ["keyword", "vector", "hybrid"]) {
       expect(titles(await scoped(`${word} tachycardia`, { mode }))).not.toContain("deleted");
     }

@@ -48,6 +48,15 @@ export async function queryRows<T>(db: Database, query: SQL): Promise<T[]> {
   return result.rows;
 }
 
+/** Postgres's SQLSTATE for an error, whether raw from the driver or wrapped by drizzle (as its cause). */
+export function postgresErrorCode(error: unknown): string | undefined {
+  for (let e = error; e && typeof e === "object"; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
 /** drizzle over HTTP, for everything that needs no interactive transaction. */
 export function createDb(config: Config) {
   return drizzleHttp({ client: createSql(config), schema });

@@ -1,5 +1,5 @@
 import journal from "../../../migrations/meta/_journal.json";
-import type { Sql } from "./client.ts";
+import { postgresErrorCode, type Sql } from "./client.ts";
 
 /** Migrations bundled with this build, in order (drizzle-kit's journal). */
 export const bundledMigrations = journal.entries.map((e) => ({ tag: e.tag, createdAt: e.when }));
@@ -23,7 +23,7 @@ export async function migrationStatus(sql: Sql): Promise<MigrationStatus> {
     applied = Number(rows[0]?.applied ?? 0);
     latest = Number(rows[0]?.latest ?? 0);
   } catch (error) {
-    const code = (error as { code?: string }).code;
+    const code = postgresErrorCode(error);
     if (code !== UNDEFINED_TABLE && code !== UNDEFINED_SCHEMA) throw error;
   }
   const pending = bundledMigrations.filter((m) => m.createdAt > latest).map((m) => m.tag);

@@ -1,5 +1,5 @@
 import { type SQL, sql } from "drizzle-orm";
-import { type Database, queryRows } from "../../adapters/db/client.ts";
+import { type Database, postgresErrorCode, queryRows } from "../../adapters/db/client.ts";
 import { assertFits, storedDimensionMismatch } from "./dimensions.ts";
 import { type VectorStore, VectorStoreUnavailable } from "./port.ts";
 
@@ -21,7 +21,7 @@ export function pgvectorStore(db: Database): VectorStore {
     try {
       await db.execute(sql`delete from kb_vectors where ${where}`);
     } catch (error) {
-      if ((error as { code?: string }).code !== UNDEFINED_TABLE) throw error;
+      if (postgresErrorCode(error) !== UNDEFINED_TABLE) throw error;
     }
   };
 
