@@ -72,6 +72,37 @@ function parseSigningKeys(value: string, ctx: z.RefinementCtx): SigningKey[] {
   return keys;
 }
 
+export interface ModelPrice {
+  /** US dollars per million prompt tokens. */
+  input: number;
+  /** US dollars per million completion tokens. */
+  output: number;
+}
+
+const priceTable = z.record(
+  z.string().min(1),
+  z.strictObject({ input: z.number().min(0), output: z.number().min(0) }),
+);
+
+function parsePrices(value: string | undefined, ctx: z.RefinementCtx): Record<string, ModelPrice> {
+  if (value === undefined) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  const result = priceTable.safeParse(parsed);
+  if (!result.success) {
+    ctx.addIssue({
+      code: "custom",
+      message: 'must be JSON like {"gpt-4o-mini": {"input": 0.15, "output": 0.6}} (USD per 1M tokens)',
+    });
+    return z.NEVER;
+  }
+  return result.data;
+}
+
 export const variablesSchema = z
   .object({
     ENVIRONMENT: z.enum(["development", "test", "staging", "production"]).default("production"),
@@ -142,6 +173,29 @@ export const variablesSchema = z
     RETRIEVAL_WEIGHT_VECTOR: optionalString.pipe(z.coerce.number<string | undefined>().min(0).optional()),
     RETRIEVAL_TOP_K: z.coerce.number().int().min(1).max(100).default(10),
     RETRIEVAL_CANDIDATES: z.coerce.number().int().min(1).max(1_000).default(100), // per retriever
+    // Answers (docs/answers.md). Unset CHAT_MODEL with no OPENAI_API_KEY: the local extractive composer.
+    CHAT_MODEL: z.string().trim().min(1).default("gpt-4o-mini"),
+    CHAT_TIMEOUT_MS: positiveInt(60_000), // a whole answer
+    CHAT_FIRST_TOKEN_TIMEOUT_MS: positiveInt(15_000), // until the first streamed delta
+    CHAT_MAX_RETRIES: z.coerce.number().int().min(0).max(5).default(2), // before the first delta only
+    CHAT_MAX_OUTPUT_TOKENS: positiveInt(800),
+    CHAT_HISTORY_TOKENS: z.coerce.number().int().min(0).default(1_500), // budget for earlier turns
+    CHAT_CIRCUIT_FAILURES: positiveInt(5), // consecutive failures that open the circuit
+    CHAT_CIRCUIT_COOLDOWN_SECONDS: positiveInt(30),
+    RAG_SOURCES: z.coerce.number().int().min(1).max(20).default(6), // chunks given to the model
+    RAG_MEDICAL_DISCLAIMER: z
+      .string()
+      .default(
+        "This information supports, and does not replace, clinical judgement. Verify it against the cited sources and local protocols.",
+      ),
+    // What happens to PHI-like spans before text leaves for a cloud model.
+    PHI_MODE: z.enum(["off", "redact", "block"]).default("redact"),
+    // JSON {"model": {"input": USD per 1M tokens, "output": USD per 1M tokens}}, merged over the built-in table.
+    LLM_PRICES: optionalString.transform((v, ctx) => parsePrices(v, ctx)),
+    // Multi-level cache (docs/caching.md).
+    CACHE_L1_MAX_ENTRIES: positiveInt(1_000),
+    CACHE_TTL_EMBEDDING_SECONDS: positiveInt(86_400),
+    CACHE_TTL_SEARCH_SECONDS: positiveInt(300),
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {

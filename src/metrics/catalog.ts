@@ -140,6 +140,58 @@ export const metricCatalog = {
     labelNames: ["stage"],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   },
+  cache_lookups_total: {
+    type: "counter",
+    help: "Cache lookups by namespace (embedding, search...), tier (l1 isolate memory, l2 Redis) and outcome (hit, miss, error).",
+    labelNames: ["namespace", "tier", "outcome"],
+  },
+  cache_loads_total: {
+    type: "counter",
+    help: "Cache misses that ran the loader, by namespace and outcome (ok, error, shared: joined a load already running).",
+    labelNames: ["namespace", "outcome"],
+  },
+  rag_queries_total: {
+    type: "counter",
+    help: "Questions answered, by channel (query, conversation, websocket) and outcome (answered, no_sources, blocked, cancelled, error).",
+    labelNames: ["channel", "outcome"],
+  },
+  rag_citations_per_answer: {
+    type: "histogram",
+    help: "Valid citations in each finished answer.",
+    labelNames: [],
+    buckets: [0, 1, 2, 3, 5, 8, 13],
+  },
+  rag_invalid_citations_total: {
+    type: "counter",
+    help: "Citation markers that named no real source and were dropped from the answer.",
+    labelNames: [],
+  },
+  rag_stage_duration_seconds: {
+    type: "histogram",
+    help: "Time spent in each answer stage (embed, retrieve, rerank, first_token, total).",
+    labelNames: ["stage"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  },
+  llm_calls_total: {
+    type: "counter",
+    help: "Chat model calls, by provider (openai, local), model and outcome (ok, error, timeout, rate_limited, circuit_open, cancelled).",
+    labelNames: ["provider", "model", "outcome"],
+  },
+  llm_tokens_total: {
+    type: "counter",
+    help: "Tokens used by chat model calls, by model and kind (prompt, completion).",
+    labelNames: ["model", "kind"],
+  },
+  llm_cost_usd_total: {
+    type: "counter",
+    help: "Cost of chat model calls in US dollars, from the price table (LLM_PRICES), by model.",
+    labelNames: ["model"],
+  },
+  phi_detections_total: {
+    type: "counter",
+    help: "PHI-like spans found in text bound for a cloud model, by type (name, dob, mrn, ssn, phone, email, address) and mode (redact, block).",
+    labelNames: ["type", "mode"],
+  },
 } as const satisfies Record<string, MetricDefinition>;
 
 export type MetricName = keyof typeof metricCatalog;
