@@ -12,9 +12,12 @@ import { adminAuditRoutes } from "./routes/admin-audit.ts";
 import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
 import { adminUserRoutes } from "./routes/admin-users.ts";
 import { authRoutes } from "./routes/auth.ts";
+import { conversationRoutes } from "./routes/conversations.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { kbAdminRoutes } from "./routes/kb-admin.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { ragRoutes } from "./routes/rag.ts";
+import { realtimeChatRoutes } from "./routes/realtime-chat.ts";
 import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
 import { searchRoutes } from "./routes/search.ts";
 import { userRoutes } from "./routes/users.ts";
@@ -43,6 +46,9 @@ export function createApp() {
   app.route("/", adminAuditRoutes);
   app.route("/", kbAdminRoutes);
   app.route("/", searchRoutes);
+  app.route("/", ragRoutes);
+  app.route("/", conversationRoutes);
+  app.route("/", realtimeChatRoutes);
 
   describeSecuritySchemes(app);
   app.doc31("/openapi.json", (c) => ({

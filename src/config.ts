@@ -79,10 +79,7 @@ export interface ModelPrice {
   output: number;
 }
 
-const priceTable = z.record(
-  z.string().min(1),
-  z.strictObject({ input: z.number().min(0), output: z.number().min(0) }),
-);
+const priceTable = z.record(z.string().min(1), z.strictObject({ input: z.number().min(0), output: z.number().min(0) }));
 
 function parsePrices(value: string | undefined, ctx: z.RefinementCtx): Record<string, ModelPrice> {
   if (value === undefined) return {};
@@ -183,6 +180,8 @@ export const variablesSchema = z
     CHAT_CIRCUIT_FAILURES: positiveInt(5), // consecutive failures that open the circuit
     CHAT_CIRCUIT_COOLDOWN_SECONDS: positiveInt(30),
     RAG_SOURCES: z.coerce.number().int().min(1).max(20).default(6), // chunks given to the model
+    // Minimum fused score (0-1) of a source: keeps out chunks only a weak vector match found.
+    RAG_SCORE_FLOOR: z.coerce.number().min(0).max(1).default(0.05),
     RAG_MEDICAL_DISCLAIMER: z
       .string()
       .default(

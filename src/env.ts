@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { ChatRoom } from "../workers/chat-room.ts";
 import type { MetricsAggregator } from "../workers/metrics-aggregator.ts";
 import type { RateLimiter } from "../workers/rate-limiter.ts";
 import { type Config, type ConfigIssue, type ConfigResult, parseConfig } from "./config.ts";
@@ -13,6 +14,7 @@ export interface Env {
   ANALYTICS: AnalyticsEngineDataset;
   METRICS: DurableObjectNamespace<MetricsAggregator>;
   RATE_LIMITER: DurableObjectNamespace<RateLimiter>;
+  CHAT_ROOM: DurableObjectNamespace<ChatRoom>;
   [variable: string]: unknown;
 }
 
@@ -32,6 +34,7 @@ export const bindingsSchema = z.object({
   ANALYTICS: binding("Analytics Engine dataset"),
   METRICS: binding("Durable Object namespace"),
   RATE_LIMITER: binding("Durable Object namespace"),
+  CHAT_ROOM: binding("Durable Object namespace"),
 });
 
 // Bindings and variables never change within an isolate, so validate once per env object.

@@ -11,6 +11,7 @@ export const problemCodes = {
   PAYLOAD_TOO_LARGE: { status: 413, title: "Payload too large" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: "Unsupported media type" },
   VALIDATION_FAILED: { status: 422, title: "Validation failed" },
+  PHI_BLOCKED: { status: 422, title: "Protected health information refused" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
   INTERNAL: { status: 500, title: "Internal server error" },
   BAD_ENVIRONMENT: { status: 500, title: "Server misconfigured" },

@@ -5,6 +5,7 @@ import { consumeQueue } from "../workers/queue-consumer.ts";
 import { app } from "./app.ts";
 import type { Env } from "./env.ts";
 
+export { ChatRoom } from "../workers/chat-room.ts";
 export { MetricsAggregator } from "../workers/metrics-aggregator.ts";
 export { RateLimiter } from "../workers/rate-limiter.ts";
 

@@ -27,7 +27,8 @@ interface Sentence {
 // Sentence ends: . ! ? (and closing quotes/brackets) followed by space, or a line break.
 const SENTENCE_END = /[.!?…]+["')\]]*\s+|\n+/g;
 
-function sentencesOf(text: string, offset: number): Sentence[] {
+/** The sentences of a text as offsets (shifted by `offset`), trailing whitespace included. */
+export function sentencesOf(text: string, offset: number): Sentence[] {
   const sentences: Sentence[] = [];
   let start = 0;
   for (const match of text.matchAll(SENTENCE_END)) {

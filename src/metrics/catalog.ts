@@ -174,7 +174,7 @@ export const metricCatalog = {
   },
   llm_calls_total: {
     type: "counter",
-    help: "Chat model calls, by provider (openai, local), model and outcome (ok, error, timeout, rate_limited, circuit_open, cancelled).",
+    help: "Chat model calls, by provider (openai, local), model and outcome (ok, timeout, cancelled, error).",
     labelNames: ["provider", "model", "outcome"],
   },
   llm_tokens_total: {

@@ -11,11 +11,20 @@ import { setRequestUser } from "./request-context.ts";
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
-async function authenticate(c: Context<AppEnv>): Promise<Principal> {
+/** The credential of a request: an API key header, or a bearer token (access token, or an API key). */
+export interface Credential {
+  apiKey?: string;
+  bearer?: string;
+}
+
+const headerCredential = (c: Context<AppEnv>): Credential => ({
+  apiKey: c.req.header("x-api-key"),
+  bearer: BEARER.exec(c.req.header("authorization") ?? "")?.[1],
+});
+
+async function authenticate(c: Context<AppEnv>, { apiKey, bearer }: Credential): Promise<Principal> {
   const config = c.var.config;
   const db = createDb(config);
-  const apiKey = c.req.header("x-api-key");
-  const bearer = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
   if (apiKey) {
     const { principal, stale } = await principalFromApiKey(db, apiKey);
     if (stale) c.executionCtx.waitUntil(touchApiKey(db, principal.apiKeyId as string));
@@ -27,12 +36,18 @@ async function authenticate(c: Context<AppEnv>): Promise<Principal> {
   });
 }
 
-/** Any signed-in caller (access token or API key); sets c.var.principal. */
-export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
-  const principal = await authenticate(c);
+/** Signs in the caller from a credential the route found elsewhere (e.g. a WebSocket subprotocol). */
+export async function signIn(c: Context<AppEnv>, credential: Credential = headerCredential(c)): Promise<Principal> {
+  const principal = await authenticate(c, credential);
   c.set("principal", principal);
   setRequestUser(c, principal.userId);
   c.executionCtx.waitUntil(recordActivity(c.env, c.var.config, principal.userId));
+  return principal;
+}
+
+/** Any signed-in caller (access token or API key); sets c.var.principal. */
+export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
+  await signIn(c);
   await next();
 });
 

@@ -36,6 +36,8 @@ export interface SearchResult {
   chunkIndex: number;
   page: number | null;
   headingPath: string[];
+  /** The whole chunk, for answer prompts; the search route shows only the snippet. */
+  text: string;
   snippet: string;
   score: number;
   retrievers: FusedHit<Retriever>["retrievers"];
@@ -181,7 +183,6 @@ async function loadResults(db: Database, hits: FusedHit<Retriever>[], terms: Set
   return hits.flatMap((hit) => {
     const row = byId.get(hit.chunkId);
     if (!row) return [];
-    const { text, ...rest } = row;
-    return [{ ...rest, snippet: snippetFor(text, terms), score: hit.score, retrievers: hit.retrievers }];
+    return [{ ...row, snippet: snippetFor(row.text, terms), score: hit.score, retrievers: hit.retrievers }];
   });
 }

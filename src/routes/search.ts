@@ -1,22 +1,31 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { requireUser } from "../middleware/auth.ts";
+import type { SearchFilters } from "../rag/filters.ts";
 import { hybridSearch } from "../rag/search.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 const oneOrMany = <T extends z.ZodType>(item: T) =>
   z.union([item, z.array(item).min(1).max(20)]).transform((v) => (Array.isArray(v) ? v : [v]) as z.output<T>[]);
 
+export const SearchFiltersSchema = z
+  .strictObject({
+    source_type: oneOrMany(z.string().trim().min(1).max(64)).optional().describe("any of"),
+    tags: z.array(z.string().trim().min(1).max(64)).min(1).max(20).optional().describe("all of"),
+    document_ids: z.array(z.uuid()).min(1).max(100).optional().describe("any of"),
+  })
+  .openapi("KbSearchFilters");
+
+export const toSearchFilters = (filters: z.output<typeof SearchFiltersSchema> | undefined): SearchFilters => ({
+  sourceTypes: filters?.source_type,
+  tags: filters?.tags,
+  documentIds: filters?.document_ids,
+});
+
 const SearchRequest = z
   .strictObject({
     query: z.string().trim().min(1, "must not be empty").max(2_000),
     top_k: z.number().int().min(1).max(100).optional().describe("default RETRIEVAL_TOP_K (10)"),
-    filters: z
-      .strictObject({
-        source_type: oneOrMany(z.string().trim().min(1).max(64)).optional().describe("any of"),
-        tags: z.array(z.string().trim().min(1).max(64)).min(1).max(20).optional().describe("all of"),
-        document_ids: z.array(z.uuid()).min(1).max(100).optional().describe("any of"),
-      })
-      .optional(),
+    filters: SearchFiltersSchema.optional(),
     score_floor: z.number().min(0).max(1).optional().describe("minimum fused score (0-1)"),
     mode: z.enum(["hybrid", "keyword", "vector"]).default("hybrid"),
   })
@@ -77,11 +86,7 @@ export const searchRoutes = createRouter().openapi(
         topK: body.top_k,
         mode: body.mode,
         scoreFloor: body.score_floor,
-        filters: {
-          sourceTypes: body.filters?.source_type,
-          tags: body.filters?.tags,
-          documentIds: body.filters?.document_ids,
-        },
+        filters: toSearchFilters(body.filters),
       },
       { ctx: c.executionCtx },
     );

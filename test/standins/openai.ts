@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
 import { closeServer, listenOnFreePort, RequestError, readJsonBody, sendJson } from "../../scripts/local-stack/http.ts";
 import { fakeEmbedding } from "./fake-embedding.ts";
@@ -6,13 +7,25 @@ import { fakeEmbedding } from "./fake-embedding.ts";
  * A local OpenAI-compatible server for tests of the real `openai` SDK (no model can be reached from
  * here). Responses follow the shapes of api.openai.com/v1; vectors are deterministic (fake-embedding.ts).
  *
- * Scripted faults: an input that starts with "!fault" makes the request fail, e.g.
+ * Chat completions (streamed or not) answer from the numbered sources of the system prompt ("[n] title"
+ * then its text): the first sentence of each of the first three, cited as [n]. A last user message with
+ * "!reply <text>" gets exactly <text> (e.g. a citation of a source that does not exist).
+ *
+ * Scripted faults: a line "!fault ..." at the start of the first input (embeddings) or of a line of the
+ * last user message (chat) makes the request misbehave, e.g.
  *   "!fault status=429 retry-after=1 times=1 key=<unique>"  429 with Retry-After for the first request of <key>
  *   "!fault status=500 key=<unique>"                        500 every time
  *   "!fault status=hang key=<unique>"                       never answers (until the client gives up)
+ * and, for streamed chat only, after N (default 1) content chunks:
+ *   "!fault stall-after=N"   stops sending, without ending the response
+ *   "!fault malformed=N"     sends a data line that is not JSON, then ends the response
+ *   "!fault truncate=N"      ends the response without a finish_reason or [DONE]
+ *   "!fault no-choices=N"    sends a chunk without `choices` (and without usage), then goes on
+ *   "!fault slow=MS"         waits MS before each chunk
+ *   "!fault no-usage"        sends no usage chunk, as servers that ignore stream_options
  * An API key starting with "sk-invalid" gets a 401. GET /__requests?contains=<text> lists the requests
- * whose body contains <text>, headers included, so tests can check batching and trace headers.
- * Add routes to `routes` (chat, audio...) as their adapters arrive.
+ * whose body contains <text>, headers included, so tests can check batching and trace headers; `aborted`
+ * says the client closed the connection before the response ended. Add routes (audio...) as adapters arrive.
  */
 
 export interface RecordedRequest {
@@ -20,15 +33,24 @@ export interface RecordedRequest {
   path: string;
   headers: IncomingHttpHeaders;
   body: unknown;
+  aborted: boolean;
 }
+
+/** A scripted fault's settings: "!fault status=500 truncate" is { status: "500", truncate: "" }. */
+type Fault = Record<string, string>;
 
 interface RouteContext {
   body: unknown;
   headers: IncomingHttpHeaders;
   response: ServerResponse;
+  fault: Fault | undefined;
 }
 
-type Route = (context: RouteContext) => void;
+interface Route {
+  handle(context: RouteContext): void | Promise<void>;
+  /** The text whose "!fault" line scripts this route's failures. */
+  faultText(body: unknown): unknown;
+}
 
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
 const MAX_INPUTS = 2048;
@@ -39,7 +61,14 @@ const MODEL_DIMENSIONS: Record<string, number> = {
 };
 
 const routes: Record<string, Route> = {
-  "POST /v1/embeddings": embeddings,
+  "POST /v1/embeddings": {
+    handle: embeddings,
+    faultText: (body) => {
+      const input = (body as { input?: unknown }).input;
+      return Array.isArray(input) ? input[0] : input;
+    },
+  },
+  "POST /v1/chat/completions": { handle: chatCompletions, faultText: lastUserMessage },
 };
 
 export async function startOpenAiStandIn(): Promise<{ url: string; stop(): Promise<void> }> {
@@ -70,14 +99,25 @@ export async function startOpenAiStandIn(): Promise<{ url: string; stop(): Promi
         return;
       }
       const body = await readJsonBody(request, MAX_BODY_BYTES);
-      requests.push({ method: request.method ?? "", path, headers: request.headers, body });
+      const recorded: RecordedRequest = {
+        method: request.method ?? "",
+        path,
+        headers: request.headers,
+        body,
+        aborted: false,
+      };
+      requests.push(recorded);
+      response.on("close", () => {
+        recorded.aborted = !response.writableEnded;
+      });
       const key = /^Bearer (.+)$/.exec(request.headers.authorization ?? "")?.[1];
       if (!key || key.startsWith("sk-invalid")) {
         openAiError(response, 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key");
         return;
       }
-      if (scriptedFault(body, faultCounts, response)) return;
-      route({ body, headers: request.headers, response });
+      const fault = scriptedFault(route.faultText(body), faultCounts);
+      if (failRequest(fault, response)) return;
+      await route.handle({ body, headers: request.headers, response, fault });
     } catch (error) {
       const status = error instanceof RequestError ? error.status : 500;
       openAiError(response, status, (error as Error).message, status < 500 ? "invalid_request_error" : "server_error");
@@ -92,25 +132,33 @@ function openAiError(response: ServerResponse, status: number, message: string, 
   sendJson(response, status, { error: { message, type, param: null, code: code ?? null } });
 }
 
-/** Answers with the fault named by a leading "!fault ..." input, if any; true when it did. */
-function scriptedFault(body: unknown, counts: Map<string, number>, response: ServerResponse): boolean {
-  const input = (body as { input?: unknown }).input;
-  const first = Array.isArray(input) ? input[0] : input;
-  if (typeof first !== "string" || !first.startsWith("!fault ")) return false;
-  const spec = Object.fromEntries(
-    first
-      .slice(7)
+/** The fault a "!fault k=v ..." line scripts, while its `times` last (counted per `key`). */
+function scriptedFault(text: unknown, counts: Map<string, number>): Fault | undefined {
+  const line = typeof text === "string" ? /^!fault (.+)$/m.exec(text)?.[1] : undefined;
+  if (!line) return undefined;
+  const fault: Fault = Object.fromEntries(
+    line
+      .trim()
       .split(/\s+/)
-      .map((pair) => pair.split("=") as [string, string]),
+      .map((pair) => {
+        const [name, value = ""] = pair.split("=");
+        return [name, value];
+      }),
   );
-  const key = spec.key ?? first;
+  const key = fault.key ?? line;
   const seen = counts.get(key) ?? 0;
-  if (seen >= Number(spec.times ?? Number.POSITIVE_INFINITY)) return false;
+  if (seen >= Number(fault.times ?? Number.POSITIVE_INFINITY)) return undefined;
   counts.set(key, seen + 1);
-  if (spec.status === "hang") return true; // closed when the client aborts or the server stops
-  const status = Number(spec.status);
+  return fault;
+}
+
+/** Answers a fault that fails the whole request (status=...); true when it did. */
+function failRequest(fault: Fault | undefined, response: ServerResponse): boolean {
+  if (!fault?.status) return false;
+  if (fault.status === "hang") return true; // closed when the client aborts or the server stops
+  const status = Number(fault.status);
   if (status === 429) {
-    response.setHeader("retry-after", spec["retry-after"] ?? "1");
+    response.setHeader("retry-after", fault["retry-after"] ?? "1");
     openAiError(response, 429, "Rate limit reached for requests.", "requests", "rate_limit_exceeded");
   } else {
     openAiError(
@@ -168,4 +216,128 @@ function embeddings({ body, response }: RouteContext): void {
     model,
     usage: { prompt_tokens: tokens, total_tokens: tokens },
   });
+}
+
+interface ChatMessageBody {
+  role: string;
+  content: string;
+}
+
+const NOT_COVERED = "The sources do not cover this question.";
+const MAX_CITED = 3;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function lastUserMessage(body: unknown): string | undefined {
+  const messages = (body as { messages?: unknown }).messages;
+  if (!Array.isArray(messages)) return undefined;
+  return (messages as ChatMessageBody[]).findLast((m) => m?.role === "user")?.content;
+}
+
+/** "!reply <text>" in the last user message, else the first sentence of each numbered source, cited. */
+function chatReply(messages: ChatMessageBody[]): string {
+  const scripted = /!reply ([\s\S]*)$/.exec(lastUserMessage({ messages }) ?? "")?.[1];
+  if (scripted !== undefined) return scripted;
+  const system = messages
+    .filter((m) => m.role === "system")
+    .map((m) => m.content)
+    .join("\n");
+  // split() with a capture group: [preamble, n, text, n, text, ...]; a source's title line is dropped.
+  const parts = system.split(/^\[(\d+)\][^\n]*\n/m);
+  const cited: string[] = [];
+  for (let i = 1; i + 1 < parts.length && cited.length < MAX_CITED; i += 2) {
+    const sentence = (parts[i + 1] as string)
+      .trim()
+      .split(/(?<=[.!?])\s+/)[0]
+      ?.replace(/[.!?]+$/, "");
+    if (sentence) cited.push(`${sentence} [${parts[i]}].`);
+  }
+  return cited.length ? cited.join(" ") : NOT_COVERED;
+}
+
+async function chatCompletions({ body, response, fault }: RouteContext): Promise<void> {
+  const { model, messages, stream, stream_options: streamOptions, ...rest } = body as Record<string, unknown>;
+  const limit = rest.max_completion_tokens ?? rest.max_tokens;
+  if (typeof model !== "string" || model.length === 0) {
+    openAiError(response, 400, "'model' is required.", "invalid_request_error");
+    return;
+  }
+  if (
+    !Array.isArray(messages) ||
+    messages.length === 0 ||
+    messages.some((m) => typeof m?.role !== "string" || typeof m?.content !== "string")
+  ) {
+    openAiError(response, 400, "'$.messages' must be 1 or more {role, content} messages.", "invalid_request_error");
+    return;
+  }
+  if (limit !== undefined && limit !== null && (!Number.isInteger(limit) || (limit as number) < 1)) {
+    openAiError(response, 400, "'max_tokens' must be a positive integer.", "invalid_request_error");
+    return;
+  }
+  let reply = chatReply(messages as ChatMessageBody[]);
+  // Tokens are estimated as 4 characters, as the app does.
+  const cut = typeof limit === "number" && reply.length > limit * 4;
+  if (cut) reply = reply.slice(0, limit * 4);
+  const finishReason = cut ? "length" : "stop";
+  const promptChars = (messages as ChatMessageBody[]).reduce((sum, m) => sum + m.content.length, 0);
+  const [promptTokens, completionTokens] = [Math.ceil(promptChars / 4), Math.ceil(reply.length / 4)];
+  const usage = {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+  const head = {
+    id: `chatcmpl-${randomUUID()}`,
+    created: Math.floor(Date.now() / 1000),
+    model,
+    system_fingerprint: null,
+  };
+  if (stream !== true) {
+    sendJson(response, 200, {
+      ...head,
+      object: "chat.completion",
+      choices: [
+        {
+          index: 0,
+          message: { role: "assistant", content: reply, refusal: null },
+          logprobs: null,
+          finish_reason: finishReason,
+        },
+      ],
+      usage,
+    });
+    return;
+  }
+
+  const withUsage =
+    (streamOptions as { include_usage?: unknown } | undefined)?.include_usage === true &&
+    fault?.["no-usage"] === undefined;
+  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+    `data: ${JSON.stringify({ ...head, object: "chat.completion.chunk", choices, ...(withUsage ? { usage: null } : {}), ...extra })}\n\n`;
+  const delta = (content: Record<string, unknown>, finish: string | null = null) =>
+    chunk([{ index: 0, delta: content, logprobs: null, finish_reason: finish }]);
+  const after = (name: string) => (fault?.[name] === undefined ? -1 : Number(fault[name] || 1));
+  const slowMs = Number(fault?.slow ?? 0);
+
+  response.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+  response.write(delta({ role: "assistant", content: "", refusal: null }));
+  const pieces = reply.match(/\S+\s*/g) ?? [];
+  for (let i = 0; i <= pieces.length; i++) {
+    if (i === after("stall-after")) return; // left open until the client gives up or the server stops
+    if (i === after("malformed")) {
+      response.end('data: {"id": "chatcmpl-broken", "choices": [\n\n');
+      return;
+    }
+    if (i === after("truncate")) {
+      response.end();
+      return;
+    }
+    if (i === after("no-choices")) response.write(chunk([], { choices: undefined }));
+    if (i === pieces.length) break;
+    if (slowMs) await sleep(slowMs);
+    if (response.destroyed) return;
+    response.write(delta({ content: pieces[i] }));
+  }
+  response.write(delta({}, finishReason));
+  if (withUsage) response.write(chunk([], { usage }));
+  response.end("data: [DONE]\n\n");
 }

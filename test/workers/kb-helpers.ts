@@ -43,3 +43,23 @@ export async function untilSettled(id: string, timeoutMs = 20_000) {
   }
   throw new Error(`document ${id} did not settle in ${timeoutMs} ms`);
 }
+
+// Uploads that queue nothing: the test indexes when it wants to (no race with the real consumer).
+const noQueue = { KB_INGEST: { send: async () => {}, sendBatch: async () => {} } };
+
+/** Uploads a text document and indexes it at once, as the consumer would; returns its id. */
+export async function addIndexedDocument(
+  adminToken: string,
+  document: { title: string; text: string; sourceType: string; tags?: string },
+): Promise<string> {
+  const res = await upload(
+    adminToken,
+    { bytes: document.text, name: `${document.title}.txt`, type: "text/plain" },
+    { title: document.title, source_type: document.sourceType, ...(document.tags ? { tags: document.tags } : {}) },
+    noQueue,
+  );
+  if (res.status !== 202) throw new Error(`upload failed: ${JSON.stringify(res.body)}`);
+  const outcome = await ingestNow(res.body.id);
+  if (outcome !== "indexed") throw new Error(`indexing failed: ${outcome}`);
+  return res.body.id;
+}

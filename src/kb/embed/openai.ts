@@ -1,14 +1,15 @@
-import OpenAI, { APIConnectionTimeoutError, APIError } from "openai";
 import type { Config } from "../../config.ts";
 import { ApiError } from "../../errors.ts";
-import { backoffMs, tracedFetch } from "../../observability/outbound.ts";
+import { type OpenAiOperation, openAiClient, retryDelayMs, upstreamError } from "../../llm/openai-client.ts";
 import { UpstreamError } from "./errors.ts";
 import type { Embedder } from "./port.ts";
 
-const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 const MAX_RETRIES = 3;
-// A longer Retry-After goes back to the caller: a queue can wait that long, a request should not.
-const MAX_RETRY_WAIT_MS = 10_000;
+const EMBEDDINGS: OpenAiOperation = {
+  kind: "embedding",
+  action: "create embeddings",
+  modelVariable: "EMBEDDING_MODEL",
+};
 
 /** Output sizes of the models we know; an index must know its dimension before the first call. */
 export const OPENAI_EMBEDDING_DIMENSIONS: Readonly<Record<string, number>> = {
@@ -40,15 +41,7 @@ export function openAiEmbedder(config: OpenAiEmbeddingConfig): Embedder {
     );
   }
   const timeoutMs = config.EMBEDDING_TIMEOUT_MS;
-  const client = new OpenAI({
-    apiKey: config.OPENAI_API_KEY,
-    // Explicit, or the SDK would read OPENAI_BASE_URL from process.env behind the config's back.
-    baseURL: config.OPENAI_BASE_URL ?? DEFAULT_BASE_URL,
-    maxRetries: 0,
-    timeout: timeoutMs,
-    // Trace headers on every call; tracedFetch's deadline is only a backstop behind the SDK's.
-    fetch: (url, init) => tracedFetch(url, { ...init, service: "OpenAI", timeoutMs: timeoutMs + 1_000 }),
-  });
+  const client = openAiClient(config, timeoutMs);
 
   const embedBatch = async (input: string[]): Promise<number[][]> => {
     for (let attempt = 0; ; attempt++) {
@@ -61,9 +54,9 @@ export function openAiEmbedder(config: OpenAiEmbeddingConfig): Embedder {
         });
         return inputOrder(response.data, input.length, dimensions);
       } catch (error) {
-        const failure = upstreamError(error, timeoutMs);
-        const wait = failure.retryAfterMs ?? backoffMs(attempt);
-        if (!failure.transient || attempt >= MAX_RETRIES || wait > MAX_RETRY_WAIT_MS) throw failure;
+        const failure = upstreamError(error, EMBEDDINGS, timeoutMs);
+        const wait = retryDelayMs(failure, attempt, MAX_RETRIES);
+        if (wait === undefined) throw failure;
         await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
@@ -100,54 +93,4 @@ function inputOrder(data: { index: number; embedding: number[] }[], count: numbe
     }
   }
   return vectors;
-}
-
-/** Maps whatever the SDK threw to an UpstreamError naming OpenAI, transient or not. */
-function upstreamError(error: unknown, timeoutMs: number): UpstreamError {
-  if (error instanceof UpstreamError) return error;
-  if (error instanceof APIConnectionTimeoutError) {
-    return new UpstreamError("UPSTREAM_TIMEOUT", `OpenAI did not answer within ${timeoutMs} ms.`, {
-      transient: true,
-      cause: error,
-    });
-  }
-  const status = error instanceof APIError ? error.status : undefined;
-  if (status === undefined) {
-    return new UpstreamError("UPSTREAM_UNAVAILABLE", "OpenAI could not be reached.", { transient: true, cause: error });
-  }
-  const retryAfterMs = error instanceof APIError ? retryAfter(error.headers) : undefined;
-  if (status === 429) {
-    return new UpstreamError("UPSTREAM_UNAVAILABLE", "OpenAI is rate limiting embedding requests (429).", {
-      transient: true,
-      cause: error,
-      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-    });
-  }
-  if (status === 408 || status === 409 || status >= 500) {
-    return new UpstreamError("UPSTREAM_UNAVAILABLE", `OpenAI failed to create embeddings (${status}).`, {
-      transient: true,
-      cause: error,
-    });
-  }
-  return new UpstreamError("UPSTREAM_UNAVAILABLE", permanentDetail(status, error), { transient: false, cause: error });
-}
-
-function permanentDetail(status: number, error: unknown): string {
-  if (status === 401 || status === 403) return `OpenAI refused the API key (${status}): check OPENAI_API_KEY.`;
-  if (status === 404) return `OpenAI does not know the embedding model (404): check EMBEDDING_MODEL.`;
-  // The provider's own words say which input was wrong (e.g. too many tokens); never echoed for auth errors.
-  const reason = error instanceof Error ? `: ${error.message.slice(0, 200)}` : "";
-  return `OpenAI rejected the embedding request (${status})${reason}`;
-}
-
-/** Retry-After-Ms, or Retry-After in seconds or as an HTTP date. */
-function retryAfter(headers: Headers | undefined): number | undefined {
-  const ms = Number.parseFloat(headers?.get("retry-after-ms") ?? "");
-  if (Number.isFinite(ms) && ms >= 0) return ms;
-  const value = headers?.get("retry-after");
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const date = Date.parse(value);
-  return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
 }

@@ -1,0 +1,271 @@
+import type { Config } from "../config.ts";
+import type { Env } from "../env.ts";
+import { ApiError, toApiError } from "../errors.ts";
+import { createChatModel } from "../llm/index.ts";
+import { NOT_IN_KNOWLEDGE_BASE } from "../llm/local-composer.ts";
+import type { ChatModel, ChatUsage } from "../llm/port.ts";
+import { costUsd, priceFor } from "../llm/pricing.ts";
+import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
+import { log } from "../observability/log.ts";
+import { type PhiCounts, phiMetricEvents, screenForCloud } from "../safety/phi.ts";
+import { type Citation, CitationFilter, citationsFor } from "./citations.ts";
+import type { SearchFilters } from "./filters.ts";
+import { buildPrompt, type HistoryTurn, type SourcePassage } from "./prompt.ts";
+import { hybridSearch, type SearchDeps } from "./search.ts";
+import { recordUsage } from "./usage.ts";
+
+export type AnswerChannel = "query" | "conversation" | "websocket";
+export type AnswerOutcome = "answered" | "no_sources" | "blocked" | "cancelled" | "error";
+
+export interface AnswerRequest {
+  question: string;
+  /** Earlier turns of the conversation, oldest first. */
+  history?: HistoryTurn[];
+  filters?: SearchFilters;
+  channel: AnswerChannel;
+  userId: string;
+  conversationId?: string;
+  /** Aborted when the client goes away: the model call is cancelled. */
+  signal?: AbortSignal;
+}
+
+/** A finished answer: what is streamed as `done` and stored with an assistant message. */
+export interface Answer {
+  content: string;
+  citations: Citation[];
+  invalidCitations: number;
+  provider: string;
+  model: string;
+  usage: ChatUsage;
+  costUsd: number | null;
+  latencyMs: number;
+  firstTokenMs: number | null;
+  outcome: "answered" | "no_sources";
+  disclaimer: string;
+}
+
+export type AnswerEvent =
+  | { type: "delta"; text: string }
+  | { type: "citations"; citations: Citation[] }
+  | { type: "done"; answer: Answer }
+  | { type: "error"; code: string; message: string };
+
+export interface AnswerDeps extends SearchDeps {
+  model?: ChatModel;
+}
+
+const stage = (name: string, seconds: number): MetricEvent => ({
+  name: "rag_stage_duration_seconds",
+  labels: { stage: name },
+  value: seconds,
+});
+
+/**
+ * Answers a question from the knowledge base: screen for PHI, retrieve, prompt, stream the model's
+ * answer with invalid citation markers removed, then the citations and a `done` with usage and cost.
+ * Never throws: failures end the stream with one `error` event.
+ */
+export async function* answerQuestion(
+  config: Config,
+  env: Env,
+  request: AnswerRequest,
+  deps: AnswerDeps = {},
+): AsyncGenerator<AnswerEvent> {
+  const started = performance.now();
+  const elapsedMs = () => Math.round(performance.now() - started);
+  const model = deps.model ?? createChatModel(config);
+  const metrics: MetricEvent[] = [];
+  let outcome: AnswerOutcome = "error";
+  let firstTokenMs: number | null = null;
+  let usage: ChatUsage = { promptTokens: 0, completionTokens: 0 };
+  let calledModel = false;
+  let failureCode: string | undefined;
+
+  try {
+    // Nothing leaves for a cloud model before it is screened; the local composer keeps text in the Worker.
+    const screened = screen(config, model, request, metrics);
+    if (!screened) {
+      outcome = "blocked";
+      throw new ApiError(
+        "PHI_BLOCKED",
+        "The question or conversation contains what looks like protected health information (a name, date of birth, MRN, SSN, phone number, email or address). Remove it and ask again; nothing was sent to the model.",
+      );
+    }
+
+    const retrieveStarted = performance.now();
+    const found = await hybridSearch(
+      config,
+      env,
+      {
+        query: screened.question,
+        topK: config.RAG_SOURCES,
+        scoreFloor: config.RAG_SCORE_FLOOR,
+        filters: request.filters,
+      },
+      deps,
+    );
+    metrics.push(stage("retrieve", (performance.now() - retrieveStarted) / 1000));
+    const sources: SourcePassage[] = found.results.map((r, i) => ({ ...r, index: i + 1 }));
+
+    if (sources.length === 0) {
+      // Nothing to ground an answer in: say so without asking a model that could only guess.
+      outcome = "no_sources";
+      yield { type: "delta", text: NOT_IN_KNOWLEDGE_BASE };
+      yield { type: "citations", citations: [] };
+      yield { type: "done", answer: finished(NOT_IN_KNOWLEDGE_BASE, [], 0, "no_sources") };
+      return;
+    }
+
+    const prompt = buildPrompt({
+      sources,
+      history: screened.history,
+      question: screened.question,
+      historyTokens: config.CHAT_HISTORY_TOKENS,
+      disclaimer: config.RAG_MEDICAL_DISCLAIMER,
+    });
+    const filter = new CitationFilter(sources.length);
+    let content = "";
+    calledModel = true;
+    for await (const chunk of model.stream({
+      ...prompt,
+      question: screened.question,
+      maxOutputTokens: config.CHAT_MAX_OUTPUT_TOKENS,
+      signal: request.signal,
+    })) {
+      if (request.signal?.aborted) break;
+      if (chunk.type === "usage") {
+        usage = chunk.usage;
+        continue;
+      }
+      if (firstTokenMs === null) {
+        firstTokenMs = elapsedMs();
+        metrics.push(stage("first_token", firstTokenMs / 1000));
+      }
+      const text = filter.push(chunk.text);
+      content += text;
+      if (text) yield { type: "delta", text };
+    }
+    if (request.signal?.aborted) {
+      outcome = "cancelled";
+      return;
+    }
+    const rest = filter.flush();
+    content += rest;
+    if (rest) yield { type: "delta", text: rest };
+
+    const citations = citationsFor(content, filter.cited, sources);
+    metrics.push(
+      { name: "rag_citations_per_answer", labels: {}, value: citations.length },
+      ...(filter.dropped ? [{ name: "rag_invalid_citations_total", labels: {}, value: filter.dropped } as const] : []),
+    );
+    outcome = "answered";
+    yield { type: "citations", citations };
+    yield { type: "done", answer: finished(content, citations, filter.dropped, "answered") };
+  } catch (error) {
+    if (request.signal?.aborted) {
+      outcome = "cancelled";
+      return;
+    }
+    const failure = toApiError(error);
+    failureCode = failure.code;
+    if (failure.code === "INTERNAL") log("error", "answer failed", { error: describe(error) });
+    yield { type: "error", code: failure.code, message: failure.message };
+  } finally {
+    metrics.push(stage("total", elapsedMs() / 1000), {
+      name: "rag_queries_total",
+      labels: { channel: request.channel, outcome },
+      value: 1,
+    });
+    if (calledModel) {
+      const cost = costOf(config, model.model, usage);
+      const callOutcome =
+        outcome === "answered"
+          ? "ok"
+          : failureCode === "UPSTREAM_TIMEOUT"
+            ? "timeout"
+            : outcome === "cancelled"
+              ? "cancelled"
+              : "error";
+      metrics.push(...usageMetrics(model, usage, cost, callOutcome));
+      await recordUsage(config, {
+        userId: request.userId,
+        conversationId: request.conversationId ?? null,
+        channel: request.channel,
+        provider: model.provider,
+        model: model.model,
+        outcome,
+        usage,
+        costUsd: cost,
+        latencyMs: elapsedMs(),
+        firstTokenMs,
+      });
+    }
+    await recordMetrics(env, deps.ctx, ...metrics);
+  }
+
+  function finished(content: string, citations: Citation[], invalid: number, result: Answer["outcome"]): Answer {
+    const called = result === "answered";
+    return {
+      content,
+      citations,
+      invalidCitations: invalid,
+      provider: called ? model.provider : "none",
+      model: called ? model.model : "none",
+      usage,
+      costUsd: called ? costOf(config, model.model, usage) : 0,
+      latencyMs: elapsedMs(),
+      firstTokenMs,
+      outcome: result,
+      disclaimer: config.RAG_MEDICAL_DISCLAIMER,
+    };
+  }
+}
+
+/** The question and history as they may leave the Worker, or undefined when PHI_MODE=block refuses them. */
+function screen(
+  config: Config,
+  model: ChatModel,
+  request: AnswerRequest,
+  metrics: MetricEvent[],
+): { question: string; history: HistoryTurn[] } | undefined {
+  const history = request.history ?? [];
+  if (model.provider === "local" || config.PHI_MODE === "off") return { question: request.question, history };
+  const counts: PhiCounts = {};
+  const check = (text: string) => {
+    const result = screenForCloud(text, config.PHI_MODE);
+    for (const [type, n] of Object.entries(result.counts))
+      counts[type as keyof PhiCounts] = (counts[type as keyof PhiCounts] ?? 0) + (n ?? 0);
+    return result;
+  };
+  const question = check(request.question);
+  const turns = history.map((turn) => ({ turn, result: check(turn.content) }));
+  metrics.push(...phiMetricEvents(counts, config.PHI_MODE));
+  if (!question.allowed || turns.some((t) => !t.result.allowed)) return undefined;
+  return { question: question.text, history: turns.map((t) => ({ role: t.turn.role, content: t.result.text })) };
+}
+
+const warnedUnpriced = new Set<string>();
+
+function costOf(config: Config, model: string, usage: ChatUsage): number | null {
+  const cost = costUsd(priceFor(config, model), usage);
+  if (cost !== undefined) return cost;
+  if (!warnedUnpriced.has(model))
+    log("warn", "no price for model: cost recorded as null; add it to LLM_PRICES", { model });
+  warnedUnpriced.add(model);
+  return null;
+}
+
+function usageMetrics(model: ChatModel, usage: ChatUsage, cost: number | null, outcome: string): MetricEvent[] {
+  return [
+    {
+      name: "llm_calls_total",
+      labels: { provider: model.provider, model: model.model, outcome },
+      value: 1,
+    },
+    { name: "llm_tokens_total", labels: { model: model.model, kind: "prompt" }, value: usage.promptTokens },
+    { name: "llm_tokens_total", labels: { model: model.model, kind: "completion" }, value: usage.completionTokens },
+    ...(cost ? [{ name: "llm_cost_usd_total", labels: { model: model.model }, value: cost } as const] : []),
+  ];
+}
+
+const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));

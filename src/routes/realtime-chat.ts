@@ -1,0 +1,82 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { CHAT_PROTOCOL, CONVERSATION_HEADER, USER_HEADER } from "../../workers/chat-room.ts";
+import { createDb } from "../adapters/db/client.ts";
+import { ownConversation } from "../conversations/store.ts";
+import type { Env } from "../env.ts";
+import { ApiError } from "../errors.ts";
+import { principalOf, requireUser, signIn } from "../middleware/auth.ts";
+import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
+
+// A token rides in the subprotocol list ("bearer.<token>"): browsers cannot set headers on a socket,
+// and a long-lived token must never sit in a URL (logs, history).
+const BEARER_PROTOCOL = "bearer.";
+
+const chatRoom = (env: Env, conversationId: string) => env.CHAT_ROOM.get(env.CHAT_ROOM.idFromName(conversationId));
+
+export const realtimeChatRoutes = createRouter()
+  .openapi(
+    createRoute({
+      method: "post",
+      path: "/api/realtime/tickets",
+      tags: ["conversations"],
+      summary: "A single-use ticket (60 s) to open the chat socket of a conversation without a token",
+      security: signedIn,
+      middleware: [requireUser] as const,
+      request: { body: jsonBody(z.strictObject({ conversation_id: z.uuid() })) },
+      responses: {
+        201: jsonResponse(
+          "The ticket",
+          z.object({ ticket: z.string(), expires_at: z.string(), url: z.string().describe("path to connect to") }),
+        ),
+        404: problem("No such conversation (or not yours)"),
+      },
+    }),
+    async (c) => {
+      const { conversation_id } = c.req.valid("json");
+      const { userId } = principalOf(c);
+      await ownConversation(createDb(c.var.config), userId, conversation_id);
+      const { ticket, expiresAt } = await chatRoom(c.env, conversation_id).mintTicket(userId, conversation_id);
+      const url = `/api/realtime/ws?conversation_id=${conversation_id}&ticket=${ticket}`;
+      return c.json({ ticket, expires_at: new Date(expiresAt).toISOString(), url }, 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/api/realtime/ws",
+      tags: ["conversations"],
+      summary: `Chat over a WebSocket (subprotocols "${CHAT_PROTOCOL}", "bearer.<token>"; or ?ticket=)`,
+      description:
+        "Client frames: message {content, client_message_id}, ping. Server frames: connected, history, user_message.created, chunk, message.done {message, citations}, error {code, message}, pong. One Durable Object per conversation: every socket on it sees the same stream.",
+      request: {
+        query: z.object({
+          conversation_id: z.uuid(),
+          ticket: z.string().min(1).max(128).optional().describe("from POST /api/realtime/tickets"),
+        }),
+      },
+      responses: {
+        101: { description: "Switching protocols" },
+        400: problem("Not a WebSocket upgrade"),
+        401: problem("No valid token or ticket"),
+        404: problem("No such conversation (or not yours)"),
+      },
+    }),
+    async (c) => {
+      if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+        throw new ApiError("BAD_REQUEST", "Connect with a WebSocket upgrade (Upgrade: websocket).");
+      }
+      const { conversation_id, ticket } = c.req.valid("query");
+      const headers = new Headers(c.req.raw.headers);
+      headers.delete(USER_HEADER);
+      headers.delete(CONVERSATION_HEADER);
+      if (!ticket) {
+        const protocols = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+        const token = protocols.find((p) => p.startsWith(BEARER_PROTOCOL))?.slice(BEARER_PROTOCOL.length);
+        const principal = token ? await signIn(c, { bearer: token }) : await signIn(c);
+        await ownConversation(createDb(c.var.config), principal.userId, conversation_id);
+        headers.set(USER_HEADER, principal.userId);
+        headers.set(CONVERSATION_HEADER, conversation_id);
+      }
+      return chatRoom(c.env, conversation_id).fetch(new Request(c.req.raw, { headers }));
+    },
+  );

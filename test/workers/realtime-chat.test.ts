@@ -1,0 +1,132 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { serve } from "./harness.ts";
+import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { addIndexedDocument } from "./kb-helpers.ts";
+
+const run = crypto.randomUUID().slice(0, 8);
+const WORD = `drossmere${run.replace(/\d/g, "")}`;
+
+let admin: TestUser;
+let alice: TestUser;
+let bob: TestUser;
+
+type Frame = Record<string, any>;
+
+/** An open socket with every frame it received, and a way to wait for one. */
+async function connect(path: string, protocols: string[] = []) {
+  const res = await serve(app, path, {
+    headers: { upgrade: "websocket", ...(protocols.length ? { "sec-websocket-protocol": protocols.join(", ") } : {}) },
+  });
+  const socket = res.webSocket;
+  if (!socket) return { res, frames: [] as Frame[] };
+  const frames: Frame[] = [];
+  const waiters: (() => void)[] = [];
+  socket.accept();
+  socket.addEventListener("message", (event) => {
+    frames.push(JSON.parse(event.data as string));
+    for (const wake of waiters.splice(0)) wake();
+  });
+  const until = async (match: (f: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = frames.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`no matching frame; got ${JSON.stringify(frames.map((f) => f.type))}`);
+      await new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  };
+  return { res, socket, frames, until };
+}
+
+const conversationOf = async (owner: TestUser) =>
+  (await call("POST", "/api/conversations", { token: owner.access, json: {} })).body.id as string;
+
+beforeAll(async () => {
+  admin = await signedInUser("admin");
+  alice = await signedInUser();
+  bob = await signedInUser();
+  await addIndexedDocument(admin.access, {
+    title: "Hyperkalaemia",
+    sourceType: `chat-ws-${run}`,
+    text: `Hyperkalaemia ${WORD} above 6.5 mmol/L needs calcium gluconate 10 ml of 10% intravenously. Then give insulin with glucose.`,
+  });
+});
+
+describe("GET /api/realtime/ws: chat over a WebSocket", () => {
+  it("authenticates with a bearer subprotocol, sends history, and streams a turn to every socket", async () => {
+    const id = await conversationOf(alice);
+    const path = `/api/realtime/ws?conversation_id=${id}`;
+    const first = await connect(path, ["voiceassist.chat.v1", `bearer.${alice.access}`]);
+    expect(first.res.status).toBe(101);
+    expect(first.res.headers.get("sec-websocket-protocol")).toBe("voiceassist.chat.v1");
+    expect(await first.until!((f) => f.type === "connected")).toMatchObject({ conversation_id: id, user_id: alice.id });
+    expect(await first.until!((f) => f.type === "history")).toMatchObject({ messages: [] });
+    const second = await connect(path, ["voiceassist.chat.v1", `bearer.${alice.access}`]);
+    await second.until!((f) => f.type === "history");
+
+    first.socket!.send(JSON.stringify({ type: "ping" }));
+    await first.until!((f) => f.type === "pong");
+    first.socket!.send(
+      JSON.stringify({ type: "message", content: `hyperkalaemia ${WORD} treatment`, client_message_id: "ws-1" }),
+    );
+    for (const tab of [first, second]) {
+      const created = await tab.until!((f) => f.type === "user_message.created");
+      expect(created.message).toMatchObject({ role: "user", content: `hyperkalaemia ${WORD} treatment` });
+      const done = await tab.until!((f) => f.type === "message.done");
+      expect(done.message.role).toBe("assistant");
+      expect(done.citations[0]).toMatchObject({ index: 1, title: "Hyperkalaemia" });
+      const chunks = tab.frames
+        .filter((f) => f.type === "chunk")
+        .map((f) => f.text)
+        .join("");
+      expect(chunks).toBe(done.message.content);
+    }
+    // A reconnect gets the stored turn as history.
+    const later = await connect(path, [`bearer.${alice.access}`]);
+    const history = await later.until!((f) => f.type === "history");
+    expect(history.messages.map((m: Frame) => m.role)).toEqual(["user", "assistant"]);
+  });
+
+  it("connects with a single-use ticket instead of a token", async () => {
+    const id = await conversationOf(alice);
+    const minted = await call("POST", "/api/realtime/tickets", { token: alice.access, json: { conversation_id: id } });
+    expect(minted.status).toBe(201);
+    const ok = await connect(minted.body.url);
+    expect(ok.res.status).toBe(101);
+    await ok.until!((f) => f.type === "connected");
+    expect((await connect(minted.body.url)).res.status).toBe(401);
+  });
+
+  it("answers bad frames with an error and keeps the connection", async () => {
+    const id = await conversationOf(alice);
+    const { socket, until, frames } = await connect(`/api/realtime/ws?conversation_id=${id}`, [
+      `bearer.${alice.access}`,
+    ]);
+    await until!((f) => f.type === "history");
+    socket!.send("{not json");
+    expect(await until!((f) => f.type === "error")).toMatchObject({ code: "MALFORMED_JSON" });
+    socket!.send(JSON.stringify({ type: "message", content: "" }));
+    await until!((f) => f.type === "error" && f.code === "VALIDATION_FAILED");
+    socket!.send(JSON.stringify({ type: "shout" }));
+    await until!(
+      (f) =>
+        f.type === "error" && f.code === "VALIDATION_FAILED" && frames.filter((x) => x.type === "error").length === 3,
+    );
+    socket!.send(JSON.stringify({ type: "ping" }));
+    await until!((f) => f.type === "pong");
+  });
+
+  it("refuses other users, missing credentials and non-upgrade requests", async () => {
+    const id = await conversationOf(alice);
+    const path = `/api/realtime/ws?conversation_id=${id}`;
+    expect((await connect(path, [`bearer.${bob.access}`])).res.status).toBe(404);
+    expect((await connect(path)).res.status).toBe(401);
+    expect((await connect(path, ["bearer.not-a-token"])).res.status).toBe(401);
+    expect((await call("GET", path, { token: alice.access })).status).toBe(400);
+    const theirs = await call("POST", "/api/realtime/tickets", { token: bob.access, json: { conversation_id: id } });
+    expect(theirs.status).toBe(404);
+  });
+});

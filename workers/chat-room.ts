@@ -1,0 +1,177 @@
+import { DurableObject } from "cloudflare:workers";
+import { z } from "zod";
+import { createDb } from "../src/adapters/db/client.ts";
+import { thread } from "../src/conversations/store.ts";
+import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
+import { type Env, requireConfig } from "../src/env.ts";
+import { toApiError } from "../src/errors.ts";
+import { log } from "../src/observability/log.ts";
+import { messageJson } from "../src/routes/conversations.ts";
+
+/** The subprotocol a chat client speaks; echoed when offered, as browsers require. */
+export const CHAT_PROTOCOL = "voiceassist.chat.v1";
+// Headers only the Worker sets (a Durable Object is reachable only through it).
+export const USER_HEADER = "x-voiceassist-user";
+export const CONVERSATION_HEADER = "x-voiceassist-conversation";
+
+const TICKET_TTL_MS = 60_000;
+const HISTORY_MESSAGES = 20;
+const MAX_FRAME_BYTES = 64 * 1024;
+
+const ClientMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("ping") }),
+  z.object({
+    type: z.literal("message"),
+    content: z.string().trim().min(1, "must not be empty").max(8_000),
+    client_message_id: z.string().trim().min(1).max(128),
+  }),
+]);
+
+interface Attachment {
+  userId: string;
+  conversationId: string;
+}
+
+interface Ticket extends Attachment {
+  expiresAt: number;
+}
+
+/**
+ * One object per conversation: every socket on it (two tabs, two devices) sees the same stream.
+ * Sockets hibernate between turns; a turn runs to its end while anyone is connected.
+ */
+export class ChatRoom extends DurableObject<Env> {
+  private turns: Promise<void> = Promise.resolve();
+  private running: AbortController | undefined;
+
+  /** A single-use ticket for a browser that cannot send headers; redeemed by the next connect. */
+  async mintTicket(userId: string, conversationId: string): Promise<{ ticket: string; expiresAt: number }> {
+    const ticket = crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
+    const expiresAt = Date.now() + TICKET_TTL_MS;
+    await this.ctx.storage.put<Ticket>(`ticket:${ticket}`, { userId, conversationId, expiresAt });
+    return { ticket, expiresAt };
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    const who = await this.caller(request);
+    if (!who) return new Response("The ticket is unknown, used or expired: ask for a new one.", { status: 401 });
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server);
+    server.serializeAttachment(who satisfies Attachment);
+    send(server, { type: "connected", conversation_id: who.conversationId, user_id: who.userId });
+    const config = requireConfig(this.env);
+    const history = await thread(createDb(config), who.conversationId, HISTORY_MESSAGES);
+    send(server, { type: "history", messages: history.map(messageJson) });
+    const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
+    const headers = offered.includes(CHAT_PROTOCOL) ? { "sec-websocket-protocol": CHAT_PROTOCOL } : undefined;
+    return new Response(null, { status: 101, webSocket: client, headers });
+  }
+
+  override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
+    if (typeof data !== "string") return send(ws, socketError("BAD_REQUEST", "Send JSON text frames."));
+    if (data.length > MAX_FRAME_BYTES) {
+      return send(ws, socketError("PAYLOAD_TOO_LARGE", `Frames are limited to ${MAX_FRAME_BYTES} bytes.`));
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      return send(ws, socketError("MALFORMED_JSON", "The frame is not JSON."));
+    }
+    const message = ClientMessage.safeParse(parsed);
+    if (!message.success) {
+      const issue = message.error.issues[0];
+      const where = issue?.path.length ? `${issue.path.join(".")} ` : "";
+      return send(
+        ws,
+        socketError(
+          "VALIDATION_FAILED",
+          `${where}${issue?.message ?? "invalid"} (send {type: "message", content, client_message_id} or {type: "ping"}).`,
+        ),
+      );
+    }
+    if (message.data.type === "ping") return send(ws, { type: "pong" });
+    const who = ws.deserializeAttachment() as Attachment;
+    const { content, client_message_id } = message.data;
+    // One turn at a time per conversation, in arrival order, as in the REST route.
+    this.turns = this.turns.then(() => this.runTurn(who, content, client_message_id));
+    await this.turns;
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    ws.close(code === 1005 ? 1000 : code, "closing");
+    // Nobody left to read the answer: stop paying for it.
+    if (this.ctx.getWebSockets().every((socket) => socket === ws)) this.running?.abort();
+  }
+
+  private async caller(request: Request): Promise<Attachment | undefined> {
+    const user = request.headers.get(USER_HEADER);
+    const conversation = request.headers.get(CONVERSATION_HEADER);
+    if (user && conversation) return { userId: user, conversationId: conversation };
+    const ticket = new URL(request.url).searchParams.get("ticket");
+    if (!ticket) return undefined;
+    const key = `ticket:${ticket}`;
+    const stored = await this.ctx.storage.get<Ticket>(key);
+    await this.ctx.storage.delete(key);
+    if (!stored || stored.expiresAt < Date.now()) return undefined;
+    return { userId: stored.userId, conversationId: stored.conversationId };
+  }
+
+  private async runTurn(who: Attachment, content: string, clientMessageId: string): Promise<void> {
+    const config = requireConfig(this.env);
+    this.running = new AbortController();
+    try {
+      const events = sendMessage(
+        config,
+        this.env,
+        { userId: who.userId, conversationId: who.conversationId, channel: "websocket", signal: this.running.signal },
+        { content, clientMessageId },
+        { ctx: this.ctx },
+      );
+      for await (const event of events) {
+        const frame = toFrame(event);
+        if (frame) this.broadcast(frame);
+      }
+    } catch (error) {
+      const failure = toApiError(error);
+      if (failure.code === "INTERNAL") log("error", "chat turn failed", { error: (error as Error).message });
+      this.broadcast(socketError(failure.code, failure.message));
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private broadcast(frame: object): void {
+    for (const socket of this.ctx.getWebSockets()) send(socket, frame);
+  }
+}
+
+function toFrame(event: TurnEvent): object | undefined {
+  switch (event.type) {
+    case "user_message":
+      return { type: "user_message.created", message: messageJson(event.message), replayed: event.replayed };
+    case "delta":
+      return { type: "chunk", text: event.text };
+    case "citations":
+      return undefined; // they arrive with message.done
+    case "done":
+      return {
+        type: "message.done",
+        message: messageJson(event.message),
+        citations: event.answer.citations,
+        replayed: event.replayed,
+      };
+    case "error":
+      return socketError(event.code, event.message);
+  }
+}
+
+const socketError = (code: string, message: string) => ({ type: "error", code, message });
+
+function send(ws: WebSocket, frame: object): void {
+  try {
+    ws.send(JSON.stringify(frame));
+  } catch {
+    // The socket closed meanwhile: the others still get the frame.
+  }
+}
