@@ -32,6 +32,7 @@ import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./route
 import { SearchFiltersSchema, toSearchFilters } from "./search.ts";
 
 const IdParam = z.object({ id: z.uuid() });
+const USAGE_WINDOW_MS = 30 * 24 * 3600 * 1000;
 const MessageParam = z.object({ id: z.uuid(), message_id: z.uuid() });
 const Title = z.string().trim().min(1, "must not be empty").max(200);
 const Folder = z.string().trim().min(1).max(100);
@@ -493,5 +494,27 @@ export const conversationRoutes = createRouter()
         "content-type": "text/markdown; charset=utf-8",
         "content-disposition": `attachment; filename="conversation-${conversation.id}.md"`,
       });
+    },
+  )
+  .openapi(
+    createRoute({
+      method: "get",
+      path: "/api/users/me/usage",
+      tags: ["conversations"],
+      summary: "Your model calls, tokens and cost since a time (default: the last 30 days)",
+      security: signedIn,
+      middleware: [requireUser] as const,
+      request: { query: z.object({ since: z.iso.datetime({ offset: true }).optional() }) },
+      responses: {
+        200: jsonResponse("Totals", Usage.extend({ since: z.string() })),
+        401: problem("Not signed in"),
+        422: problem("since is not an ISO 8601 time"),
+      },
+    }),
+    async (c) => {
+      const query = c.req.valid("query");
+      const since = query.since ? new Date(query.since) : new Date(Date.now() - USAGE_WINDOW_MS);
+      const totals = await usageTotals(createDb(c.var.config), { userId: principalOf(c).userId, since });
+      return c.json({ ...totals, since: since.toISOString() }, 200);
     },
   );

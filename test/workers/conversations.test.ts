@@ -126,6 +126,9 @@ describe("conversations: sending messages", () => {
     const named = await call("GET", `/api/conversations/${conversation.id}`, { token: alice.access });
     expect(named.body.title).toBe(`What dose of adrenaline for anaphylaxis ${WORD}?`);
     expect(named.body.usage.calls).toBe(1);
+    const mine = await call("GET", "/api/users/me/usage", { token: alice.access });
+    expect(mine.body.calls).toBeGreaterThanOrEqual(1);
+    expect((await call("GET", "/api/users/me/usage?since=yesterday", { token: alice.access })).status).toBe(422);
   });
 
   it("returns the first result for a retried client_message_id, without storing anything new", async () => {
