@@ -1,8 +1,10 @@
 import { and, eq, inArray } from "drizzle-orm";
 import { createDb, type Database } from "../adapters/db/client.ts";
 import { chunks, documents } from "../adapters/db/schema/kb.ts";
+import { createCache } from "../cache/multilevel.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
+import { kbVersion } from "../kb/cache-version.ts";
 import { createEmbedder } from "../kb/embed/index.ts";
 import type { Embedder } from "../kb/embed/port.ts";
 import { createVectorStore } from "../kb/vectors/index.ts";
@@ -12,6 +14,7 @@ import { keywordSearch, queryTerms } from "./bm25.ts";
 import type { SearchFilters } from "./filters.ts";
 import { type FusedHit, fuseRankings, type RankedHit, type RankedList } from "./fuse.ts";
 import { keepFusedOrder, type Reranker } from "./rerank.ts";
+import { cachedEmbedder, searchKey } from "./search-cache.ts";
 import { snippetFor } from "./snippet.ts";
 import { vectorSearch, vectorWeight } from "./vector.ts";
 
@@ -63,6 +66,8 @@ export interface SearchDeps {
   store?: VectorStore;
   reranker?: Reranker;
   ctx?: Pick<ExecutionContext, "waitUntil">;
+  /** false: neither the query embedding nor the results are cached (docs/caching.md). */
+  cache?: false;
 }
 
 interface Arm {
@@ -74,9 +79,50 @@ interface Arm {
 /**
  * Hybrid retrieval: BM25 over the keyword index and vector similarity run in parallel, fused by
  * weighted reciprocal rank fusion, cut by the score floor and top_k, then loaded with their text.
- * Only chunks of each document's active generation are ever returned.
+ * Only chunks of each document's active generation are ever returned. Query embeddings and results are
+ * cached (docs/caching.md); results under the knowledge-base version, which every add, delete or reindex bumps.
  */
 export async function hybridSearch(
+  config: Config,
+  env: Env,
+  request: SearchRequest,
+  deps: SearchDeps = {},
+): Promise<SearchResponse> {
+  if (deps.cache === false) return runSearch(config, env, request, deps);
+  const started = Date.now();
+  const db = createDb(config);
+  const embeddings = createCache<number[]>(
+    config,
+    env,
+    { namespace: "embedding", ttlSeconds: config.CACHE_TTL_EMBEDDING_SECONDS },
+    deps.ctx,
+  );
+  const resolved = {
+    ...deps,
+    embedder: cachedEmbedder(deps.embedder ?? createEmbedder(config), embeddings),
+    store: deps.store ?? createVectorStore(config, db),
+  };
+  const degraded = (found: SearchResponse) =>
+    isDegraded(found.mode, found.retrievers.vector.skipped, queryTerms(request.query).size);
+  // A degraded answer (vector arm down) must not outlast the outage; errors are never stored.
+  const responses = createCache<SearchResponse>(
+    config,
+    env,
+    { namespace: "search", ttlSeconds: config.CACHE_TTL_SEARCH_SECONDS, cacheable: (found) => !degraded(found) },
+    deps.ctx,
+  );
+  // Read on every request, so a result cached before a delete is never served after it.
+  const key = searchKey(config, request, await kbVersion(db), resolved);
+  const { value, from } = await responses.lookup(key, () => runSearch(config, env, request, resolved));
+  if (from !== "loader") {
+    const outcome = degraded(value) ? "degraded" : value.results.length ? "ok" : "empty";
+    await recordMetrics(env, deps.ctx, { name: "kb_search_total", labels: { mode: value.mode, outcome }, value: 1 });
+  }
+  return { ...value, tookMs: Date.now() - started };
+}
+
+/** The search itself, uncached. */
+async function runSearch(
   config: Config,
   env: Env,
   request: SearchRequest,
@@ -135,8 +181,7 @@ export async function hybridSearch(
     const loaded = await timed("load", () => loadResults(db, fused, new Set(terms.keys())));
     const results = await (deps.reranker ?? keepFusedOrder).rerank(request.query, loaded);
 
-    // Degraded: the vector arm was wanted and could not run although the query had words to embed.
-    const degraded = mode !== "keyword" && vector.skipped !== undefined && terms.size > 0;
+    const degraded = isDegraded(mode, vector.skipped, terms.size);
     metrics.push(outcome(degraded ? "degraded" : results.length ? "ok" : "empty"));
     await recordMetrics(env, deps.ctx, ...metrics);
     return {
@@ -150,6 +195,10 @@ export async function hybridSearch(
     throw error;
   }
 }
+
+/** Degraded: the vector arm was wanted and could not run although the query had words to embed. */
+const isDegraded = (mode: SearchMode, vectorSkipped: string | undefined, termCount: number) =>
+  mode !== "keyword" && vectorSkipped !== undefined && termCount > 0;
 
 const report = (arm: Arm, weight: number): RetrieverReport => ({
   candidates: arm.hits.length,
