@@ -136,7 +136,7 @@ export const metricCatalog = {
   },
   kb_search_duration_seconds: {
     type: "histogram",
-    help: "Time spent in each search stage (embed, keyword, vector, fuse, load).",
+    help: "Time spent in each search stage (embed, keyword, vector, fuse, load, rerank when a reranker is configured).",
     labelNames: ["stage"],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   },

@@ -105,6 +105,11 @@ export async function* answerQuestion(
       deps,
     );
     metrics.push(stage("retrieve", (performance.now() - retrieveStarted) / 1000));
+    // Embedding and reranking happen inside retrieval; a cached search ran neither.
+    for (const name of ["embed", "rerank"] as const) {
+      const seconds = found.stageSeconds[name];
+      if (seconds !== undefined) metrics.push(stage(name, seconds));
+    }
     const sources: SourcePassage[] = found.results.map((r, i) => ({ ...r, index: i + 1 }));
 
     if (sources.length === 0) {

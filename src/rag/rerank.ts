@@ -10,9 +10,3 @@ export interface Reranker {
   /** The same results, reordered (and possibly rescored or cut); never new ones. */
   rerank(query: string, results: SearchResult[]): Promise<SearchResult[]>;
 }
-
-/** Keeps the fused order. */
-export const keepFusedOrder: Reranker = {
-  name: "none",
-  rerank: async (_query, results) => results,
-};

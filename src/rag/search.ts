@@ -13,14 +13,14 @@ import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
 import { keywordSearch, queryTerms } from "./bm25.ts";
 import type { SearchFilters } from "./filters.ts";
 import { type FusedHit, fuseRankings, type RankedHit, type RankedList } from "./fuse.ts";
-import { keepFusedOrder, type Reranker } from "./rerank.ts";
+import type { Reranker } from "./rerank.ts";
 import { cachedEmbedder, searchKey } from "./search-cache.ts";
 import { snippetFor } from "./snippet.ts";
 import { vectorSearch, vectorWeight } from "./vector.ts";
 
 export type SearchMode = "hybrid" | "keyword" | "vector";
 export type Retriever = "keyword" | "vector";
-type Stage = "embed" | "keyword" | "vector" | "fuse" | "load";
+export type SearchStage = "embed" | "keyword" | "vector" | "fuse" | "load" | "rerank";
 
 export interface SearchRequest {
   query: string;
@@ -58,6 +58,8 @@ export interface SearchResponse {
   results: SearchResult[];
   retrievers: Record<Retriever, RetrieverReport>;
   tookMs: number;
+  /** Seconds spent in each stage that ran for this request (none when it was served from the cache). */
+  stageSeconds: Partial<Record<SearchStage, number>>;
 }
 
 /** The outside world, replaceable in tests; ctx lets metrics go out in waitUntil. */
@@ -118,7 +120,7 @@ export async function hybridSearch(
     const outcome = degraded(value) ? "degraded" : value.results.length ? "ok" : "empty";
     await recordMetrics(env, deps.ctx, { name: "kb_search_total", labels: { mode: value.mode, outcome }, value: 1 });
   }
-  return { ...value, tookMs: Date.now() - started };
+  return { ...value, tookMs: Date.now() - started, stageSeconds: from === "loader" ? value.stageSeconds : {} };
 }
 
 /** The search itself, uncached. */
@@ -134,12 +136,14 @@ async function runSearch(
   const limit = config.RETRIEVAL_CANDIDATES;
   const db = createDb(config);
   const metrics: MetricEvent[] = [];
-  const timed = async <T>(stage: Stage, work: () => Promise<T>): Promise<T> => {
+  const stageSeconds: SearchResponse["stageSeconds"] = {};
+  const timed = async <T>(stage: SearchStage, work: () => Promise<T>): Promise<T> => {
     const stageStarted = performance.now();
     try {
       return await work();
     } finally {
       const seconds = (performance.now() - stageStarted) / 1000;
+      stageSeconds[stage] = seconds;
       metrics.push({ name: "kb_search_duration_seconds", labels: { stage }, value: seconds });
     }
   };
@@ -179,7 +183,9 @@ async function runSearch(
         .slice(0, request.topK ?? config.RETRIEVAL_TOP_K),
     );
     const loaded = await timed("load", () => loadResults(db, fused, new Set(terms.keys())));
-    const results = await (deps.reranker ?? keepFusedOrder).rerank(request.query, loaded);
+    // Off by default (rerank.ts): the fused order stands.
+    const { reranker } = deps;
+    const results = reranker ? await timed("rerank", () => reranker.rerank(request.query, loaded)) : loaded;
 
     const degraded = isDegraded(mode, vector.skipped, terms.size);
     metrics.push(outcome(degraded ? "degraded" : results.length ? "ok" : "empty"));
@@ -189,6 +195,7 @@ async function runSearch(
       results,
       retrievers: { keyword: report(keyword, weights.keyword), vector: report(vector, weights.vector) },
       tookMs: Date.now() - started,
+      stageSeconds,
     };
   } catch (error) {
     await recordMetrics(env, deps.ctx, ...metrics, outcome("error"));

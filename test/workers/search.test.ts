@@ -269,6 +269,13 @@ describe("POST /api/kb/search: the vector arm steps aside instead of failing", (
       { reranker: { name: "reverse", rerank: async (_q, results) => [...results].reverse() } },
     );
     expect(found.results.map((r) => r.retrievers.keyword?.rank)).toEqual([4, 3, 2, 1]);
+    expect(found.stageSeconds.rerank).toBeGreaterThanOrEqual(0);
+    const unranked = await hybridSearch(config, env, {
+      query: "patient",
+      mode: "keyword",
+      filters: { sourceTypes: [SOURCE] },
+    });
+    expect(unranked.stageSeconds.rerank).toBeUndefined();
   });
 });
 
