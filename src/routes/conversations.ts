@@ -109,6 +109,9 @@ const RegenerateRequest = z
   .strictObject({ filters: SearchFiltersSchema.optional(), stream: z.boolean().optional() })
   .openapi("RegenerateRequest");
 
+const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), total: z.number().int(), page: z.number().int(), page_size: z.number().int() });
+
 const conversationJson = (row: ConversationRow): z.infer<typeof Conversation> => ({
   id: row.id,
   title: row.title,
@@ -248,15 +251,7 @@ export const conversationRoutes = createRouter()
         }),
       },
       responses: {
-        200: jsonResponse(
-          "A page of conversations",
-          z.object({
-            items: z.array(Conversation),
-            total: z.number().int(),
-            page: z.number().int(),
-            page_size: z.number().int(),
-          }),
-        ),
+        200: jsonResponse("A page of conversations", pageOf(Conversation)),
         401: problem("Not signed in"),
       },
     }),
@@ -356,15 +351,7 @@ export const conversationRoutes = createRouter()
       middleware: [requireUser] as const,
       request: { params: IdParam, query: z.object(Page) },
       responses: {
-        200: jsonResponse(
-          "A page of messages",
-          z.object({
-            items: z.array(Message),
-            total: z.number().int(),
-            page: z.number().int(),
-            page_size: z.number().int(),
-          }),
-        ),
+        200: jsonResponse("A page of messages", pageOf(Message)),
         404: problem("No such conversation (or not yours)"),
       },
     }),
