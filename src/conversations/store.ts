@@ -139,6 +139,8 @@ export async function loadHistory(
       and(
         eq(messages.conversationId, conversationId),
         eq(messages.active, true),
+        // Questions that were never answered (refused, failed) are not part of the dialogue.
+        sql`(${messages.role} = 'assistant' or ${messages.replyStatus} = 'answered')`,
         beforeTurn === undefined ? undefined : sql`${messages.turn} < ${beforeTurn}`,
       ),
     )

@@ -13,6 +13,7 @@ let admin: TestUser;
 let alice: TestUser;
 let bob: TestUser;
 
+// biome-ignore lint/suspicious/noExplicitAny: response bodies, checked by the assertions
 type Json = Record<string, any>;
 
 const create = async (owner: TestUser, json: Json = {}) => {
@@ -192,6 +193,28 @@ describe("conversations: sending messages", () => {
     expect(messages.map((m) => m.role)).toEqual(["system", "user", "assistant", "user"]);
     expect(messages[1]?.content).toContain("first dose");
     expect(messages[3]?.content).toContain(tag);
+  });
+
+  it("leaves a refused question out of later prompts (PHI_MODE=block)", async () => {
+    const conversation = await create(alice);
+    const overrides = withOpenAi({ PHI_MODE: "block" });
+    const refused = await send(
+      alice,
+      conversation.id,
+      { content: `MRN: 12345678 asthma ${WORD}`, client_message_id: "b-1" },
+      overrides,
+    );
+    expect(refused.status).toBe(422);
+    const tag = `after-block-${crypto.randomUUID()}`;
+    const next = await send(
+      alice,
+      conversation.id,
+      { content: `${tag} asthma ${WORD}?`, client_message_id: "b-2" },
+      overrides,
+    );
+    expect(next.status).toBe(201);
+    const [request] = await upstreamRequests(tag);
+    expect(JSON.stringify(request?.body.messages)).not.toContain("12345678");
   });
 
   it("streams a conversation turn: user_message, deltas, citations, done with the stored message", async () => {

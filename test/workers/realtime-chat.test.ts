@@ -10,6 +10,7 @@ let admin: TestUser;
 let alice: TestUser;
 let bob: TestUser;
 
+// biome-ignore lint/suspicious/noExplicitAny: response bodies, checked by the assertions
 type Frame = Record<string, any>;
 
 /** An open socket with every frame it received, and a way to wait for one. */
