@@ -170,6 +170,11 @@ export const variablesSchema = z
     RETRIEVAL_WEIGHT_VECTOR: optionalString.pipe(z.coerce.number<string | undefined>().min(0).optional()),
     RETRIEVAL_TOP_K: z.coerce.number().int().min(1).max(100).default(10),
     RETRIEVAL_CANDIDATES: z.coerce.number().int().min(1).max(1_000).default(100), // per retriever
+    // Reranking (docs/retrieval.md#reranking): none, or one chat completion judging the top results.
+    RETRIEVAL_RERANKER: z.enum(["none", "llm"]).default("none"),
+    RETRIEVAL_RERANK_MODEL: optionalString, // unset: CHAT_MODEL
+    RETRIEVAL_RERANK_CANDIDATES: z.coerce.number().int().min(1).max(50).default(20), // judged; the rest keep their place
+    RETRIEVAL_RERANK_TIMEOUT_MS: positiveInt(8_000), // the whole judgement, retries included
     // Answers (docs/answers.md). Unset CHAT_MODEL with no OPENAI_API_KEY: the local extractive composer.
     CHAT_MODEL: z.string().trim().min(1).default("gpt-4o-mini"),
     CHAT_TIMEOUT_MS: positiveInt(60_000), // a whole answer
@@ -195,6 +200,12 @@ export const variablesSchema = z
     CACHE_L1_MAX_ENTRIES: positiveInt(1_000),
     CACHE_TTL_EMBEDDING_SECONDS: positiveInt(86_400),
     CACHE_TTL_SEARCH_SECONDS: positiveInt(300),
+    // Realtime voice (docs/voice.md).
+    VOICE_REALTIME_MODEL: z.string().trim().min(1).default("gpt-realtime"),
+    VOICE_MAX_SESSION_SECONDS: positiveInt(7_200),
+    VOICE_IDLE_TIMEOUT_SECONDS: positiveInt(300),
+    // Input audio kept for one turn; more is refused (the client must commit or clear).
+    VOICE_MAX_BUFFER_SECONDS: positiveInt(120),
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {
@@ -207,6 +218,13 @@ export const variablesSchema = z
     }
     if (v.KB_CHUNK_OVERLAP >= v.KB_CHUNK_SIZE) {
       ctx.addIssue({ code: "custom", path: ["KB_CHUNK_OVERLAP"], message: "must be smaller than KB_CHUNK_SIZE" });
+    }
+    if (v.RETRIEVAL_RERANKER === "llm" && !v.OPENAI_API_KEY) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["OPENAI_API_KEY"],
+        message: "is required when RETRIEVAL_RERANKER is llm (set it, or RETRIEVAL_RERANKER=none)",
+      });
     }
     if (v.ENVIRONMENT === "production" && v.NEON_LOCAL_PROXY) {
       ctx.addIssue({ code: "custom", path: ["NEON_LOCAL_PROXY"], message: "must not be set in production" });

@@ -13,7 +13,7 @@ import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
 import { keywordSearch, queryTerms } from "./bm25.ts";
 import type { SearchFilters } from "./filters.ts";
 import { type FusedHit, fuseRankings, type RankedHit, type RankedList } from "./fuse.ts";
-import type { Reranker } from "./rerank.ts";
+import { createReranker, type Reranker } from "./rerank.ts";
 import { cachedEmbedder, searchKey } from "./search-cache.ts";
 import { snippetFor } from "./snippet.ts";
 import { vectorSearch, vectorWeight } from "./vector.ts";
@@ -103,6 +103,7 @@ export async function hybridSearch(
     ...deps,
     embedder: cachedEmbedder(deps.embedder ?? createEmbedder(config), embeddings),
     store: deps.store ?? createVectorStore(config, db),
+    reranker: deps.reranker ?? createReranker(config),
   };
   const degraded = (found: SearchResponse) =>
     isDegraded(found.mode, found.retrievers.vector.skipped, queryTerms(request.query).size);
@@ -177,15 +178,20 @@ async function runSearch(
     const lists: RankedList<Retriever>[] = [];
     if (!keyword.skipped) lists.push({ retriever: "keyword", weight: weights.keyword, hits: keyword.hits });
     if (!vector.skipped) lists.push({ retriever: "vector", weight: weights.vector, hits: vector.hits });
+    // Off by default (rerank.ts): the fused order stands. When on, it judges more than top_k, so it can
+    // bring a better chunk into the cut rather than only reorder the ones already in it.
+    const reranker = deps.reranker ?? createReranker(config);
+    const topK = request.topK ?? config.RETRIEVAL_TOP_K;
+    const judged = reranker ? Math.max(topK, config.RETRIEVAL_RERANK_CANDIDATES) : topK;
     const fused = await timed("fuse", async () =>
       fuseRankings(lists, config.RETRIEVAL_RRF_K)
         .filter((hit) => hit.score >= (request.scoreFloor ?? 0))
-        .slice(0, request.topK ?? config.RETRIEVAL_TOP_K),
+        .slice(0, judged),
     );
     const loaded = await timed("load", () => loadResults(db, fused, new Set(terms.keys())));
-    // Off by default (rerank.ts): the fused order stands.
-    const { reranker } = deps;
-    const results = reranker ? await timed("rerank", () => reranker.rerank(request.query, loaded)) : loaded;
+    const results = reranker
+      ? (await timed("rerank", () => reranker.rerank(request.query, loaded))).slice(0, topK)
+      : loaded;
 
     const degraded = isDegraded(mode, vector.skipped, terms.size);
     metrics.push(outcome(degraded ? "degraded" : results.length ? "ok" : "empty"));

@@ -9,7 +9,8 @@ import { fakeEmbedding } from "./fake-embedding.ts";
  *
  * Chat completions (streamed or not) answer from the numbered sources of the system prompt ("[n] title"
  * then its text): the first sentence of each of the first three, cited as [n]. A last user message with
- * "!reply <text>" gets exactly <text> (e.g. a citation of a source that does not exist).
+ * "!reply <text>" gets exactly <text> (e.g. a citation of a source that does not exist). A rerank call
+ * (system prompt "You judge the relevance of passages...") gets JSON scores instead: see rerankReply.
  *
  * Scripted faults: a line "!fault ..." at the start of the first input (embeddings) or of a line of the
  * last user message (chat) makes the request misbehave, e.g.
@@ -233,8 +234,37 @@ function lastUserMessage(body: unknown): string | undefined {
   return (messages as ChatMessageBody[]).findLast((m) => m?.role === "user")?.content;
 }
 
+/** Begins the rerank judge's system prompt (src/rag/llm-rerank.ts). */
+const RERANK_MARKER = "You judge the relevance of passages";
+
+/**
+ * The rerank judge's reply: {"scores":[{id, score}]}, a passage's score being how many distinct words of
+ * the query (lower-cased, 3+ letters; "!" lines left out) its text holds, at most 10. "!reply <text>" on
+ * a line of the query gets exactly <text> (e.g. not JSON, or a passage left unscored).
+ */
+function rerankReply(user: string): string {
+  const query = /<query>\n([\s\S]*?)\n<\/query>/.exec(user)?.[1] ?? "";
+  const scripted = /^!reply (.*)$/m.exec(query)?.[1];
+  if (scripted !== undefined) return scripted;
+  const words = (text: string) => new Set(text.toLowerCase().match(/[a-z]{3,}/g) ?? []);
+  const asked = words(
+    query
+      .split("\n")
+      .filter((line) => !line.startsWith("!"))
+      .join("\n"),
+  );
+  const scores = [...user.matchAll(/<passage id="(\d+)">\n([\s\S]*?)\n<\/passage>/g)].map(([, id, text]) => {
+    const held = words(text ?? "");
+    return { id: Number(id), score: Math.min(10, [...asked].filter((word) => held.has(word)).length) };
+  });
+  return JSON.stringify({ scores });
+}
+
 /** "!reply <text>" in the last user message, else the first sentence of each numbered source, cited. */
 function chatReply(messages: ChatMessageBody[]): string {
+  if (messages.some((m) => m.role === "system" && m.content.startsWith(RERANK_MARKER))) {
+    return rerankReply(lastUserMessage({ messages }) ?? "");
+  }
   const scripted = /!reply ([\s\S]*)$/.exec(lastUserMessage({ messages }) ?? "")?.[1];
   if (scripted !== undefined) return scripted;
   const system = messages
