@@ -21,6 +21,7 @@ import { realtimeChatRoutes } from "./routes/realtime-chat.ts";
 import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
 import { searchRoutes } from "./routes/search.ts";
 import { userRoutes } from "./routes/users.ts";
+import { voiceRoutes } from "./routes/voice.ts";
 
 /** The whole HTTP surface: middleware in the order a request meets it, then one line per area. */
 export function createApp() {
@@ -49,6 +50,7 @@ export function createApp() {
   app.route("/", ragRoutes);
   app.route("/", conversationRoutes);
   app.route("/", realtimeChatRoutes);
+  app.route("/", voiceRoutes);
 
   describeSecuritySchemes(app);
   app.doc31("/openapi.json", (c) => ({

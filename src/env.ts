@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { ChatRoom } from "../workers/chat-room.ts";
 import type { MetricsAggregator } from "../workers/metrics-aggregator.ts";
 import type { RateLimiter } from "../workers/rate-limiter.ts";
+import type { VoiceSession } from "../workers/voice-session.ts";
 import { type Config, type ConfigIssue, type ConfigResult, parseConfig } from "./config.ts";
 
 /** The Worker's bindings, as declared in wrangler.toml. Variables are read through Config. */
@@ -15,6 +16,7 @@ export interface Env {
   METRICS: DurableObjectNamespace<MetricsAggregator>;
   RATE_LIMITER: DurableObjectNamespace<RateLimiter>;
   CHAT_ROOM: DurableObjectNamespace<ChatRoom>;
+  VOICE_SESSION: DurableObjectNamespace<VoiceSession>;
   [variable: string]: unknown;
 }
 
@@ -35,6 +37,7 @@ export const bindingsSchema = z.object({
   METRICS: binding("Durable Object namespace"),
   RATE_LIMITER: binding("Durable Object namespace"),
   CHAT_ROOM: binding("Durable Object namespace"),
+  VOICE_SESSION: binding("Durable Object namespace"),
 });
 
 // Bindings and variables never change within an isolate, so validate once per env object.

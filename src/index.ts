@@ -8,6 +8,7 @@ import type { Env } from "./env.ts";
 export { ChatRoom } from "../workers/chat-room.ts";
 export { MetricsAggregator } from "../workers/metrics-aggregator.ts";
 export { RateLimiter } from "../workers/rate-limiter.ts";
+export { VoiceSession } from "../workers/voice-session.ts";
 
 export default {
   fetch: app.fetch,

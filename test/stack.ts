@@ -5,6 +5,7 @@ import type { TestStackInfo } from "./provided.ts";
 import { startReceiver } from "./receiver.ts";
 import { startOpenAiStandIn } from "./standins/openai.ts";
 import { startQdrantStandIn } from "./standins/qdrant.ts";
+import { prepareVoiceFixtures } from "./voice-fixtures.ts";
 
 const STOP = Symbol.for("voiceassist.testStack.stop");
 type Holder = { [STOP]?: () => Promise<void> };
@@ -14,6 +15,8 @@ type Holder = { [STOP]?: () => Promise<void> };
  * TEST_DATABASE_URL / REDIS_URL select the machine's servers instead of the embedded defaults.
  */
 export async function startTestStack(): Promise<TestStackInfo> {
+  // Voice fixtures (espeak-ng + sox, cached) build while the stack starts.
+  const voice = prepareVoiceFixtures();
   const stack = await startLocalStack({ databaseUrl: process.env.TEST_DATABASE_URL, redisUrl: process.env.REDIS_URL });
   const receiver = await startReceiver();
   const openai = await startOpenAiStandIn();
@@ -35,5 +38,14 @@ export async function startTestStack(): Promise<TestStackInfo> {
     openaiUrl: openai.url,
     qdrantUrl: qdrant.url,
     qdrantApiKey,
+    ...(await voiceFixturesInfo(voice)),
   };
+}
+
+async function voiceFixturesInfo(
+  pending: ReturnType<typeof prepareVoiceFixtures>,
+): Promise<Pick<TestStackInfo, "voiceFixtures" | "voiceFixturesMissing">> {
+  const voice = await pending;
+  if (voice.missing) console.warn(`[test stack] voice fixture suites skip: ${voice.missing}`);
+  return voice.fixtures ? { voiceFixtures: voice.fixtures } : { voiceFixturesMissing: voice.missing };
 }

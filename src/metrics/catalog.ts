@@ -152,7 +152,7 @@ export const metricCatalog = {
   },
   rag_queries_total: {
     type: "counter",
-    help: "Questions answered, by channel (query, conversation, websocket) and outcome (answered, no_sources, blocked, cancelled, error).",
+    help: "Questions answered, by channel (query, conversation, websocket, voice) and outcome (answered, no_sources, blocked, cancelled, error).",
     labelNames: ["channel", "outcome"],
   },
   rag_citations_per_answer: {

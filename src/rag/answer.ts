@@ -14,7 +14,7 @@ import { buildPrompt, type HistoryTurn, type SourcePassage } from "./prompt.ts";
 import { hybridSearch, type SearchDeps } from "./search.ts";
 import { recordUsage } from "./usage.ts";
 
-export type AnswerChannel = "query" | "conversation" | "websocket";
+export type AnswerChannel = "query" | "conversation" | "websocket" | "voice";
 export type AnswerOutcome = "answered" | "no_sources" | "blocked" | "cancelled" | "error";
 
 export interface AnswerRequest {

@@ -3,3 +3,4 @@ export * from "./audit.ts";
 export * from "./conversations.ts";
 export * from "./identity.ts";
 export * from "./kb.ts";
+export * from "./voice.ts";

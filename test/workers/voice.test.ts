@@ -1,0 +1,245 @@
+import { beforeAll, describe, expect, inject, it } from "vitest";
+import { validateServerEvent } from "../realtime-conformance.ts";
+import { serve } from "./harness.ts";
+import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { addIndexedDocument } from "./kb-helpers.ts";
+
+const run = crypto.randomUUID().slice(0, 8);
+const WORD = `thrennic${run.replace(/\d/g, "")}`;
+const fixtures = inject("stack").voiceFixtures;
+
+let admin: TestUser;
+let alice: TestUser;
+
+// biome-ignore lint/suspicious/noExplicitAny: server events, checked by the conformance suite and assertions
+type Event = Record<string, any>;
+
+/** A realtime socket: every server event is checked against the OpenAI Realtime GA schemas as it arrives. */
+async function open(path: string, headers: Record<string, string>) {
+  const res = await serve(app, path, { headers: { upgrade: "websocket", ...headers } });
+  const socket = res.webSocket;
+  const events: Event[] = [];
+  const problems: string[] = [];
+  let closed: { code: number; reason: string } | undefined;
+  if (socket) {
+    socket.accept();
+    socket.addEventListener("message", (event) => {
+      const parsed = JSON.parse(event.data as string);
+      events.push(parsed);
+      for (const problem of validateServerEvent(parsed)) problems.push(`${parsed.type}: ${problem}`);
+    });
+    socket.addEventListener("close", (event) => {
+      closed = { code: event.code, reason: event.reason };
+    });
+  }
+  const until = async (match: (e: Event) => boolean, timeoutMs = 10_000): Promise<Event> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = events.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`no matching event; got ${events.map((e) => e.type).join(", ")}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const send = (event: object | string) => socket?.send(typeof event === "string" ? event : JSON.stringify(event));
+  return { res, socket, events, problems, until, send, closed: () => closed };
+}
+
+const bearer = (user: TestUser) => ({ authorization: `Bearer ${user.access}` });
+const textItem = (text: string) => ({
+  type: "conversation.item.create",
+  item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+});
+
+beforeAll(async () => {
+  admin = await signedInUser("admin");
+  alice = await signedInUser();
+  await addIndexedDocument(admin.access, {
+    title: "Status epilepticus",
+    sourceType: `voice-${run}`,
+    text: `Status epilepticus ${WORD} is treated first with a benzodiazepine such as lorazepam 4 mg intravenously. Give a second dose after 5 minutes if seizures continue.`,
+  });
+});
+
+describe("realtime voice: connecting", () => {
+  it("accepts an OpenAI-style client at /v1/realtime with a bearer token and sends session.created", async () => {
+    const s = await open("/v1/realtime?model=gpt-realtime", bearer(alice));
+    expect(s.res.status).toBe(101);
+    const created = await s.until((e) => e.type === "session.created");
+    expect(created.session).toMatchObject({ type: "realtime", object: "realtime.session" });
+    expect(s.problems).toEqual([]);
+  });
+
+  it("accepts the browser subprotocol openai-insecure-api-key.<token> and selects 'realtime'", async () => {
+    const s = await open("/api/voice/realtime", {
+      "sec-websocket-protocol": `realtime, openai-insecure-api-key.${alice.access}`,
+    });
+    expect(s.res.status).toBe(101);
+    expect(s.res.headers.get("sec-websocket-protocol")).toBe("realtime");
+  });
+
+  it("refuses a bad or missing credential at the handshake", async () => {
+    expect((await open("/v1/realtime", { authorization: "Bearer nope" })).res.status).toBe(401);
+    expect((await open("/v1/realtime", {})).res.status).toBe(401);
+    expect((await call("GET", "/v1/realtime", { token: alice.access })).status).toBe(400);
+  });
+
+  it("connects once with a ticket from POST /api/voice/sessions, and shows the session's usage", async () => {
+    const created = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ mode: "local", status: "created" });
+    const s = await open(created.body.url, {});
+    expect(s.res.status).toBe(101);
+    await s.until((e) => e.type === "session.created");
+    expect((await open(created.body.url, {})).res.status).toBe(401);
+    s.send(textItem(`lorazepam for status epilepticus ${WORD}?`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done");
+    const usage = await call("GET", `/api/voice/sessions/${created.body.id}`, { token: alice.access });
+    expect(usage.body).toMatchObject({ status: "active", usage: { turns: 1 } });
+    expect(usage.body.usage.output_tokens).toBeGreaterThan(0);
+    const other = await signedInUser();
+    expect((await call("GET", `/api/voice/sessions/${created.body.id}`, { token: other.access })).status).toBe(404);
+  });
+});
+
+describe("realtime voice: local mode turns", () => {
+  it("answers a text turn, grounded, with output_text deltas, citations in metadata and usage", async () => {
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    s.send(textItem(`What is the first treatment for status epilepticus ${WORD}?`));
+    await s.until((e) => e.type === "conversation.item.done");
+    s.send({ type: "response.create" });
+    const done = await s.until((e) => e.type === "response.done");
+    const deltas = s.events.filter((e) => e.type === "response.output_text.delta").map((e) => e.delta);
+    expect(deltas.length).toBeGreaterThan(1);
+    const text = deltas.join("");
+    expect(text).toContain("lorazepam");
+    expect(done.response.status).toBe("completed");
+    expect(done.response.output[0].content[0].text).toBe(text);
+    expect(JSON.parse(done.response.metadata.citations)[0]).toMatchObject({ i: 1, t: "Status epilepticus" });
+    expect(done.response.usage.output_tokens).toBeGreaterThan(0);
+    const order = s.events.map((e) => e.type).filter((t) => t.startsWith("response."));
+    expect(order[0]).toBe("response.created");
+    expect(order.at(-1)).toBe("response.done");
+    expect(s.problems).toEqual([]);
+  });
+
+  it("stores the turn in the session's conversation", async () => {
+    const conversation = await call("POST", "/api/conversations", { token: alice.access, json: {} });
+    const s = await open(`/v1/realtime?conversation_id=${conversation.body.id}`, bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    s.send(textItem(`status epilepticus ${WORD} second dose`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done");
+    const messages = await call("GET", `/api/conversations/${conversation.body.id}/messages`, { token: alice.access });
+    expect(messages.body.items.map((m: Event) => m.role)).toEqual(["user", "assistant"]);
+    expect(messages.body.items[1].citations[0].title).toBe("Status epilepticus");
+  });
+
+  it("answers bad input with an error event and keeps the connection", async () => {
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    s.send("{not json");
+    s.send({ type: "no.such.event" });
+    s.send({ type: "input_audio_buffer.append", audio: "***" });
+    s.send({
+      type: "session.update",
+      session: { type: "realtime", audio: { input: { format: { type: "audio/pcm", rate: 16000 } } } },
+    });
+    s.send(`{"type":"input_audio_buffer.append","audio":"${"A".repeat(5 * 1024 * 1024)}"}`);
+    s.socket?.send(new Uint8Array([0, 159, 146, 150, 255]));
+    await s.until(() => s.events.filter((e) => e.type === "error").length >= 6);
+    const codes = s.events.filter((e) => e.type === "error").map((e) => e.error.code);
+    expect(codes).toEqual([
+      "invalid_json",
+      "unknown_event",
+      expect.any(String),
+      expect.any(String),
+      "frame_too_large",
+      "invalid_frame",
+    ]);
+    s.send({ type: "session.update", session: { type: "realtime", instructions: "Be brief." } });
+    await s.until((e) => e.type === "session.updated");
+    expect(s.closed()).toBeUndefined();
+    expect(s.problems).toEqual([]);
+  });
+
+  it("ends an audio-only turn with a clear error: no speech-to-text provider", async () => {
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    s.send({ type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: null } } } });
+    await s.until((e) => e.type === "session.updated");
+    const silence = btoa(String.fromCharCode(...new Uint8Array(24_000 * 2 * 0.2)));
+    s.send({ type: "input_audio_buffer.append", audio: silence });
+    s.send({ type: "input_audio_buffer.commit" });
+    await s.until((e) => e.type === "input_audio_buffer.committed");
+    s.send({ type: "response.create" });
+    const error = await s.until((e) => e.type === "error");
+    expect(error.error.code).toBe("transcription_unavailable");
+    expect(error.error.message).toMatch(/OPENAI_API_KEY/);
+  });
+
+  it("throttles a client that floods audio, then disconnects it with a reason", async () => {
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    s.send({ type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: null } } } });
+    const twoSeconds = btoa(String.fromCharCode(...new Uint8Array(24_000 * 2 * 2)));
+    for (let i = 0; i < 16; i++) s.send({ type: "input_audio_buffer.append", audio: twoSeconds });
+    await s.until((e) => e.type === "error" && e.error.code === "audio_rate_exceeded");
+    await s.until((e) => e.type === "error" && e.error.code === "audio_flood");
+    for (let i = 0; i < 50 && !s.closed(); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(s.closed()?.code).toBe(1008);
+  });
+});
+
+describe.skipIf(!fixtures)("realtime voice: server VAD on real speech (espeak-ng)", () => {
+  it.each(fixtures?.fixtures.filter((f) => f.segments.length === 1) ?? [])(
+    "$name: speech_started and speech_stopped within ±100 ms of the speech",
+    async (fixture) => {
+      const s = await open("/v1/realtime", bearer(alice));
+      await s.until((e) => e.type === "session.created");
+      s.send({
+        type: "session.update",
+        session: {
+          type: "realtime",
+          audio: { input: { format: fixture.format, turn_detection: { type: "server_vad", create_response: false } } },
+        },
+      });
+      await s.until((e) => e.type === "session.updated");
+      const bytes = Uint8Array.from(atob(fixture.audio), (ch) => ch.charCodeAt(0));
+      const chunk = fixture.format.type === "audio/pcm" ? 960 : 160; // 20 ms
+      for (let i = 0; i < bytes.length; i += chunk) {
+        s.send({
+          type: "input_audio_buffer.append",
+          audio: btoa(String.fromCharCode(...bytes.subarray(i, i + chunk))),
+        });
+      }
+      const started = await s.until((e) => e.type === "input_audio_buffer.speech_started");
+      const stopped = await s.until((e) => e.type === "input_audio_buffer.speech_stopped");
+      const [speech] = fixture.segments;
+      expect(Math.abs(started.audio_start_ms - (speech?.startMs ?? 0))).toBeLessThanOrEqual(100);
+      expect(Math.abs(stopped.audio_end_ms - (speech?.endMs ?? 0))).toBeLessThanOrEqual(100);
+      await s.until((e) => e.type === "input_audio_buffer.committed");
+      expect(s.problems).toEqual([]);
+    },
+  );
+});
+
+describe("voice preferences", () => {
+  it("returns defaults, saves, and refuses values out of range", async () => {
+    const user = await signedInUser();
+    const initial = await call("GET", "/api/voice/preferences", { token: user.access });
+    expect(initial.body).toEqual({ voice: "marin", speed: 1, language: "en", vad_sensitivity: 0.5 });
+    const saved = { voice: "cedar", speed: 1.2, language: "en-GB", vad_sensitivity: 0.8 };
+    expect((await call("PUT", "/api/voice/preferences", { token: user.access, json: saved })).status).toBe(200);
+    const after = await call("GET", "/api/voice/preferences", { token: user.access });
+    expect(after.body.voice).toBe("cedar");
+    expect(after.body.vad_sensitivity).toBeCloseTo(0.8);
+    const bad = await call("PUT", "/api/voice/preferences", { token: user.access, json: { ...saved, speed: 9 } });
+    expect(bad.status).toBe(422);
+    const s = await open("/v1/realtime", bearer(user));
+    const created = await s.until((e) => e.type === "session.created");
+    expect(created.session.audio.output.voice).toBe("cedar");
+  });
+});
