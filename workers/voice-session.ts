@@ -4,6 +4,7 @@ import { sendMessage } from "../src/conversations/turns.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { toApiError } from "../src/errors.ts";
 import { estimateTokens } from "../src/kb/chunk.ts";
+import { type MetricEvent, recordMetrics } from "../src/metrics/record.ts";
 import { log } from "../src/observability/log.ts";
 import { type AnswerEvent, answerQuestion } from "../src/rag/answer.ts";
 import type { Citation } from "../src/rag/citations.ts";
@@ -66,6 +67,7 @@ interface State extends Identity {
   /** Where the uncommitted buffer starts, ms. */
   bufferStartMs: number;
   bufferChunks: number;
+  ended?: boolean;
 }
 
 /**
@@ -99,6 +101,10 @@ export class VoiceSession extends DurableObject<Env> {
       return new Response("This voice session already has a client.", { status: 409 });
     }
     const session = state?.session ?? (await this.preferredSession(who.userId));
+    if (!state) {
+      const mode = config.OPENAI_API_KEY ? "upstream" : "local";
+      this.metric({ name: "voice_sessions_started_total", labels: { mode }, value: 1 });
+    }
     this.state = state ?? {
       ...who,
       session,
@@ -327,6 +333,7 @@ export class VoiceSession extends DurableObject<Env> {
       // Barge-in: the user talks over the answer, so the answer stops.
       if (this.running && detection?.interrupt_response) {
         this.running.abort.abort("turn_detected");
+        this.metric({ name: "voice_barge_ins_total", labels: {}, value: 1 });
         await addVoiceUsage(createDb(requireConfig(this.env)), (this.state as State).sessionId, { bargeIns: 1 });
       }
       return;
@@ -411,6 +418,8 @@ export class VoiceSession extends DurableObject<Env> {
       );
     }
     const config = requireConfig(this.env);
+    const turnStarted = performance.now();
+    const seconds = () => (performance.now() - turnStarted) / 1000;
     const response = newResponse(state.session, params);
     const abort = new AbortController();
     this.running = { response, abort };
@@ -426,6 +435,7 @@ export class VoiceSession extends DurableObject<Env> {
     try {
       for await (const event of this.answer(question, abort.signal)) {
         if (event.type === "delta") {
+          if (!text) this.metric({ name: "voice_time_to_first_seconds", labels: { kind: "text" }, value: seconds() });
           text += event.text;
           this.send(serverEvent("response.output_text.delta", { ...at, delta: event.text }));
         } else if (event.type === "citations") citations = event.citations;
@@ -466,6 +476,7 @@ export class VoiceSession extends DurableObject<Env> {
       metadata: { ...response.metadata, ...citationMetadata(citations) },
     } as RealtimeResponse & { usage: ReturnType<typeof responseUsage> };
     this.send(serverEvent("response.done", { response: finished }));
+    this.metric({ name: "voice_turn_latency_seconds", labels: { outcome: status }, value: seconds() });
     await addVoiceUsage(createDb(config), state.sessionId, {
       turns: 1,
       inputTokens: usage.prompt,
@@ -541,6 +552,11 @@ export class VoiceSession extends DurableObject<Env> {
     if (this.state) await this.ctx.storage.put("state", this.state);
   }
 
+  /** Metrics go out after the event that caused them, never holding it up. */
+  private metric(event: MetricEvent): void {
+    this.ctx.waitUntil(recordMetrics(this.env, undefined, event));
+  }
+
   /** Writes the audio received so far to the session row. */
   private async syncAudio(): Promise<void> {
     const state = this.state as State;
@@ -554,13 +570,19 @@ export class VoiceSession extends DurableObject<Env> {
 
   private async end(reason: string): Promise<void> {
     const state = await this.load();
-    if (!state) return;
+    if (!state || state.ended) return;
+    state.ended = true;
+    await this.save();
+    this.metric({ name: "voice_sessions_ended_total", labels: { reason }, value: 1 });
     this.running?.abort.abort("client_cancelled");
     await this.syncAudio();
     await markVoiceSession(createDb(requireConfig(this.env)), state.sessionId, { status: "ended", reason });
   }
 
   private send(event: object): void {
+    const { type, error } = event as { type?: string; error?: { code?: string } };
+    if (type === "error")
+      this.metric({ name: "voice_errors_total", labels: { code: error?.code ?? "unknown" }, value: 1 });
     for (const socket of this.ctx.getWebSockets()) {
       try {
         socket.send(JSON.stringify(event));

@@ -192,6 +192,43 @@ export const metricCatalog = {
     help: "PHI-like spans found in text bound for a cloud model, by type (name, dob, mrn, ssn, phone, email, address) and mode (redact, block).",
     labelNames: ["type", "mode"],
   },
+  voice_sessions_active: {
+    type: "gauge",
+    help: "Voice sessions connected now (status active), set by the 5-minute cron.",
+    labelNames: [],
+  },
+  voice_sessions_started_total: {
+    type: "counter",
+    help: "Voice sessions connected, by mode (local, upstream).",
+    labelNames: ["mode"],
+  },
+  voice_sessions_ended_total: {
+    type: "counter",
+    help: "Voice sessions ended, by reason (client_closed, idle_timeout, max_duration, audio_flood, upstream_failed).",
+    labelNames: ["reason"],
+  },
+  voice_time_to_first_seconds: {
+    type: "histogram",
+    help: "From the end of the user's turn (commit or response.create) to the response's first output, by kind (text, audio).",
+    labelNames: ["kind"],
+    buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2.5, 5, 10],
+  },
+  voice_turn_latency_seconds: {
+    type: "histogram",
+    help: "From the end of the user's turn to response.done, by outcome (completed, cancelled, failed).",
+    labelNames: ["outcome"],
+    buckets: [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 60],
+  },
+  voice_barge_ins_total: {
+    type: "counter",
+    help: "Responses interrupted because the user started speaking.",
+    labelNames: [],
+  },
+  voice_errors_total: {
+    type: "counter",
+    help: "Error events sent to voice clients, by code.",
+    labelNames: ["code"],
+  },
 } as const satisfies Record<string, MetricDefinition>;
 
 export type MetricName = keyof typeof metricCatalog;

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { validateServerEvent } from "../realtime-conformance.ts";
-import { serve } from "./harness.ts";
+import { OPERATOR_TOKEN, serve } from "./harness.ts";
 import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
 
@@ -241,5 +241,30 @@ describe("voice preferences", () => {
     const s = await open("/v1/realtime", bearer(user));
     const created = await s.until((e) => e.type === "session.created");
     expect(created.session.audio.output.voice).toBe("cedar");
+  });
+});
+
+describe("voice metrics", () => {
+  it("counts sessions, turns, latencies and errors in /metrics", async () => {
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    s.send("{not json");
+    s.send(textItem(`status epilepticus ${WORD}`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done");
+    s.socket?.close(1000, "bye");
+    const wanted = [
+      'voice_sessions_started_total{mode="local"}',
+      'voice_errors_total{code="invalid_json"}',
+      'voice_time_to_first_seconds_count{kind="text"}',
+      'voice_turn_latency_seconds_count{outcome="completed"}',
+      'voice_sessions_ended_total{reason="client_closed"}',
+    ];
+    let text = "";
+    for (let i = 0; i < 50 && !wanted.every((w) => text.includes(w)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      text = await (await serve(app, "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } })).text();
+    }
+    for (const line of wanted) expect(text).toContain(line);
   });
 });
