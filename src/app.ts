@@ -22,6 +22,7 @@ import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
 import { searchRoutes } from "./routes/search.ts";
 import { userRoutes } from "./routes/users.ts";
 import { voiceRoutes } from "./routes/voice.ts";
+import { voiceProxyRoutes } from "./routes/voice-proxy.ts";
 
 /** The whole HTTP surface: middleware in the order a request meets it, then one line per area. */
 export function createApp() {
@@ -51,6 +52,7 @@ export function createApp() {
   app.route("/", conversationRoutes);
   app.route("/", realtimeChatRoutes);
   app.route("/", voiceRoutes);
+  app.route("/", voiceProxyRoutes);
 
   describeSecuritySchemes(app);
   app.doc31("/openapi.json", (c) => ({

@@ -206,6 +206,8 @@ export const variablesSchema = z
     VOICE_IDLE_TIMEOUT_SECONDS: positiveInt(300),
     // Input audio kept for one turn; more is refused (the client must commit or clear).
     VOICE_MAX_BUFFER_SECONDS: positiveInt(120),
+    // Upstream Realtime sessions last an hour at most: move to a fresh one before that, between turns.
+    VOICE_UPSTREAM_REFRESH_SECONDS: positiveInt(3_300),
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {

@@ -9,6 +9,11 @@ export interface TestStackInfo {
   /** The Qdrant stand-in (test/standins/qdrant.ts) and the api-key it requires. */
   qdrantUrl: string;
   qdrantApiKey: string;
+  /**
+   * The OpenAI Realtime (GA) stand-in (test/standins/realtime-upstream.ts): WebSocket at
+   * realtimeUrl + "/v1/realtime?model=<m>" (so OPENAI_BASE_URL = realtimeUrl + "/v1"); GET /__sessions, POST /__reset.
+   */
+  realtimeUrl: string;
   /** Speech fixtures from test/voice-fixtures.ts; absent when espeak-ng/sox are missing (see voiceFixturesMissing). */
   voiceFixtures?: VoiceFixtures;
   voiceFixturesMissing?: string;

@@ -1,8 +1,8 @@
 // OpenAI Realtime (GA) conformance: validates events against the published JSON schemas, inside workerd.
 // @cfworker/json-schema interprets schemas without code generation (Workers forbid eval, so ajv cannot run).
 import { dereference, type Schema, validate } from "@cfworker/json-schema";
-import document from "./fixtures/openai-realtime/openapi-realtime-event-schemas.json";
-import eventIndex from "./fixtures/openai-realtime/realtime-event-types-index.json";
+import document from "./fixtures/openai-realtime/openapi-realtime-event-schemas.json" with { type: "json" };
+import eventIndex from "./fixtures/openai-realtime/realtime-event-types-index.json" with { type: "json" };
 
 export type Side = "client" | "server";
 

@@ -5,6 +5,7 @@ import type { TestStackInfo } from "./provided.ts";
 import { startReceiver } from "./receiver.ts";
 import { startOpenAiStandIn } from "./standins/openai.ts";
 import { startQdrantStandIn } from "./standins/qdrant.ts";
+import { startRealtimeStandIn } from "./standins/realtime-upstream.ts";
 import { prepareVoiceFixtures } from "./voice-fixtures.ts";
 
 const STOP = Symbol.for("voiceassist.testStack.stop");
@@ -22,7 +23,10 @@ export async function startTestStack(): Promise<TestStackInfo> {
   const openai = await startOpenAiStandIn();
   const qdrantApiKey = randomBytes(16).toString("hex");
   const qdrant = await startQdrantStandIn({ apiKey: qdrantApiKey });
+  // The OpenAI Realtime stand-in (WebSocket upstream of the voice relay).
+  const realtime = await startRealtimeStandIn();
   (globalThis as Holder)[STOP] = async () => {
+    await realtime.stop();
     await qdrant.stop();
     await openai.stop();
     await receiver.stop();
@@ -38,6 +42,7 @@ export async function startTestStack(): Promise<TestStackInfo> {
     openaiUrl: openai.url,
     qdrantUrl: qdrant.url,
     qdrantApiKey,
+    realtimeUrl: realtime.url,
     ...(await voiceFixturesInfo(voice)),
   };
 }

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { createDb } from "../src/adapters/db/client.ts";
-import { sendMessage } from "../src/conversations/turns.ts";
+import { sendMessage, storeExchange } from "../src/conversations/turns.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { toApiError } from "../src/errors.ts";
 import { estimateTokens } from "../src/kb/chunk.ts";
@@ -9,7 +9,9 @@ import { log } from "../src/observability/log.ts";
 import { type AnswerEvent, answerQuestion } from "../src/rag/answer.ts";
 import type { Citation } from "../src/rag/citations.ts";
 import type { HistoryTurn } from "../src/rag/prompt.ts";
+import { hybridSearch } from "../src/rag/search.ts";
 import { AudioError, decodeAudioPayload, durationMs } from "../src/voice/audio.ts";
+import { VOICE_INSTRUCTIONS } from "../src/voice/grounding.ts";
 import {
   type ClientEvent,
   errorEvent,
@@ -26,7 +28,9 @@ import {
   type Session,
   serverEvent,
 } from "../src/voice/protocol.ts";
+import { Relay, type RelayIo } from "../src/voice/relay.ts";
 import { addVoiceUsage, loadPreferences, markVoiceSession, setVoiceAudioIn } from "../src/voice/sessions.ts";
+import { connectUpstream, type UpstreamSettings, upstreamSettings } from "../src/voice/upstream.ts";
 import { EnergyVad, type VadEvent } from "../src/voice/vad.ts";
 
 // Headers only the Worker sets (a Durable Object is reachable only through it).
@@ -80,11 +84,23 @@ export class VoiceSession extends DurableObject<Env> {
   private vad: EnergyVad | undefined;
   private speechItemId: string | undefined;
   private running: { response: RealtimeResponse; abort: AbortController } | undefined;
+  private upstream: UpstreamSettings | null | undefined;
+  /** Upstream mode: the connection to OpenAI Realtime (the object stays awake while it is open). */
+  private relay: Relay | undefined;
+  private audioOutMs = 0;
   /** Audio refused for arriving too fast: it still counts towards the flood limit. */
   private droppedMs = 0;
   private audioSyncedAt = 0;
 
   /** A single-use ticket for clients that cannot send headers; redeemed by the next connect. */
+  /**
+   * Upstream mode's settings, from the Worker that read the configuration (kept in memory only, never
+   * stored: they hold the API key). Without them the object reads its own configuration.
+   */
+  async prepare(settings: UpstreamSettings | undefined): Promise<void> {
+    this.upstream = settings ?? null;
+  }
+
   async mintTicket(identity: Identity): Promise<{ ticket: string; expiresAt: number }> {
     const ticket = crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
     const expiresAt = Date.now() + TICKET_TTL_MS;
@@ -102,7 +118,7 @@ export class VoiceSession extends DurableObject<Env> {
     }
     const session = state?.session ?? (await this.preferredSession(who.userId));
     if (!state) {
-      const mode = config.OPENAI_API_KEY ? "upstream" : "local";
+      const mode = this.upstreamMode() ? "upstream" : "local";
       this.metric({ name: "voice_sessions_started_total", labels: { mode }, value: 1 });
     }
     this.state = state ?? {
@@ -117,7 +133,21 @@ export class VoiceSession extends DurableObject<Env> {
     await this.save();
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
-    this.send(serverEvent("session.created", { session: this.state.session }));
+    const upstream = this.upstreamMode();
+    if (upstream) {
+      // The upstream's session.created reaches the client through the relay.
+      try {
+        await this.startRelay(upstream);
+      } catch (error) {
+        const failure = toApiError(error);
+        this.send(errorEvent({ type: "server_error", code: "upstream_unavailable", message: failure.message }));
+        server.close(1011, "upstream unavailable");
+        await this.end("upstream_failed");
+        return new Response(null, { status: 101, webSocket: client });
+      }
+    } else {
+      this.send(serverEvent("session.created", { session: this.state.session }));
+    }
     await markVoiceSession(createDb(config), who.sessionId, { status: "active" });
     await this.ctx.storage.setAlarm(Date.now() + config.VOICE_IDLE_TIMEOUT_SECONDS * 1000);
     const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
@@ -164,6 +194,8 @@ export class VoiceSession extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     ws.close(code === 1005 ? CLOSE_NORMAL : code, "closing");
+    this.relay?.close();
+    this.relay = undefined;
     await this.end("client_closed");
   }
 
@@ -200,6 +232,10 @@ export class VoiceSession extends DurableObject<Env> {
 
   private async handle(ws: WebSocket, event: ClientEvent): Promise<void> {
     const state = this.state as State;
+    if (this.relay && event.type !== "input_audio_buffer.append") {
+      if (event.type === "session.update") state.session = mergeSession(state.session, event.session);
+      return this.relay.fromClient(event);
+    }
     switch (event.type) {
       case "session.update":
         state.session = mergeSession(state.session, event.session);
@@ -303,6 +339,16 @@ export class VoiceSession extends DurableObject<Env> {
           event_id: eventId ?? null,
         }),
       );
+    }
+    if (this.relay) {
+      // Upstream mode: OpenAI buffers and detects speech; we validate, throttle and count.
+      state.audioMs += ms;
+      if (Date.now() - this.audioSyncedAt > AUDIO_SYNC_MS) await this.syncAudio();
+      return this.relay.fromClient({
+        type: "input_audio_buffer.append",
+        audio,
+        ...(eventId ? { event_id: eventId } : {}),
+      });
     }
     await this.ctx.storage.put(`audio:${state.bufferChunks}`, bytes);
     state.bufferChunks++;
@@ -500,6 +546,80 @@ export class VoiceSession extends DurableObject<Env> {
       return onlyAnswerEvents(events);
     }
     return answerQuestion(config, this.env, { ...turn, question, history: historyOf(state.items) }, { ctx: this.ctx });
+  }
+
+  /** Upstream mode: relay to OpenAI Realtime with our grounding; the tool runs here, turns are stored here. */
+  private async startRelay(upstream: UpstreamSettings): Promise<void> {
+    const config = requireConfig(this.env);
+    const state = this.state as State;
+    const db = createDb(config);
+    const io: RelayIo = {
+      toClient: (event) => this.send(event),
+      connect: (handlers) => connectUpstream(upstream, handlers),
+      search: async (query, topK) => {
+        const found = await hybridSearch(
+          config,
+          this.env,
+          { query, topK, scoreFloor: config.RAG_SCORE_FLOOR },
+          { ctx: this.ctx },
+        );
+        return found.results.map((r, i) => ({
+          index: i + 1,
+          document_id: r.documentId,
+          external_id: r.externalId,
+          title: r.title,
+          chunk_id: r.chunkId,
+          page: r.page,
+          snippet: r.snippet,
+          score: r.score,
+          text: r.text,
+        }));
+      },
+      finished: async (exchange) => {
+        const audioOutMs = Math.round(this.audioOutMs);
+        this.audioOutMs = 0;
+        await addVoiceUsage(db, state.sessionId, {
+          turns: 1,
+          inputTokens: exchange.inputTokens,
+          outputTokens: exchange.outputTokens,
+          audioOutMs,
+        });
+        if (state.conversationId && exchange.question) {
+          await storeExchange(db, state.conversationId, {
+            ...exchange,
+            provider: "openai",
+            model: upstream.model,
+          });
+        }
+      },
+      observe: (fact) => {
+        if ("audioOutMs" in fact) this.audioOutMs += fact.audioOutMs;
+        else if ("bargeIn" in fact) {
+          this.metric({ name: "voice_barge_ins_total", labels: {}, value: 1 });
+          this.ctx.waitUntil(addVoiceUsage(db, state.sessionId, { bargeIns: 1 }));
+        } else this.metric({ name: "voice_time_to_first_seconds", labels: { kind: fact.first }, value: fact.seconds });
+      },
+      failed: (reason) => {
+        this.send(
+          errorEvent({
+            type: "server_error",
+            code: reason,
+            message: "The connection to the voice model was lost and could not be restored.",
+          }),
+        );
+        for (const socket of this.ctx.getWebSockets()) socket.close(1011, reason);
+        this.ctx.waitUntil(this.end(reason));
+      },
+    };
+    this.relay = new Relay(io, state.session, {
+      instructions: VOICE_INSTRUCTIONS(config.RAG_MEDICAL_DISCLAIMER),
+      reconnectAfterMs: upstream.refreshSeconds * 1000,
+    });
+    await this.relay.start();
+  }
+
+  private upstreamMode(): UpstreamSettings | undefined {
+    return this.upstream === undefined ? upstreamSettings(requireConfig(this.env)) : (this.upstream ?? undefined);
   }
 
   /** A new session with the user's voice preferences: voice, speed, and VAD sensitivity as the threshold. */

@@ -304,3 +304,39 @@ const userMessageOnly = (verb: string) =>
   new ApiError("VALIDATION_FAILED", `Only your own (user) messages can be ${verb}; regenerate an answer instead.`, {
     errors: [{ field: "message_id", message: "must be a user message" }],
   });
+
+/** A turn answered elsewhere (a voice session): question and answer stored together, both answered. */
+export async function storeExchange(
+  db: Database,
+  conversationId: string,
+  exchange: {
+    question: string;
+    answer: string;
+    citations: Answer["citations"];
+    provider: string;
+    model: string;
+    inputTokens: number;
+    outputTokens: number;
+  },
+): Promise<void> {
+  await db.execute(
+    sql`with numbered as (
+          update conversations
+             set next_turn = next_turn + 1, updated_at = now(),
+                 title = case when title = ${DEFAULT_TITLE} and next_turn = 1 then ${titleFrom(exchange.question)} else title end
+           where id = ${conversationId}
+          returning next_turn - 1 as turn
+        ),
+        question as (
+          insert into messages (conversation_id, turn, role, content, reply_status)
+          select ${conversationId}, numbered.turn, 'user', ${exchange.question}, 'answered' from numbered
+          returning id, turn
+        )
+        insert into messages (conversation_id, turn, role, content, reply_to, citations, provider, model,
+                              prompt_tokens, completion_tokens)
+        select ${conversationId}, question.turn, 'assistant', ${exchange.answer}, question.id,
+               ${JSON.stringify(exchange.citations)}::jsonb, ${exchange.provider}, ${exchange.model},
+               ${exchange.inputTokens}, ${exchange.outputTokens}
+          from question`,
+  );
+}

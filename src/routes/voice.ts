@@ -14,6 +14,7 @@ import {
   savePreferences,
   type VoiceSessionRow,
 } from "../voice/sessions.ts";
+import { upstreamSettings } from "../voice/upstream.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 // Browser clients built for OpenAI put the key in a subprotocol; Node clients send Authorization.
@@ -119,7 +120,9 @@ async function connect(c: Context<AppEnv>, query: { conversation_id?: string; se
   for (const name of [VOICE_USER_HEADER, VOICE_SESSION_HEADER, VOICE_CONVERSATION_HEADER]) headers.delete(name);
   if (query.ticket) {
     if (!query.session_id) throw new ApiError("UNAUTHORIZED", "A ticket needs its session_id.");
-    return voiceSession(c.env, query.session_id).fetch(new Request(c.req.raw, { headers }));
+    const stub = voiceSession(c.env, query.session_id);
+    await stub.prepare(upstreamSettings(c.var.config));
+    return stub.fetch(new Request(c.req.raw, { headers }));
   }
   const protocols = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
   const token = protocols.find((p) => p.startsWith(KEY_PROTOCOL))?.slice(KEY_PROTOCOL.length);
@@ -128,7 +131,9 @@ async function connect(c: Context<AppEnv>, query: { conversation_id?: string; se
   headers.set(VOICE_USER_HEADER, principal.userId);
   headers.set(VOICE_SESSION_HEADER, session.id);
   if (session.conversationId) headers.set(VOICE_CONVERSATION_HEADER, session.conversationId);
-  return voiceSession(c.env, session.id).fetch(new Request(c.req.raw, { headers }));
+  const stub = voiceSession(c.env, session.id);
+  await stub.prepare(upstreamSettings(c.var.config));
+  return stub.fetch(new Request(c.req.raw, { headers }));
 }
 
 export const voiceRoutes = createRouter()

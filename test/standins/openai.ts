@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
-import { closeServer, listenOnFreePort, RequestError, readJsonBody, sendJson } from "../../scripts/local-stack/http.ts";
+import { closeServer, listenOnFreePort, RequestError, readBody, sendJson } from "../../scripts/local-stack/http.ts";
 import { fakeEmbedding } from "./fake-embedding.ts";
 
 /**
@@ -26,7 +26,13 @@ import { fakeEmbedding } from "./fake-embedding.ts";
  *   "!fault no-usage"        sends no usage chunk, as servers that ignore stream_options
  * An API key starting with "sk-invalid" gets a 401. GET /__requests?contains=<text> lists the requests
  * whose body contains <text>, headers included, so tests can check batching and trace headers; `aborted`
- * says the client closed the connection before the response ended. Add routes (audio...) as adapters arrive.
+ * says the client closed the connection before the response ended. Add routes as adapters arrive.
+ *
+ * Audio (handlers at the end of this file): transcriptions (multipart; "!transcript <text>" in `prompt`
+ * gets exactly <text>, else "stand-in transcript of N bytes"), speech (a 440 Hz tone, 10 ms per character
+ * of `input`, streamed in chunks; wav and pcm are real audio, the other formats are the right magic bytes
+ * then the same samples) and Realtime client secrets (the session echoed). A "!fault" line in `prompt`,
+ * `input` or the session's `instructions` scripts their failures.
  */
 
 export interface RecordedRequest {
@@ -51,6 +57,8 @@ interface Route {
   handle(context: RouteContext): void | Promise<void>;
   /** The text whose "!fault" line scripts this route's failures. */
   faultText(body: unknown): unknown;
+  /** Turns the raw body into what the route handles and the log records; JSON by default. */
+  parse?(raw: Buffer, headers: IncomingHttpHeaders): unknown | Promise<unknown>;
 }
 
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
@@ -70,7 +78,25 @@ const routes: Record<string, Route> = {
     },
   },
   "POST /v1/chat/completions": { handle: chatCompletions, faultText: lastUserMessage },
+  "POST /v1/audio/transcriptions": {
+    handle: transcriptions,
+    faultText: (body) => (body as { prompt?: unknown }).prompt,
+    parse: parseMultipart,
+  },
+  "POST /v1/audio/speech": { handle: speech, faultText: (body) => (body as { input?: unknown }).input },
+  "POST /v1/realtime/client_secrets": {
+    handle: clientSecrets,
+    faultText: (body) => (body as { session?: { instructions?: unknown } }).session?.instructions,
+  },
 };
+
+function parseJson(raw: Buffer): unknown {
+  try {
+    return JSON.parse(raw.toString("utf8"));
+  } catch {
+    throw new RequestError(400, "request body is not valid JSON");
+  }
+}
 
 export async function startOpenAiStandIn(): Promise<{ url: string; stop(): Promise<void> }> {
   const requests: RecordedRequest[] = [];
@@ -99,7 +125,8 @@ export async function startOpenAiStandIn(): Promise<{ url: string; stop(): Promi
         );
         return;
       }
-      const body = await readJsonBody(request, MAX_BODY_BYTES);
+      const raw = await readBody(request, MAX_BODY_BYTES);
+      const body = await (route.parse ?? parseJson)(raw, request.headers);
       const recorded: RecordedRequest = {
         method: request.method ?? "",
         path,
@@ -370,4 +397,267 @@ async function chatCompletions({ body, response, fault }: RouteContext): Promise
   response.write(delta({}, finishReason));
   if (withUsage) response.write(chunk([], { usage }));
   response.end("data: [DONE]\n\n");
+}
+
+/** An uploaded file as the log records it: no bytes, but what the audio routes answer from. */
+interface UploadedFile {
+  filename: string;
+  type: string;
+  size: number;
+  /** From the WAV header, else assuming 16 kHz 16-bit mono. */
+  seconds: number;
+}
+
+/** A multipart body as an object of its fields, files as UploadedFile. */
+async function parseMultipart(raw: Buffer, headers: IncomingHttpHeaders): Promise<Record<string, unknown>> {
+  const type = headers["content-type"] ?? "";
+  if (!type.startsWith("multipart/form-data")) throw new RequestError(400, "expected multipart/form-data");
+  let form: FormData;
+  try {
+    form = await new Response(raw, { headers: { "content-type": type } }).formData();
+  } catch {
+    throw new RequestError(400, "the multipart body could not be parsed");
+  }
+  const fields: Record<string, unknown> = {};
+  for (const [name, value] of form.entries()) {
+    if (typeof value === "string") {
+      fields[name] = value;
+      continue;
+    }
+    const bytes = Buffer.from(await value.arrayBuffer());
+    fields[name] = { filename: value.name, type: value.type, size: bytes.length, seconds: audioSeconds(bytes) };
+  }
+  return fields;
+}
+
+function audioSeconds(bytes: Buffer): number {
+  const isWav =
+    bytes.length >= 44 && bytes.toString("ascii", 0, 4) === "RIFF" && bytes.toString("ascii", 8, 12) === "WAVE";
+  const byteRate = isWav ? bytes.readUInt32LE(28) : 32_000;
+  return Math.round(((isWav ? bytes.length - 44 : bytes.length) / (byteRate || 32_000)) * 1000) / 1000;
+}
+
+const TRANSCRIPTION_MODELS = [
+  "whisper-1",
+  "gpt-4o-transcribe",
+  "gpt-4o-mini-transcribe",
+  "gpt-4o-mini-transcribe-2025-12-15",
+  "gpt-transcribe",
+];
+const TRANSCRIBABLE = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"];
+const LANGUAGE_NAMES: Record<string, string> = { en: "english", fr: "french", de: "german", es: "spanish" };
+
+function transcriptions({ body, response }: RouteContext): void {
+  const fields = body as Record<string, unknown>;
+  const { model, file, prompt, language, response_format: format = "json" } = fields;
+  if (typeof model !== "string" || !TRANSCRIPTION_MODELS.includes(model)) {
+    openAiError(
+      response,
+      404,
+      `The model \`${String(model)}\` does not exist.`,
+      "invalid_request_error",
+      "model_not_found",
+    );
+    return;
+  }
+  if (typeof file !== "object" || file === null) {
+    openAiError(response, 400, "'file' is required.", "invalid_request_error");
+    return;
+  }
+  const upload = file as UploadedFile;
+  const extension = /\.([a-z0-9]+)$/i.exec(upload.filename)?.[1]?.toLowerCase() ?? "";
+  if (!TRANSCRIBABLE.includes(extension)) {
+    openAiError(
+      response,
+      400,
+      `Invalid file format. Supported formats: ${JSON.stringify(TRANSCRIBABLE)}`,
+      "invalid_request_error",
+    );
+    return;
+  }
+  const scripted = typeof prompt === "string" ? /^!transcript (.*)$/m.exec(prompt)?.[1] : undefined;
+  const text = scripted ?? `stand-in transcript of ${upload.size} bytes`;
+  if (format === "text") {
+    response.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+    response.end(text);
+    return;
+  }
+  if (format === "verbose_json") {
+    if (model !== "whisper-1") {
+      openAiError(
+        response,
+        400,
+        `response_format 'verbose_json' is not compatible with model '${model}'.`,
+        "invalid_request_error",
+      );
+      return;
+    }
+    const code = typeof language === "string" ? language : "en";
+    sendJson(response, 200, {
+      task: "transcribe",
+      language: LANGUAGE_NAMES[code] ?? code,
+      duration: upload.seconds,
+      text,
+      segments: [],
+      usage: { type: "duration", seconds: Math.ceil(upload.seconds) },
+    });
+    return;
+  }
+  if (format !== "json") {
+    openAiError(response, 400, `Unsupported response_format '${String(format)}'.`, "invalid_request_error");
+    return;
+  }
+  const outputTokens = Math.ceil(text.length / 4);
+  const audioTokens = Math.ceil(upload.seconds * 10);
+  sendJson(response, 200, {
+    text,
+    usage:
+      model === "whisper-1"
+        ? { type: "duration", seconds: Math.ceil(upload.seconds) }
+        : {
+            type: "tokens",
+            input_tokens: audioTokens,
+            output_tokens: outputTokens,
+            total_tokens: audioTokens + outputTokens,
+            input_token_details: { audio_tokens: audioTokens, text_tokens: 0 },
+          },
+  });
+}
+
+const SPEECH_MODELS = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15"];
+const SPEECH_VOICES = [
+  "alloy",
+  "ash",
+  "ballad",
+  "cedar",
+  "coral",
+  "echo",
+  "fable",
+  "marin",
+  "nova",
+  "onyx",
+  "sage",
+  "shimmer",
+  "verse",
+];
+const SPEECH_RATE = 24_000;
+/** Samples of tone per character of input: 10 ms. */
+const SAMPLES_PER_CHARACTER = SPEECH_RATE / 100;
+const SPEECH_FORMATS: Record<string, { type: string; magic: Buffer }> = {
+  mp3: { type: "audio/mpeg", magic: Buffer.from("ID3\x04\x00\x00\x00\x00\x00\x00", "latin1") },
+  opus: { type: "audio/opus", magic: Buffer.from("OggS\x00\x02", "latin1") },
+  aac: { type: "audio/aac", magic: Buffer.from([0xff, 0xf1, 0x50, 0x80]) },
+  flac: { type: "audio/flac", magic: Buffer.from("fLaC", "latin1") },
+  wav: { type: "audio/wav", magic: Buffer.alloc(0) },
+  pcm: { type: "audio/pcm", magic: Buffer.alloc(0) },
+};
+
+/** A 440 Hz tone, 16-bit little-endian mono at 24 kHz. */
+function tone(samples: number): Buffer {
+  const pcm = Buffer.alloc(samples * 2);
+  for (let i = 0; i < samples; i++) {
+    pcm.writeInt16LE(Math.round(8_000 * Math.sin((2 * Math.PI * 440 * i) / SPEECH_RATE)), i * 2);
+  }
+  return pcm;
+}
+
+function wavHeader(dataBytes: number): Buffer {
+  const header = Buffer.alloc(44);
+  header.write("RIFF", 0, "ascii");
+  header.writeUInt32LE(36 + dataBytes, 4);
+  header.write("WAVEfmt ", 8, "ascii");
+  header.writeUInt32LE(16, 16); // fmt chunk size
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(1, 22); // mono
+  header.writeUInt32LE(SPEECH_RATE, 24);
+  header.writeUInt32LE(SPEECH_RATE * 2, 28); // byte rate
+  header.writeUInt16LE(2, 32); // block align
+  header.writeUInt16LE(16, 34); // bits per sample
+  header.write("data", 36, "ascii");
+  header.writeUInt32LE(dataBytes, 40);
+  return header;
+}
+
+/** The bytes the stand-in speaks for `input` in `format`. */
+function standInSpeech(input: string, format: string): Buffer {
+  const pcm = tone(input.length * SAMPLES_PER_CHARACTER);
+  if (format === "wav") return Buffer.concat([wavHeader(pcm.length), pcm]);
+  return Buffer.concat([SPEECH_FORMATS[format]?.magic ?? Buffer.alloc(0), pcm]);
+}
+
+async function speech({ body, response }: RouteContext): Promise<void> {
+  const { model, input, voice, speed = 1, response_format: format = "mp3" } = body as Record<string, unknown>;
+  if (typeof model !== "string" || !SPEECH_MODELS.includes(model)) {
+    openAiError(
+      response,
+      404,
+      `The model \`${String(model)}\` does not exist.`,
+      "invalid_request_error",
+      "model_not_found",
+    );
+    return;
+  }
+  if (typeof input !== "string" || input.length === 0 || input.length > 4096) {
+    openAiError(response, 400, "'input' must be 1 to 4096 characters.", "invalid_request_error");
+    return;
+  }
+  if (typeof voice !== "string" || !SPEECH_VOICES.includes(voice)) {
+    openAiError(response, 400, `'voice' must be one of ${SPEECH_VOICES.join(", ")}.`, "invalid_request_error");
+    return;
+  }
+  if (typeof speed !== "number" || speed < 0.25 || speed > 4) {
+    openAiError(response, 400, "'speed' must be between 0.25 and 4.", "invalid_request_error");
+    return;
+  }
+  const spec = typeof format === "string" ? SPEECH_FORMATS[format] : undefined;
+  if (!spec) {
+    openAiError(
+      response,
+      400,
+      `'response_format' must be one of ${Object.keys(SPEECH_FORMATS).join(", ")}.`,
+      "invalid_request_error",
+    );
+    return;
+  }
+  const audio = standInSpeech(input, format as string);
+  // Chunked, in four pieces, as OpenAI streams speech while it is made.
+  response.writeHead(200, { "content-type": spec.type, "transfer-encoding": "chunked" });
+  const piece = Math.ceil(audio.length / 4);
+  for (let offset = 0; offset < audio.length; offset += piece) {
+    if (response.destroyed) return;
+    response.write(audio.subarray(offset, offset + piece));
+    await sleep(5);
+  }
+  response.end();
+}
+
+function clientSecrets({ body, response }: RouteContext): void {
+  const { expires_after: expiresAfter, session } = body as {
+    expires_after?: { anchor?: unknown; seconds?: unknown };
+    session?: Record<string, unknown>;
+  };
+  const seconds = expiresAfter?.seconds ?? 600;
+  if (typeof seconds !== "number" || !Number.isInteger(seconds) || seconds < 10 || seconds > 7200) {
+    openAiError(response, 400, "'expires_after.seconds' must be an integer from 10 to 7200.", "invalid_request_error");
+    return;
+  }
+  if (expiresAfter?.anchor !== undefined && expiresAfter.anchor !== "created_at") {
+    openAiError(response, 400, "'expires_after.anchor' must be 'created_at'.", "invalid_request_error");
+    return;
+  }
+  if (session?.type !== "realtime" || typeof session.model !== "string") {
+    openAiError(response, 400, "'session' must be a realtime session with a model.", "invalid_request_error");
+    return;
+  }
+  const expiresAt = Math.floor(Date.now() / 1000) + seconds;
+  sendJson(response, 200, {
+    value: `ek_${randomUUID().replace(/-/g, "")}`,
+    expires_at: expiresAt,
+    session: {
+      ...session,
+      id: `sess_${randomUUID().replace(/-/g, "").slice(0, 20)}`,
+      object: "realtime.session",
+      expires_at: 0,
+    },
+  });
 }

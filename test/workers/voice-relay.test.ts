@@ -1,0 +1,176 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { stack } from "./harness.ts";
+import { call, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { addIndexedDocument } from "./kb-helpers.ts";
+import { bearer, type Event, open, textItem } from "./voice-helpers.ts";
+
+const run = crypto.randomUUID().slice(0, 8);
+const WORD = `morvelan${run.replace(/\d/g, "")}`;
+
+let admin: TestUser;
+let alice: TestUser;
+
+/** Bindings that put the session in upstream mode against the fake OpenAI Realtime server. */
+const upstream = (extra: Record<string, string> = {}) => ({
+  OPENAI_API_KEY: "sk-relay-test",
+  OPENAI_BASE_URL: `${stack().realtimeUrl}/v1`,
+  ...extra,
+});
+
+/** What the fake upstream saw, per connection, for connections whose client events contain `text`. */
+async function upstreamSessions(text: string): Promise<Event[]> {
+  const res = await fetch(`${stack().realtimeUrl}/__sessions?contains=${encodeURIComponent(text)}`);
+  return res.json();
+}
+
+const until = async <T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+beforeAll(async () => {
+  admin = await signedInUser("admin");
+  alice = await signedInUser();
+  await addIndexedDocument(admin.access, {
+    title: "Hypothermia",
+    sourceType: `relay-${run}`,
+    text: `Hypothermia ${WORD} below 32 degrees needs active external rewarming with forced warm air. Handle the patient gently to avoid arrhythmias.`,
+  });
+});
+
+describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
+  it("injects the grounding, runs search_knowledge_base itself, and answers with citations", async () => {
+    const tag = `tool-${crypto.randomUUID()}`;
+    const s = await open("/v1/realtime", bearer(alice), upstream());
+    expect(s.res.status).toBe(101);
+    const created = await s.until((e) => e.type === "session.created");
+    expect(created.session.instructions).toBe("");
+    expect(created.session.tools).toEqual([]);
+    s.send({ type: "session.update", session: { type: "realtime", output_modalities: ["text"], instructions: tag } });
+    await s.until((e) => e.type === "session.updated");
+    s.send(textItem(`${tag} rewarming for hypothermia ${WORD}?`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.function_call_arguments.done");
+    const done = await s.until((e) => e.type === "response.done" && e.response.output?.[0]?.type === "message");
+    const text = s.events
+      .filter((e) => e.type === "response.output_text.delta")
+      .map((e) => e.delta)
+      .join("");
+    expect(text).toContain("According to Hypothermia");
+    expect(JSON.parse(done.response.metadata.citations)[0]).toMatchObject({ i: 1, t: "Hypothermia" });
+    expect(s.problems).toEqual([]);
+
+    const seen = (await upstreamSessions(tag))[0] as Event;
+    expect(seen.authorization).toBe("Bearer sk-relay-test");
+    const updates = seen.events.filter((e: Event) => e.type === "session.update").map((e: Event) => e.body.session);
+    expect(updates.at(-1).instructions).toMatch(/^You are VoiceAssist/);
+    expect(updates.at(-1).instructions).toContain(tag);
+    expect(updates.at(-1).tools.map((t: Event) => t.name)).toContain("search_knowledge_base");
+    const output = seen.events.find((e: Event) => e.body?.item?.type === "function_call_output");
+    expect(JSON.parse(output.body.item.output).passages[0].title).toBe("Hypothermia");
+    // The client never sees the server's instructions.
+    expect(JSON.stringify(s.events)).not.toContain("You are VoiceAssist");
+  });
+
+  it("stores transcripts and answers in the session's conversation, with citations and usage", async () => {
+    const conversation = await call("POST", "/api/conversations", { token: alice.access, json: {} });
+    const created = await call("POST", "/api/voice/sessions", {
+      token: alice.access,
+      json: { conversation_id: conversation.body.id },
+    });
+    const s = await open(created.body.url, {}, upstream());
+    await s.until((e) => e.type === "session.created");
+    s.send(textItem(`hypothermia ${WORD} rewarming`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done" && e.response.output?.[0]?.type === "message");
+    const messages = await until(async () => {
+      const res = await call("GET", `/api/conversations/${conversation.body.id}/messages`, { token: alice.access });
+      return res.body.total === 2 ? res.body.items : undefined;
+    });
+    expect(messages[0]).toMatchObject({ role: "user", content: `hypothermia ${WORD} rewarming` });
+    expect(messages[1].citations[0].title).toBe("Hypothermia");
+    const session = await call("GET", `/api/voice/sessions/${created.body.id}`, { token: alice.access });
+    expect(session.body.usage.turns).toBe(1);
+    expect(session.body.usage.output_tokens).toBeGreaterThan(0);
+    expect(session.body.usage.audio_out_seconds).toBeGreaterThan(0);
+  });
+
+  it("on barge-in cancels the response and relays the client's truncate with its played milliseconds", async () => {
+    const tag = `barge-${crypto.randomUUID()}`;
+    const created = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
+    const s = await open(created.body.url, {}, upstream());
+    await s.until((e) => e.type === "session.created");
+    s.send(textItem(`${tag} hypothermia ${WORD} !notool !slow=150`));
+    s.send({ type: "response.create" });
+    const added = await s.until((e) => e.type === "response.output_item.added");
+    await s.until((e) => e.type === "response.output_audio.delta");
+    const speech = btoa(String.fromCharCode(...new Uint8Array(4800)));
+    s.send({ type: "input_audio_buffer.append", audio: speech });
+    await s.until((e) => e.type === "input_audio_buffer.speech_started");
+    s.send({ type: "conversation.item.truncate", item_id: added.item.id, content_index: 0, audio_end_ms: 150 });
+    const done = await s.until((e) => e.type === "response.done");
+    expect(done.response.status).toBe("cancelled");
+    const seen = (await upstreamSessions(tag))[0] as Event;
+    const types = seen.events.map((e: Event) => e.type);
+    expect(types).toContain("response.cancel");
+    expect(seen.events.find((e: Event) => e.type === "conversation.item.truncate").body.audio_end_ms).toBe(150);
+    const session = await until(async () => {
+      const res = await call("GET", `/api/voice/sessions/${created.body.id}`, { token: alice.access });
+      return res.body.usage.barge_ins === 1 ? res.body : undefined;
+    });
+    expect(session.usage.barge_ins).toBe(1);
+  });
+
+  it("survives an upstream drop: reconnects, restores the conversation, and the client sees no break", async () => {
+    const tag = `drop-${crypto.randomUUID()}`;
+    const s = await open("/v1/realtime", bearer(alice), upstream());
+    await s.until((e) => e.type === "session.created");
+    s.send({ type: "session.update", session: { type: "realtime", output_modalities: ["text"] } });
+    s.send(textItem(`${tag} first hypothermia ${WORD} !notool`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done");
+    s.send(textItem(`${tag} second !notool !drop`));
+    s.send({ type: "response.create" });
+    const completed = () => s.events.filter((e) => e.type === "response.done" && e.response.status === "completed");
+    await s.until(() => completed().length === 2, 15_000);
+    expect(completed()[1]?.response.output[0].content[0].text).toContain("second");
+    expect(s.closed()).toBeUndefined();
+    expect(s.events.filter((e) => e.type === "session.created")).toHaveLength(1);
+    const connections = await upstreamSessions(tag);
+    expect(connections).toHaveLength(2);
+    const restored = (connections[1] as Event).events.filter((e: Event) => e.type === "conversation.item.create");
+    expect(JSON.stringify(restored)).toContain(`${tag} first`);
+    expect(s.problems).toEqual([]);
+  });
+
+  it("moves to a fresh upstream before the session cap, between turns", async () => {
+    const tag = `refresh-${crypto.randomUUID()}`;
+    const s = await open("/v1/realtime", bearer(alice), upstream({ VOICE_UPSTREAM_REFRESH_SECONDS: "1" }));
+    await s.until((e) => e.type === "session.created");
+    s.send(textItem(`${tag} hypothermia ${WORD} !notool`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done");
+    const connections = await until(async () => {
+      const found = await upstreamSessions(tag);
+      return found.length >= 2 ? found : undefined;
+    });
+    expect((connections[0] as Event).closedBy).toBe("client");
+    s.send(textItem(`${tag} again !notool`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done" && s.events.filter((x) => x.type === "response.done").length === 2);
+    expect(s.closed()).toBeUndefined();
+  });
+
+  it("ends the session with a clear error when the upstream refuses the key", async () => {
+    const s = await open("/v1/realtime", bearer(alice), upstream({ OPENAI_API_KEY: "sk-invalid-key" }));
+    const error = await s.until((e) => e.type === "error");
+    expect(error.error.message).toMatch(/OPENAI_API_KEY/);
+    await until(async () => s.closed());
+    expect(s.closed()?.code).toBe(1011);
+  });
+});
