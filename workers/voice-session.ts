@@ -473,6 +473,9 @@ export class VoiceSession extends DurableObject<Env> {
     const item = { ...messageItem("assistant", [{ type: "output_text", text: "" }], "in_progress") } as MessageItem;
     const at = { response_id: response.id, item_id: item.id, output_index: 0, content_index: 0 };
     this.send(serverEvent("response.output_item.added", { response_id: response.id, output_index: 0, item }));
+    // The item joins the conversation as it starts (in progress), and is done when the answer is.
+    const previous = state.items.at(-1)?.id ?? null;
+    this.send(serverEvent("conversation.item.added", { previous_item_id: previous, item }));
     this.send(serverEvent("response.content_part.added", { ...at, part: { type: "text", text: "" } }));
     let text = "";
     let citations: Citation[] = [];
@@ -501,7 +504,11 @@ export class VoiceSession extends DurableObject<Env> {
     this.send(serverEvent("response.output_text.done", { ...at, text }));
     this.send(serverEvent("response.content_part.done", { ...at, part: { type: "text", text } }));
     this.send(serverEvent("response.output_item.done", { response_id: response.id, output_index: 0, item: done }));
-    if (!failure) await this.addItem(done);
+    if (!failure) {
+      state.items.push(done);
+      await this.save();
+      this.send(serverEvent("conversation.item.done", { previous_item_id: previous, item: done }));
+    }
     if (failure)
       this.send(errorEvent({ type: "server_error", code: failure.code.toLowerCase(), message: failure.message }));
     const finished = {
@@ -597,6 +604,8 @@ export class VoiceSession extends DurableObject<Env> {
         else if ("bargeIn" in fact) {
           this.metric({ name: "voice_barge_ins_total", labels: {}, value: 1 });
           this.ctx.waitUntil(addVoiceUsage(db, state.sessionId, { bargeIns: 1 }));
+        } else if ("turn" in fact) {
+          this.metric({ name: "voice_turn_latency_seconds", labels: { outcome: fact.turn }, value: fact.seconds });
         } else this.metric({ name: "voice_time_to_first_seconds", labels: { kind: fact.first }, value: fact.seconds });
       },
       failed: (reason) => {
@@ -625,7 +634,9 @@ export class VoiceSession extends DurableObject<Env> {
   /** A new session with the user's voice preferences: voice, speed, and VAD sensitivity as the threshold. */
   private async preferredSession(userId: string): Promise<Session> {
     const config = requireConfig(this.env);
-    const session = newSession(config.VOICE_REALTIME_MODEL, config.VOICE_MAX_SESSION_SECONDS);
+    const created = newSession(config.VOICE_REALTIME_MODEL, config.VOICE_MAX_SESSION_SECONDS);
+    // Local mode has no speech synthesis: it says so by answering in text from the start.
+    const session: Session = this.upstreamMode() ? created : { ...created, output_modalities: ["text"] };
     const preferences = await loadPreferences(createDb(config), userId);
     const detection = session.audio.input.turn_detection;
     return {

@@ -23,7 +23,13 @@ export interface RelayIo {
   /** A completed answer (after any tool calls): stored and accounted by the session. */
   finished(exchange: Exchange): Promise<void>;
   /** Audio sent to the client, in ms; a barge-in; first output of a turn. */
-  observe(fact: { audioOutMs: number } | { bargeIn: true } | { first: "text" | "audio"; seconds: number }): void;
+  observe(
+    fact:
+      | { audioOutMs: number }
+      | { bargeIn: true }
+      | { first: "text" | "audio"; seconds: number }
+      | { turn: string; seconds: number },
+  ): void;
   /** The upstream could not be restored: the session ends. */
   failed(reason: string): void;
 }
@@ -307,6 +313,9 @@ export class Relay {
       response.metadata = { ...response.metadata, citations: JSON.stringify(compact) };
     }
     this.io.toClient(event);
+    if (this.turnStarted !== undefined) {
+      this.io.observe({ turn: response.status ?? "completed", seconds: (Date.now() - this.turnStarted) / 1000 });
+    }
     if (response.status === "completed" && this.answer.trim()) {
       await this.io.finished({
         question: this.question,
