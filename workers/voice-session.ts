@@ -85,6 +85,7 @@ export class VoiceSession extends DurableObject<Env> {
   private speechItemId: string | undefined;
   private running: { response: RealtimeResponse; abort: AbortController } | undefined;
   private upstream: UpstreamSettings | null | undefined;
+  private inbox: Promise<void> = Promise.resolve();
   /** Upstream mode: the connection to OpenAI Realtime (the object stays awake while it is open). */
   private relay: Relay | undefined;
   private audioOutMs = 0;
@@ -177,8 +178,11 @@ export class VoiceSession extends DurableObject<Env> {
     const parsed = parseClientEvent(data);
     if (!parsed.ok) return this.send(parsed.error);
     await this.touch();
+    // One event at a time, in arrival order: a commit must be done before the response.create after it.
+    const handled = this.inbox.then(() => this.handle(ws, parsed.event));
+    this.inbox = handled.catch(() => undefined);
     try {
-      await this.handle(ws, parsed.event);
+      await handled;
     } catch (error) {
       const failure = toApiError(error);
       if (failure.code === "INTERNAL") log("error", "voice event failed", { error: (error as Error).message });
@@ -463,7 +467,6 @@ export class VoiceSession extends DurableObject<Env> {
         }),
       );
     }
-    const config = requireConfig(this.env);
     const turnStarted = performance.now();
     const seconds = () => (performance.now() - turnStarted) / 1000;
     const response = newResponse(state.session, params);
@@ -477,6 +480,21 @@ export class VoiceSession extends DurableObject<Env> {
     const previous = state.items.at(-1)?.id ?? null;
     this.send(serverEvent("conversation.item.added", { previous_item_id: previous, item }));
     this.send(serverEvent("response.content_part.added", { ...at, part: { type: "text", text: "" } }));
+    // The answer streams in the background, so the events after it (cancel, barge-in audio) are heard.
+    this.ctx.waitUntil(this.streamResponse(question, response, abort, item, at, previous, seconds));
+  }
+
+  private async streamResponse(
+    question: string,
+    response: RealtimeResponse,
+    abort: AbortController,
+    item: MessageItem,
+    at: { response_id: string; item_id: string; output_index: number; content_index: number },
+    previous: string | null,
+    seconds: () => number,
+  ): Promise<void> {
+    const state = this.state as State;
+    const config = requireConfig(this.env);
     let text = "";
     let citations: Citation[] = [];
     let failure: { code: string; message: string } | undefined;
