@@ -4,12 +4,14 @@ import { sendMessage, storeExchange } from "../src/conversations/turns.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { toApiError } from "../src/errors.ts";
 import { estimateTokens } from "../src/kb/chunk.ts";
+import { costUsd, priceFor } from "../src/llm/pricing.ts";
 import { type MetricEvent, recordMetrics } from "../src/metrics/record.ts";
 import { log } from "../src/observability/log.ts";
 import { type AnswerEvent, answerQuestion } from "../src/rag/answer.ts";
 import type { Citation } from "../src/rag/citations.ts";
 import type { HistoryTurn } from "../src/rag/prompt.ts";
 import { hybridSearch } from "../src/rag/search.ts";
+import { recordUsage } from "../src/rag/usage.ts";
 import { AudioError, decodeAudioPayload, durationMs } from "../src/voice/audio.ts";
 import { VOICE_INSTRUCTIONS } from "../src/voice/grounding.ts";
 import {
@@ -335,7 +337,8 @@ export class VoiceSession extends DurableObject<Env> {
         }),
       );
     }
-    if (state.audioMs + ms - state.bufferStartMs > config.VOICE_MAX_BUFFER_SECONDS * 1000) {
+    // Upstream, OpenAI keeps the buffer; here only local mode holds one.
+    if (!this.relay && state.audioMs + ms - state.bufferStartMs > config.VOICE_MAX_BUFFER_SECONDS * 1000) {
       return this.send(
         errorEvent({
           code: "input_audio_buffer_full",
@@ -603,11 +606,26 @@ export class VoiceSession extends DurableObject<Env> {
       finished: async (exchange) => {
         const audioOutMs = Math.round(this.audioOutMs);
         this.audioOutMs = 0;
+        const usage = { promptTokens: exchange.inputTokens, completionTokens: exchange.outputTokens };
+        const cost = costUsd(priceFor(config, upstream.model), usage) ?? null;
         await addVoiceUsage(db, state.sessionId, {
           turns: 1,
           inputTokens: exchange.inputTokens,
           outputTokens: exchange.outputTokens,
+          costUsd: cost ?? 0,
           audioOutMs,
+        });
+        await recordUsage(config, {
+          userId: state.userId,
+          conversationId: state.conversationId,
+          channel: "voice",
+          provider: "openai",
+          model: upstream.model,
+          outcome: "answered",
+          usage,
+          costUsd: cost,
+          latencyMs: exchange.latencyMs,
+          firstTokenMs: null,
         });
         if (state.conversationId && exchange.question) {
           await storeExchange(db, state.conversationId, {
@@ -725,6 +743,8 @@ export class VoiceSession extends DurableObject<Env> {
     this.metric({ name: "voice_sessions_ended_total", labels: { reason }, value: 1 });
     this.running?.abort.abort("client_cancelled");
     await this.syncAudio();
+    // What was said lives in the conversation (when there is one), not here: nothing is kept after the end.
+    await this.ctx.storage.deleteAll();
     await markVoiceSession(createDb(requireConfig(this.env)), state.sessionId, { status: "ended", reason });
   }
 

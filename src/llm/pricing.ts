@@ -14,6 +14,8 @@ export const BUILT_IN_PRICES: Readonly<Record<string, ModelPrice>> = {
   "o4-mini": { input: 1.1, output: 4.4 },
   "text-embedding-3-small": { input: 0.02, output: 0 },
   "text-embedding-3-large": { input: 0.13, output: 0 },
+  // Realtime voice is mostly audio: priced at its audio rates (text tokens cost less, so this errs high).
+  "gpt-realtime": { input: 32, output: 64 },
   // The in-Worker providers cost nothing per call.
   "local-extractive-v1": { input: 0, output: 0 },
   "local-hash-v1": { input: 0, output: 0 },

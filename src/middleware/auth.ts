@@ -3,7 +3,7 @@ import { createMiddleware } from "hono/factory";
 import { createDb } from "../adapters/db/client.ts";
 import type { AppEnv } from "../app-env.ts";
 import { recordActivity } from "../auth/activity.ts";
-import { principalFromAccessToken, principalFromApiKey, touchApiKey } from "../auth/authenticate.ts";
+import { API_KEY_PREFIX, principalFromAccessToken, principalFromApiKey, touchApiKey } from "../auth/authenticate.ts";
 import type { Principal, Role } from "../auth/principal.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
 import { ApiError } from "../errors.ts";
@@ -30,6 +30,8 @@ async function authenticate(c: Context<AppEnv>, { apiKey, bearer }: Credential):
     if (stale) c.executionCtx.waitUntil(touchApiKey(db, principal.apiKeyId as string));
     return principal;
   }
+  // Clients built for OpenAI send whatever key they hold as a bearer token: ours may be an API key.
+  if (bearer?.startsWith(API_KEY_PREFIX)) return authenticate(c, { apiKey: bearer });
   if (bearer) return principalFromAccessToken(db, config, createRevocationList(config), bearer);
   throw new ApiError("UNAUTHORIZED", "Sign in: send Authorization: Bearer <access token> or X-API-Key.", {
     headers: { "WWW-Authenticate": 'Bearer realm="voiceassist"' },

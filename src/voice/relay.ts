@@ -14,6 +14,8 @@ export interface Exchange {
   citations: Citation[];
   inputTokens: number;
   outputTokens: number;
+  /** From the end of the user's turn to the end of the answer. */
+  latencyMs: number;
 }
 
 export interface RelayIo {
@@ -40,6 +42,8 @@ export interface RelayOptions {
   reconnectAfterMs: number;
   maxReconnects?: number;
 }
+
+const DEFAULT_TRANSCRIPTION = { model: "gpt-4o-mini-transcribe" };
 
 type UpstreamEvent = { type: string } & Record<string, unknown>;
 type AnyItem = Item & { id: string };
@@ -111,11 +115,15 @@ export class Relay {
   private grounded(patch: Record<string, unknown>): Record<string, unknown> {
     const clientTools = this.session.tools.filter((t) => t.name !== SEARCH_TOOL_NAME);
     const own = this.session.instructions ? `\n\n${this.session.instructions}` : "";
+    // Spoken questions must come back as text, to be searched and stored: transcription is always on.
+    const audio = (patch.audio ?? {}) as { input?: Record<string, unknown> };
+    const transcription = this.session.audio.input.transcription ?? DEFAULT_TRANSCRIPTION;
     return {
       ...patch,
       type: "realtime",
       instructions: `${this.options.instructions}${own}`,
       tools: [SEARCH_TOOL, ...clientTools],
+      audio: { ...audio, input: { ...audio.input, transcription } },
     };
   }
 
@@ -323,9 +331,11 @@ export class Relay {
         citations,
         inputTokens: response.usage?.input_tokens ?? 0,
         outputTokens: response.usage?.output_tokens ?? 0,
+        latencyMs: this.turnStarted === undefined ? 0 : Date.now() - this.turnStarted,
       });
     }
     this.answer = "";
+    this.question = "";
     this.passages = [];
     this.firstSeen.delete("text");
     this.firstSeen.delete("audio");

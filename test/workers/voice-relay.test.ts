@@ -98,6 +98,7 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
     expect(session.body.usage.turns).toBe(1);
     expect(session.body.usage.output_tokens).toBeGreaterThan(0);
     expect(session.body.usage.audio_out_seconds).toBeGreaterThan(0);
+    expect(session.body.usage.cost_usd).toBeGreaterThan(0);
   });
 
   it("on barge-in cancels the response and relays the client's truncate with its played milliseconds", async () => {

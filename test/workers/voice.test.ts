@@ -38,6 +38,14 @@ describe("realtime voice: connecting", () => {
     expect(s.res.headers.get("sec-websocket-protocol")).toBe("realtime");
   });
 
+  it("accepts an API key as the bearer token, as OpenAI clients send their key", async () => {
+    const created = await call("POST", "/api/users/me/api-keys", { token: alice.access, json: { name: "voice client" } });
+    expect(created.status).toBe(201);
+    const s = await open("/v1/realtime", { authorization: `Bearer ${created.body.key}` });
+    expect(s.res.status).toBe(101);
+    await s.until((e) => e.type === "session.created");
+  });
+
   it("refuses a bad or missing credential at the handshake", async () => {
     expect((await open("/v1/realtime", { authorization: "Bearer nope" })).res.status).toBe(401);
     expect((await open("/v1/realtime", {})).res.status).toBe(401);
