@@ -84,6 +84,7 @@ interface State extends Identity {
 export class VoiceSession extends DurableObject<Env> {
   private state: State | undefined;
   private vad: EnergyVad | undefined;
+  private vadOffsetMs = 0;
   private speechItemId: string | undefined;
   private running: { response: RealtimeResponse; abort: AbortController } | undefined;
   private upstream: UpstreamSettings | null | undefined;
@@ -363,11 +364,15 @@ export class VoiceSession extends DurableObject<Env> {
     if (Date.now() - this.audioSyncedAt > AUDIO_SYNC_MS) await this.syncAudio();
     const detection = state.session.audio.input.turn_detection;
     if (!detection) return this.save();
-    this.vad ??= new EnergyVad({
-      threshold: detection.threshold,
-      prefixPaddingMs: detection.prefix_padding_ms,
-      silenceDurationMs: detection.silence_duration_ms,
-    });
+    if (!this.vad) {
+      this.vad = new EnergyVad({
+        threshold: detection.threshold,
+        prefixPaddingMs: detection.prefix_padding_ms,
+        silenceDurationMs: detection.silence_duration_ms,
+      });
+      // A detector made after a settings change or a wake-up counts from here: event times stay session-wide.
+      this.vadOffsetMs = state.audioMs - ms;
+    }
     const events: readonly VadEvent[] = this.vad.feedBytes(bytes, format);
     await this.save();
     for (const vadEvent of events) await this.onVad(vadEvent);
@@ -380,7 +385,7 @@ export class VoiceSession extends DurableObject<Env> {
       this.send(
         serverEvent("input_audio_buffer.speech_started", {
           item_id: this.speechItemId,
-          audio_start_ms: event.audio_start_ms,
+          audio_start_ms: Math.round(this.vadOffsetMs + event.audio_start_ms),
         }),
       );
       // Barge-in: the user talks over the answer, so the answer stops.
@@ -392,7 +397,12 @@ export class VoiceSession extends DurableObject<Env> {
       return;
     }
     const itemId = this.speechItemId ?? newId("item");
-    this.send(serverEvent("input_audio_buffer.speech_stopped", { item_id: itemId, audio_end_ms: event.audio_end_ms }));
+    this.send(
+      serverEvent("input_audio_buffer.speech_stopped", {
+        item_id: itemId,
+        audio_end_ms: Math.round(this.vadOffsetMs + event.audio_end_ms),
+      }),
+    );
     await this.commitAudio(itemId);
     if (detection?.create_response) await this.respond(undefined);
   }

@@ -39,7 +39,10 @@ describe("realtime voice: connecting", () => {
   });
 
   it("accepts an API key as the bearer token, as OpenAI clients send their key", async () => {
-    const created = await call("POST", "/api/users/me/api-keys", { token: alice.access, json: { name: "voice client" } });
+    const created = await call("POST", "/api/users/me/api-keys", {
+      token: alice.access,
+      json: { name: "voice client" },
+    });
     expect(created.status).toBe(201);
     const s = await open("/v1/realtime", { authorization: `Bearer ${created.body.key}` });
     expect(s.res.status).toBe(101);
@@ -192,6 +195,43 @@ describe.skipIf(!fixtures)("realtime voice: server VAD on real speech (espeak-ng
       expect(s.problems).toEqual([]);
     },
   );
+});
+
+describe.skipIf(!fixtures)("realtime voice: VAD times are session-wide", () => {
+  it("keeps counting from the session's first audio after a settings change", async () => {
+    const fixture = fixtures?.fixtures.find((f) => f.name === "question") ?? fixtures?.fixtures[0];
+    if (!fixture) return;
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    const vad = (threshold: number) => ({
+      type: "session.update",
+      session: {
+        type: "realtime",
+        audio: {
+          input: { format: fixture.format, turn_detection: { type: "server_vad", threshold, create_response: false } },
+        },
+      },
+    });
+    const bytes = Uint8Array.from(atob(fixture.audio), (ch) => ch.charCodeAt(0));
+    const chunk = fixture.format.type === "audio/pcm" ? 960 : 160;
+    const sendAll = () => {
+      for (let i = 0; i < bytes.length; i += chunk) {
+        s.send({
+          type: "input_audio_buffer.append",
+          audio: btoa(String.fromCharCode(...bytes.subarray(i, i + chunk))),
+        });
+      }
+    };
+    s.send(vad(0.5));
+    sendAll();
+    await s.until((e) => e.type === "input_audio_buffer.committed");
+    s.send(vad(0.55));
+    sendAll();
+    await s.until(() => s.events.filter((e) => e.type === "input_audio_buffer.speech_started").length === 2);
+    const second = s.events.filter((e) => e.type === "input_audio_buffer.speech_started")[1];
+    const expected = fixture.durationMs + (fixture.segments[0]?.startMs ?? 0);
+    expect(Math.abs((second?.audio_start_ms ?? 0) - expected)).toBeLessThanOrEqual(100);
+  });
 });
 
 describe("voice preferences", () => {
