@@ -50,6 +50,7 @@ const CLOSE_POLICY = 1008;
 const CLOSE_NORMAL = 1000;
 // Audio seconds reach the session row at most this often (and at every commit and at the end), not per frame.
 const AUDIO_SYNC_MS = 5_000;
+const TOUCH_EVERY_MS = 1_000;
 // Less than this is not a turn (OpenAI refuses commits under 100 ms too).
 const MIN_COMMIT_MS = 100;
 
@@ -89,6 +90,7 @@ export class VoiceSession extends DurableObject<Env> {
   private running: { response: RealtimeResponse; abort: AbortController } | undefined;
   private upstream: UpstreamSettings | null | undefined;
   private inbox: Promise<void> = Promise.resolve();
+  private touchedAt = 0;
   /** Upstream mode: the connection to OpenAI Realtime (the object stays awake while it is open). */
   private relay: Relay | undefined;
   private audioOutMs = 0;
@@ -351,7 +353,8 @@ export class VoiceSession extends DurableObject<Env> {
     if (this.relay) {
       // Upstream mode: OpenAI buffers and detects speech; we validate, throttle and count.
       state.audioMs += ms;
-      if (Date.now() - this.audioSyncedAt > AUDIO_SYNC_MS) await this.syncAudio();
+      // Bookkeeping never holds audio up: the row catches up in the background.
+      if (Date.now() - this.audioSyncedAt > AUDIO_SYNC_MS) this.ctx.waitUntil(this.syncAudio());
       return this.relay.fromClient({
         type: "input_audio_buffer.append",
         audio,
@@ -361,7 +364,8 @@ export class VoiceSession extends DurableObject<Env> {
     await this.ctx.storage.put(`audio:${state.bufferChunks}`, bytes);
     state.bufferChunks++;
     state.audioMs += ms;
-    if (Date.now() - this.audioSyncedAt > AUDIO_SYNC_MS) await this.syncAudio();
+    // Bookkeeping never holds audio up: the row catches up in the background.
+    if (Date.now() - this.audioSyncedAt > AUDIO_SYNC_MS) this.ctx.waitUntil(this.syncAudio());
     const detection = state.session.audio.input.turn_detection;
     if (!detection) return this.save();
     if (!this.vad) {
@@ -738,11 +742,19 @@ export class VoiceSession extends DurableObject<Env> {
   private async syncAudio(): Promise<void> {
     const state = this.state as State;
     this.audioSyncedAt = Date.now();
-    await setVoiceAudioIn(createDb(requireConfig(this.env)), state.sessionId, Math.round(state.audioMs));
+    try {
+      await setVoiceAudioIn(createDb(requireConfig(this.env)), state.sessionId, Math.round(state.audioMs));
+    } catch (error) {
+      log("warn", "voice session usage not saved; next sync retries", { error: (error as Error).message });
+    }
   }
 
+  /** Activity for the idle timeout: written at most once a second, not once per audio frame. */
   private async touch(): Promise<void> {
-    await this.ctx.storage.put("lastActivity", Date.now());
+    const now = Date.now();
+    if (now - this.touchedAt < TOUCH_EVERY_MS) return;
+    this.touchedAt = now;
+    await this.ctx.storage.put("lastActivity", now);
   }
 
   private async end(reason: string): Promise<void> {

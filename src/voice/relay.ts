@@ -129,7 +129,10 @@ export class Relay {
 
   private async open(restore: boolean): Promise<void> {
     this.restoring = restore;
-    this.upstream = await this.io.connect({ onEvent: (e) => this.onUpstream(e), onDrop: () => this.onDrop() });
+    const socket = await this.io.connect({ onEvent: (e) => this.onUpstream(e), onDrop: () => this.onDrop() });
+    // The client left while this connection was being made: it must not outlive the session.
+    if (this.closed) return socket.close(1000, "client closed");
+    this.upstream = socket;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.refresh(), this.options.reconnectAfterMs);
   }

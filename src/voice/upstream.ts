@@ -44,16 +44,21 @@ export function realtimeUrl(settings: Pick<UpstreamSettings, "baseUrl" | "model"
 /** Opens the upstream Realtime socket; the key never leaves the Worker. Throws a clear UpstreamError. */
 export async function connectUpstream(settings: UpstreamSettings, handlers: UpstreamHandlers): Promise<UpstreamSocket> {
   let response: Response;
+  // The deadline covers the handshake only: a signal left on the request would later cut the open socket.
+  const handshake = new AbortController();
+  const timer = setTimeout(() => handshake.abort(), CONNECT_TIMEOUT_MS);
   try {
     response = await fetch(realtimeUrl(settings), {
       headers: { upgrade: "websocket", authorization: `Bearer ${settings.apiKey}` },
-      signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
+      signal: handshake.signal,
     });
   } catch (error) {
     throw new UpstreamError("UPSTREAM_UNAVAILABLE", "OpenAI Realtime could not be reached.", {
       transient: true,
       cause: error,
     });
+  } finally {
+    clearTimeout(timer);
   }
   const socket = response.webSocket;
   if (response.status !== 101 || !socket) {
