@@ -30,7 +30,7 @@ import {
   type Session,
   serverEvent,
 } from "../src/voice/protocol.ts";
-import { Relay, type RelayIo } from "../src/voice/relay.ts";
+import { citationMetadata, Relay, type RelayIo } from "../src/voice/relay.ts";
 import { addVoiceUsage, loadPreferences, markVoiceSession, setVoiceAudioIn } from "../src/voice/sessions.ts";
 import { connectUpstream, type UpstreamSettings, upstreamSettings } from "../src/voice/upstream.ts";
 import { EnergyVad, type VadEvent } from "../src/voice/vad.ts";
@@ -812,18 +812,4 @@ function historyOf(items: Item[]): HistoryTurn[] {
 
 async function* onlyAnswerEvents(events: AsyncIterable<{ type: string }>): AsyncIterable<AnswerEvent> {
   for await (const event of events) if (event.type !== "user_message") yield event as AnswerEvent;
-}
-
-// Response metadata is string → string, at most 512 characters a value: citations go in compact form.
-function citationMetadata(citations: Citation[]): Record<string, string> {
-  if (citations.length === 0) return {};
-  const compact = citations.map((c) => ({
-    i: c.index,
-    d: c.document_id,
-    c: c.chunk_id,
-    t: c.title.slice(0, 60),
-    p: c.page,
-  }));
-  while (compact.length > 1 && JSON.stringify(compact).length > 512) compact.pop();
-  return { citations: JSON.stringify(compact) };
 }

@@ -312,17 +312,7 @@ export class Relay {
       return;
     }
     const citations = this.passages.map(({ text: _text, ...citation }) => citation);
-    if (citations.length) {
-      const compact = citations.map((c) => ({
-        i: c.index,
-        d: c.document_id,
-        c: c.chunk_id,
-        t: c.title.slice(0, 60),
-        p: c.page,
-      }));
-      while (compact.length > 1 && JSON.stringify(compact).length > 512) compact.pop();
-      response.metadata = { ...response.metadata, citations: JSON.stringify(compact) };
-    }
+    if (citations.length) response.metadata = { ...response.metadata, ...citationMetadata(citations) };
     this.io.toClient(event);
     if (this.turnStarted !== undefined) {
       this.io.observe({ turn: response.status ?? "completed", seconds: (Date.now() - this.turnStarted) / 1000 });
@@ -350,6 +340,20 @@ export class Relay {
     const { type: _t, object: _o, id: _i, expires_at: _e, model: _m, ...rest } = session;
     return rest;
   }
+}
+
+// Response metadata is string → string, at most 512 characters a value: citations go in compact form.
+export function citationMetadata(citations: Citation[]): Record<string, string> {
+  if (citations.length === 0) return {};
+  const compact = citations.map((c) => ({
+    i: c.index,
+    d: c.document_id,
+    c: c.chunk_id,
+    t: c.title.slice(0, 60),
+    p: c.page,
+  }));
+  while (compact.length > 1 && JSON.stringify(compact).length > 512) compact.pop();
+  return { citations: JSON.stringify(compact) };
 }
 
 /** A stored item as conversation.item.create can send it again (audio as its transcript). */

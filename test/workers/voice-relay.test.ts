@@ -90,7 +90,8 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
     await s.until((e) => e.type === "response.done" && e.response.output?.[0]?.type === "message");
     const messages = await until(async () => {
       const res = await call("GET", `/api/conversations/${conversation.body.id}/messages`, { token: alice.access });
-      return res.body.total === 2 ? res.body.items : undefined;
+      // Rows and total are read side by side: wait for both to show the turn.
+      return res.body.items.length === 2 ? res.body.items : undefined;
     });
     expect(messages[0]).toMatchObject({ role: "user", content: `hypothermia ${WORD} rewarming` });
     expect(messages[1].citations[0].title).toBe("Hypothermia");
