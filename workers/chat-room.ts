@@ -6,6 +6,7 @@ import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { toApiError } from "../src/errors.ts";
 import { log } from "../src/observability/log.ts";
+import { mintTicket, redeemTicket } from "../src/realtime/tickets.ts";
 import { messageJson } from "../src/routes/conversations.ts";
 
 /** The subprotocol a chat client speaks; echoed when offered, as browsers require. */
@@ -14,7 +15,6 @@ export const CHAT_PROTOCOL = "voiceassist.chat.v1";
 export const USER_HEADER = "x-voiceassist-user";
 export const CONVERSATION_HEADER = "x-voiceassist-conversation";
 
-const TICKET_TTL_MS = 60_000;
 const HISTORY_MESSAGES = 20;
 const MAX_FRAME_BYTES = 64 * 1024;
 
@@ -32,10 +32,6 @@ interface Attachment {
   conversationId: string;
 }
 
-interface Ticket extends Attachment {
-  expiresAt: number;
-}
-
 /**
  * One object per conversation: every socket on it (two tabs, two devices) sees the same stream.
  * Sockets hibernate between turns; a turn runs to its end while anyone is connected.
@@ -46,10 +42,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   /** A single-use ticket for a browser that cannot send headers; redeemed by the next connect. */
   async mintTicket(userId: string, conversationId: string): Promise<{ ticket: string; expiresAt: number }> {
-    const ticket = crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
-    const expiresAt = Date.now() + TICKET_TTL_MS;
-    await this.ctx.storage.put<Ticket>(`ticket:${ticket}`, { userId, conversationId, expiresAt });
-    return { ticket, expiresAt };
+    return mintTicket<Attachment>(this.ctx.storage, { userId, conversationId });
   }
 
   override async fetch(request: Request): Promise<Response> {
@@ -108,13 +101,7 @@ export class ChatRoom extends DurableObject<Env> {
     const user = request.headers.get(USER_HEADER);
     const conversation = request.headers.get(CONVERSATION_HEADER);
     if (user && conversation) return { userId: user, conversationId: conversation };
-    const ticket = new URL(request.url).searchParams.get("ticket");
-    if (!ticket) return undefined;
-    const key = `ticket:${ticket}`;
-    const stored = await this.ctx.storage.get<Ticket>(key);
-    await this.ctx.storage.delete(key);
-    if (!stored || stored.expiresAt < Date.now()) return undefined;
-    return { userId: stored.userId, conversationId: stored.conversationId };
+    return redeemTicket<Attachment>(this.ctx.storage, request);
   }
 
   private async runTurn(who: Attachment, content: string, clientMessageId: string): Promise<void> {

@@ -12,6 +12,7 @@ import type { Citation } from "../src/rag/citations.ts";
 import type { HistoryTurn } from "../src/rag/prompt.ts";
 import { hybridSearch } from "../src/rag/search.ts";
 import { recordUsage } from "../src/rag/usage.ts";
+import { mintTicket, redeemTicket } from "../src/realtime/tickets.ts";
 import { AudioError, decodeAudioPayload, durationMs } from "../src/voice/audio.ts";
 import { VOICE_INSTRUCTIONS } from "../src/voice/grounding.ts";
 import {
@@ -40,7 +41,6 @@ export const VOICE_USER_HEADER = "x-voiceassist-user";
 export const VOICE_SESSION_HEADER = "x-voiceassist-voice-session";
 export const VOICE_CONVERSATION_HEADER = "x-voiceassist-conversation";
 
-const TICKET_TTL_MS = 60_000;
 const MAX_FRAME_CHARS = 4 * 1024 * 1024;
 // Audio may run ahead of real time by this much (a client catching up after a stall); beyond it, throttled.
 const AUDIO_AHEAD_MS = 10_000;
@@ -58,10 +58,6 @@ interface Identity {
   userId: string;
   sessionId: string;
   conversationId: string | null;
-}
-
-interface Ticket extends Identity {
-  expiresAt: number;
 }
 
 /** What must survive hibernation; audio of the turn being spoken is stored beside it, chunk by chunk. */
@@ -108,10 +104,7 @@ export class VoiceSession extends DurableObject<Env> {
   }
 
   async mintTicket(identity: Identity): Promise<{ ticket: string; expiresAt: number }> {
-    const ticket = crypto.randomUUID().replaceAll("-", "") + crypto.randomUUID().replaceAll("-", "");
-    const expiresAt = Date.now() + TICKET_TTL_MS;
-    await this.ctx.storage.put<Ticket>(`ticket:${ticket}`, { ...identity, expiresAt });
-    return { ticket, expiresAt };
+    return mintTicket<Identity>(this.ctx.storage, identity);
   }
 
   override async fetch(request: Request): Promise<Response> {
@@ -715,13 +708,7 @@ export class VoiceSession extends DurableObject<Env> {
     const sessionId = request.headers.get(VOICE_SESSION_HEADER);
     if (userId && sessionId)
       return { userId, sessionId, conversationId: request.headers.get(VOICE_CONVERSATION_HEADER) || null };
-    const ticket = new URL(request.url).searchParams.get("ticket");
-    if (!ticket) return undefined;
-    const key = `ticket:${ticket}`;
-    const stored = await this.ctx.storage.get<Ticket>(key);
-    await this.ctx.storage.delete(key);
-    if (!stored || stored.expiresAt < Date.now()) return undefined;
-    return { userId: stored.userId, sessionId: stored.sessionId, conversationId: stored.conversationId };
+    return redeemTicket<Identity>(this.ctx.storage, request);
   }
 
   private async load(): Promise<State | undefined> {
