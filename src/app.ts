@@ -13,9 +13,12 @@ import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
 import { adminUserRoutes } from "./routes/admin-users.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
+import { flagRoutes } from "./routes/flags.ts";
+import { flagAdminRoutes } from "./routes/flags-admin.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { kbAdminRoutes } from "./routes/kb-admin.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { ofrepRoutes } from "./routes/ofrep.ts";
 import { ragRoutes } from "./routes/rag.ts";
 import { realtimeChatRoutes } from "./routes/realtime-chat.ts";
 import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
@@ -53,6 +56,9 @@ export function createApp() {
   app.route("/", realtimeChatRoutes);
   app.route("/", voiceRoutes);
   app.route("/", voiceProxyRoutes);
+  app.route("/", flagAdminRoutes);
+  app.route("/", flagRoutes);
+  app.route("/", ofrepRoutes);
 
   describeSecuritySchemes(app);
   app.doc31("/openapi.json", (c) => ({

@@ -208,6 +208,12 @@ export const variablesSchema = z
     VOICE_MAX_BUFFER_SECONDS: positiveInt(120),
     // Upstream Realtime sessions last an hour at most: move to a fresh one before that, between turns.
     VOICE_UPSTREAM_REFRESH_SECONDS: positiveInt(3_300),
+    // Feature flags (docs/flags.md). How long an isolate trusts its rule set before one KV version check.
+    FLAGS_CACHE_TTL_SECONDS: z.coerce.number().min(0).max(300).default(5),
+    // Share of evaluations recorded as exposure events (0 to 1).
+    FLAGS_EXPOSURE_SAMPLE_RATE: z.coerce.number().min(0).max(1).default(0.1),
+    // How often an isolate writes its exposure counts per flag, variant and day to Postgres.
+    FLAGS_EXPOSURE_FLUSH_SECONDS: positiveInt(30),
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {

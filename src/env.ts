@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { ChatRoom } from "../workers/chat-room.ts";
+import type { FlagHub } from "../workers/flag-hub.ts";
 import type { MetricsAggregator } from "../workers/metrics-aggregator.ts";
 import type { RateLimiter } from "../workers/rate-limiter.ts";
 import type { VoiceSession } from "../workers/voice-session.ts";
@@ -17,6 +18,7 @@ export interface Env {
   RATE_LIMITER: DurableObjectNamespace<RateLimiter>;
   CHAT_ROOM: DurableObjectNamespace<ChatRoom>;
   VOICE_SESSION: DurableObjectNamespace<VoiceSession>;
+  FLAG_HUB: DurableObjectNamespace<FlagHub>;
   [variable: string]: unknown;
 }
 
@@ -38,6 +40,7 @@ export const bindingsSchema = z.object({
   RATE_LIMITER: binding("Durable Object namespace"),
   CHAT_ROOM: binding("Durable Object namespace"),
   VOICE_SESSION: binding("Durable Object namespace"),
+  FLAG_HUB: binding("Durable Object namespace"),
 });
 
 // Bindings and variables never change within an isolate, so validate once per env object.

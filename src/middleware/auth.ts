@@ -17,10 +17,14 @@ export interface Credential {
   bearer?: string;
 }
 
-const headerCredential = (c: Context<AppEnv>): Credential => ({
-  apiKey: c.req.header("x-api-key"),
-  bearer: BEARER.exec(c.req.header("authorization") ?? "")?.[1],
-});
+const headerCredential = (c: Context<AppEnv>): Credential => {
+  const authorization = c.req.header("authorization") ?? "";
+  return {
+    // Unleash SDKs send their token as the bare Authorization value.
+    apiKey: c.req.header("x-api-key") ?? (authorization.startsWith(API_KEY_PREFIX) ? authorization.trim() : undefined),
+    bearer: BEARER.exec(authorization)?.[1],
+  };
+};
 
 async function authenticate(c: Context<AppEnv>, { apiKey, bearer }: Credential): Promise<Principal> {
   const config = c.var.config;

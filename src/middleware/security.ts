@@ -22,6 +22,8 @@ export const corsFromConfig = createMiddleware<AppEnv>((c, next) =>
       "X-Request-Id",
       "X-API-Key",
       "If-Match",
+      "If-None-Match",
+      "Last-Event-ID",
       "traceparent",
       "tracestate",
     ],

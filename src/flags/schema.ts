@@ -1,0 +1,204 @@
+// Wire schemas of the flag APIs (admin, import, evaluation). Shapes only: the rules a shape cannot express
+// (regexes compile, weights add up, no cycles, segments exist) are checked by validate.ts at write time.
+import { z } from "@hono/zod-openapi";
+import { type JsonValue, OPERATORS, REASONS, VALUE_TYPES } from "./model.ts";
+
+// Routes by key would shadow these paths, so no flag may be called by their names.
+export const RESERVED_KEYS = new Set(["segments", "import", "export", "playground", "overrides"]);
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export const FlagKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine((key) => !LONE_SURROGATE.test(key), "must be well-formed UTF-8 (no lone surrogates)")
+  .refine(
+    (key) => ![...key].some((ch) => (ch.codePointAt(0) as number) < 0x20 || ch === "\u007f"),
+    "must not contain control characters",
+  )
+  .refine((key) => !RESERVED_KEYS.has(key), `must not be one of ${[...RESERVED_KEYS].join(", ")}`)
+  .describe("Any UTF-8 name");
+
+// Any JSON value. A custom schema, not a recursive z.lazy: the OpenAPI generator cannot walk recursion.
+const JsonValueSchema = z
+  .custom<JsonValue>((value) => value !== undefined, "must be a JSON value")
+  .openapi({ description: "Any JSON value", type: ["string", "number", "boolean", "object", "array", "null"] });
+
+export const ConstraintSchema = z
+  .object({
+    contextName: z.string().min(1),
+    operator: z.enum(OPERATORS),
+    values: z.array(z.string()).optional(),
+    value: z.string().optional(),
+    caseInsensitive: z.boolean().optional(),
+    inverted: z.boolean().optional(),
+  })
+  .openapi("FlagConstraint");
+
+const PayloadSchema = z.object({ type: z.string().min(1), value: z.string() });
+
+export const VariantSchema = z
+  .object({
+    name: z.string().min(1),
+    weight: z.number().int().min(0).max(1000),
+    weightType: z.enum(["variable", "fix"]).optional(),
+    stickiness: z.string().optional(),
+    payload: PayloadSchema.optional(),
+    overrides: z.array(z.object({ contextName: z.string(), values: z.array(z.string()) })).optional(),
+  })
+  .openapi("FlagVariant");
+
+export const StrategySchema = z
+  .object({
+    name: z.string().min(1),
+    parameters: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+    constraints: z.array(ConstraintSchema).optional(),
+    segments: z.array(z.number().int()).optional(),
+    variants: z.array(VariantSchema).optional(),
+    disabled: z.boolean().nullish(),
+    title: z.string().nullish(),
+    sortOrder: z.number().optional(),
+    id: z.string().optional(),
+  })
+  .openapi("FlagStrategy");
+
+export const DependencySchema = z.object({
+  feature: z.string().min(1),
+  enabled: z.boolean().optional(),
+  variants: z.array(z.string()).optional(),
+});
+
+const IsoTime = z.iso.datetime({ offset: true });
+
+export const ScheduleSchema = z
+  .object({ start: IsoTime.nullish(), end: IsoTime.nullish() })
+  .openapi("FlagSchedule", { description: "Window in which the flag can be on; either end may be open" });
+
+/** Everything an admin may set on a flag, with defaults for a new one. */
+export const FlagFields = z.object({
+  description: z.string().max(2000).default(""),
+  type: z.enum(VALUE_TYPES).default("boolean").describe("Value type"),
+  kind: z.string().min(1).max(50).default("release").describe("Unleash feature type (release, experiment, ...)"),
+  enabled: z.boolean().default(false).describe("The kill switch"),
+  environments: z.array(z.string().min(1)).default([]).describe("Environments the flag is on in; empty: all"),
+  strategies: z.array(StrategySchema).default([]),
+  variants: z.array(VariantSchema).default([]),
+  dependencies: z.array(DependencySchema).default([]),
+  defaultValue: JsonValueSchema.optional().describe("Value when off or when no variant applies (non-boolean types)"),
+  schedule: ScheduleSchema.nullable().default(null),
+  tags: z.array(z.string().min(1).max(100)).default([]),
+  unleash: z.record(z.string(), z.unknown()).default({}).describe("Other Unleash fields, kept as given"),
+});
+
+export const FlagCreate = FlagFields.extend({ key: FlagKey }).openapi("FlagCreate");
+export const FlagPatch = FlagFields.partial()
+  .extend({ version: z.number().int().positive().optional().describe("Expected version (or send If-Match)") })
+  .openapi("FlagPatch");
+
+export const Flag = FlagFields.extend({
+  key: z.string(),
+  defaultValue: JsonValueSchema,
+  archived: z.boolean(),
+  version: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  updatedBy: z.string().nullable(),
+}).openapi("Flag");
+
+export const SegmentInput = z
+  .object({
+    name: z.string().min(1).max(200),
+    description: z.string().max(2000).nullish(),
+    constraints: z.array(ConstraintSchema),
+  })
+  .openapi("FlagSegmentInput");
+
+export const OverrideInput = z
+  .object({
+    value: JsonValueSchema.optional().describe("For a boolean flag, on or off; otherwise the value served"),
+    variant: z.string().min(1).optional().describe("One of the flag's variants"),
+    reason: z.string().trim().min(1).max(500).describe("Why; shown in the audit trail"),
+    expiresAt: IsoTime.nullish().describe("When the override stops applying; absent: never"),
+  })
+  .refine((o) => (o.value === undefined) !== (o.variant === undefined), {
+    message: "give exactly one of value or variant",
+    path: ["value"],
+  })
+  .openapi("FlagOverrideInput");
+
+export const BulkOverrideInput = z
+  .object({
+    userIds: z.array(z.string().min(1).max(200)).min(1).max(1000),
+    value: JsonValueSchema.optional(),
+    variant: z.string().min(1).optional(),
+    reason: z.string().trim().min(1).max(500),
+    expiresAt: IsoTime.nullish(),
+  })
+  .refine((o) => (o.value === undefined) !== (o.variant === undefined), {
+    message: "give exactly one of value or variant",
+    path: ["value"],
+  })
+  .openapi("FlagBulkOverrideInput");
+
+/** The evaluation context a client sends (Unleash's fields; custom ones in properties). */
+export const ContextSchema = z
+  .object({
+    userId: z.string().max(200).optional(),
+    sessionId: z.string().max(200).optional(),
+    remoteAddress: z.string().max(100).optional(),
+    environment: z.string().max(100).optional(),
+    appName: z.string().max(200).optional(),
+    currentTime: IsoTime.optional(),
+    properties: z.record(z.string(), z.string().max(1000)).optional(),
+  })
+  .openapi("FlagContext");
+
+const VariantResultSchema = z.object({ name: z.string(), payload: PayloadSchema.optional(), enabled: z.boolean() });
+
+export const EvaluationSchema = z
+  .object({
+    enabled: z.boolean(),
+    variant: VariantResultSchema,
+    value: JsonValueSchema,
+    reason: z.enum(REASONS),
+    version: z.number().int(),
+  })
+  .openapi("FlagEvaluation");
+
+/** The Unleash client-API document (import body, `GET /api/client/features`); unknown fields pass through. */
+export const ClientFeaturesSchema = z
+  .object({
+    version: z.number().int().default(2),
+    features: z.array(
+      z
+        .object({
+          name: FlagKey,
+          description: z.string().nullish(),
+          type: z.string().optional(),
+          enabled: z.boolean(),
+          stale: z.boolean().optional(),
+          impressionData: z.boolean().optional(),
+          project: z.string().optional(),
+          strategies: z.array(StrategySchema).default([]),
+          variants: z
+            .array(VariantSchema)
+            .nullish()
+            .transform((v) => v ?? []),
+          dependencies: z.array(DependencySchema).optional(),
+        })
+        .catchall(z.unknown()),
+    ),
+    segments: z
+      .array(
+        z.object({
+          id: z.number().int(),
+          name: z.string().optional(),
+          description: z.string().nullish(),
+          constraints: z.array(ConstraintSchema),
+        }),
+      )
+      .default([]),
+  })
+  .catchall(z.unknown())
+  .openapi("UnleashClientFeatures");

@@ -1,0 +1,645 @@
+// Feature flags at run time: evaluation for the caller, propagation of writes (isolate memory, KV, TTL), outages
+// (KV or Postgres down), the change stream, exposure analytics, the requireFlag gate and the cron jobs.
+// KV and the FlagHub's storage are this file's own; Postgres is shared with every other file (unique keys).
+import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { neonConfig } from "@neondatabase/serverless";
+import { sql } from "drizzle-orm";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { queryRows } from "../../src/adapters/db/client.ts";
+import { createApp } from "../../src/app.ts";
+import { ApiError } from "../../src/errors.ts";
+import { evaluate } from "../../src/flags/evaluate.ts";
+import { EXPOSURE_INDEX, flushExposures } from "../../src/flags/exposures.ts";
+import type { Snapshot } from "../../src/flags/model.ts";
+import { flagHub, reconcileFlagSnapshot, snapshotSources } from "../../src/flags/publish.ts";
+import { requireFlag } from "../../src/flags/request.ts";
+import {
+  currentRuleSet,
+  forgetSnapshot,
+  heldSnapshot,
+  KV_SNAPSHOT_KEY,
+  KV_VERSION_KEY,
+  rememberSnapshot,
+  type SnapshotSources,
+} from "../../src/flags/snapshot-cache.ts";
+import { buildSnapshot } from "../../src/flags/store.ts";
+import { requireUser } from "../../src/middleware/auth.ts";
+import type { FlagChangeEvent, FlagHub } from "../../workers/flag-hub.ts";
+import "../../workers/jobs.ts";
+import {
+  countingKv,
+  createFlag,
+  evaluateFor,
+  failingKv,
+  flagPath,
+  kvState,
+  openStream,
+  request,
+  ruleSetVersion,
+  runCronJob,
+  setOverride,
+  sleep,
+  toggleFlag,
+  uniqueFlagKey,
+  workerEnv,
+} from "./flag-helpers.ts";
+import { config, db, signedInUser, type TestUser } from "./identity-helpers.ts";
+
+let admin: TestUser;
+let viewer: TestUser;
+let alice: TestUser;
+let bob: TestUser;
+
+beforeAll(async () => {
+  [admin, viewer, alice, bob] = await Promise.all([
+    signedInUser("admin"),
+    signedInUser("viewer"),
+    signedInUser("user"),
+    signedInUser("user"),
+  ]);
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** Snapshot sources for currentRuleSet called directly; by default Postgres must not be read. */
+function sources(overrides: Partial<SnapshotSources> = {}): SnapshotSources {
+  return {
+    kv: workerEnv.FLAGS_KV,
+    ttlMs: 60_000,
+    loadFromDatabase: vi.fn(() => Promise.reject(new Error("Postgres must not be read here"))),
+    ...overrides,
+  };
+}
+
+/**
+ * Makes every query on the flag tables fail as if Postgres could not be reached, while other queries (sign-in)
+ * still work: the Neon HTTP driver's fetch is wrapped for the duration.
+ */
+function unreachableFlagTables() {
+  const original = neonConfig.fetchFunction as (url: string, init: RequestInit) => Promise<Response>;
+  const hits = vi.fn();
+  neonConfig.fetchFunction = (url: string, init: RequestInit) => {
+    if (typeof init?.body === "string" && /\bflag(s|_state|_segments|_overrides)\b/.test(init.body)) {
+      hits();
+      return Promise.reject(new TypeError("fetch failed: connect ECONNREFUSED 127.0.0.1:5432"));
+    }
+    return original(url, init);
+  };
+  return {
+    hits,
+    restore: () => {
+      neonConfig.fetchFunction = original;
+    },
+  };
+}
+
+const emptyKv = async () => {
+  await workerEnv.FLAGS_KV.delete(KV_VERSION_KEY);
+  await workerEnv.FLAGS_KV.delete(KV_SNAPSHOT_KEY);
+};
+
+describe("POST /api/flags/evaluate", () => {
+  it("refuses a caller without a token (401 problem)", async () => {
+    const res = await request("POST", "/api/flags/evaluate", { json: { context: {} } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("content-type")).toContain("application/problem+json");
+    expect(res.body.code).toBe("UNAUTHORIZED");
+  });
+
+  it("returns every live flag with enabled, variant, value, reason and version, and the rule-set version", async () => {
+    const colour = uniqueFlagKey("colour");
+    const off = uniqueFlagKey("off");
+    await createFlag(admin.access, {
+      key: colour,
+      type: "string",
+      enabled: true,
+      defaultValue: "plain",
+      variants: [{ name: "blue", weight: 1000, payload: { type: "string", value: "navy" } }],
+    });
+    await createFlag(admin.access, { key: off, enabled: false });
+
+    const res = await evaluateFor(bob.access);
+    expect(res.status).toBe(200);
+    expect(res.body.version).toBe(await ruleSetVersion());
+    expect(res.body.flags[colour]).toEqual({
+      enabled: true,
+      variant: { name: "blue", payload: { type: "string", value: "navy" }, enabled: true },
+      value: "navy",
+      reason: "DEFAULT",
+      version: 1,
+    });
+    expect(res.body.flags[off]).toEqual({
+      enabled: false,
+      variant: { name: "disabled", enabled: false },
+      value: false,
+      reason: "DISABLED",
+      version: 1,
+    });
+    const live = await queryRows<{ key: string }>(db, sql`select key from flags where not archived`);
+    expect(Object.keys(res.body.flags).sort()).toEqual(live.map((row) => row.key).sort());
+    for (const evaluation of Object.values(res.body.flags) as Record<string, unknown>[]) {
+      expect(Object.keys(evaluation).sort()).toEqual(["enabled", "reason", "value", "variant", "version"]);
+    }
+  });
+
+  it("evaluates the caller as itself: a context naming another user never gets that user's override", async () => {
+    const key = uniqueFlagKey("override");
+    await createFlag(admin.access, { key, enabled: false });
+    await setOverride(admin.access, key, alice.id, { value: true, reason: "beta tester" });
+
+    const impostor = await evaluateFor(bob.access, { userId: alice.id });
+    expect(impostor.status).toBe(200);
+    expect(impostor.body.flags[key]).toMatchObject({ enabled: false, value: false, reason: "DISABLED" });
+
+    const real = await evaluateFor(alice.access);
+    expect(real.body.flags[key]).toMatchObject({ enabled: true, value: true, reason: "OVERRIDE" });
+    // Naming someone else does not take Alice's own override away either.
+    const renamed = await evaluateFor(alice.access, { userId: bob.id });
+    expect(renamed.body.flags[key]).toMatchObject({ enabled: true, reason: "OVERRIDE" });
+  });
+});
+
+describe("propagation of writes", () => {
+  it("a write is visible to evaluation as soon as it returns; KV holds it for other isolates", async () => {
+    const key = uniqueFlagKey("propagate");
+    await createFlag(admin.access, { key, enabled: false });
+    // This isolate now holds the rule set, within its TTL.
+    expect((await evaluateFor(bob.access)).body.flags[key].enabled).toBe(false);
+
+    await toggleFlag(admin.access, key, true);
+    const version = await ruleSetVersion();
+    const after = await evaluateFor(bob.access);
+    expect(after.body.version).toBe(version);
+    expect(after.body.flags[key]).toMatchObject({ enabled: true, version: 2 });
+
+    const kv = await kvState();
+    expect(kv.version).toBe(version);
+    expect(kv.snapshot?.version).toBe(version);
+    expect(kv.snapshot?.flags.find((flag) => flag.key === key)).toMatchObject({ enabled: true, version: 2 });
+
+    // Another isolate (nothing held) gets it from KV, without reading Postgres.
+    forgetSnapshot();
+    const load = vi.fn(() => Promise.reject(new Error("Postgres must not be read")));
+    const ruleSet = await currentRuleSet(sources({ loadFromDatabase: load }));
+    expect(ruleSet.version).toBe(version);
+    expect(evaluate(ruleSet, key, {}).enabled).toBe(true);
+    expect(load).not.toHaveBeenCalled();
+
+    forgetSnapshot();
+    const elsewhere = await evaluateFor(bob.access);
+    expect(elsewhere.body.version).toBe(version);
+    expect(elsewhere.body.flags[key].enabled).toBe(true);
+  });
+
+  it("an isolate holding an older snapshot sees the new version once its TTL has passed", async () => {
+    const key = uniqueFlagKey("ttl");
+    await createFlag(admin.access, { key, enabled: false });
+    const old = structuredClone(heldSnapshot()) as Snapshot;
+    expect(old.flags.some((flag) => flag.key === key)).toBe(true);
+    await toggleFlag(admin.access, key, true);
+    const version = await ruleSetVersion();
+    expect(version).toBeGreaterThan(old.version);
+
+    // Stand for an isolate that read the old snapshot just before the write.
+    forgetSnapshot();
+    rememberSnapshot(old);
+    const kv = countingKv();
+    const ttlMs = 150;
+    const within = await currentRuleSet(sources({ kv: kv.namespace, ttlMs }));
+    expect(within.version).toBe(old.version);
+    expect(evaluate(within, key, {}).enabled).toBe(false);
+    expect(kv.reads).not.toHaveBeenCalled();
+
+    await sleep(ttlMs + 30);
+    const later = await currentRuleSet(sources({ kv: kv.namespace, ttlMs }));
+    expect(later.version).toBe(version);
+    expect(evaluate(later, key, {}).enabled).toBe(true);
+    expect(kv.reads).toHaveBeenCalled();
+  });
+});
+
+describe("outages", () => {
+  it("serves the last good rule set while KV fails, without asking KV again on every request", async () => {
+    const key = uniqueFlagKey("last-good");
+    await createFlag(admin.access, { key, enabled: true });
+    const good = heldSnapshot() as Snapshot;
+    expect(good.version).toBe(await ruleSetVersion());
+
+    const kv = failingKv();
+    const load = vi.fn(() => Promise.reject(new Error("Postgres is down too")));
+    const ttlMs = 200;
+    await sleep(ttlMs + 30); // the held rule set is due for a check
+    const served = await currentRuleSet(sources({ kv: kv.namespace, ttlMs, loadFromDatabase: load }));
+    expect(served.version).toBe(good.version);
+    expect(evaluate(served, key, {}).enabled).toBe(true);
+    expect(kv.reads).toHaveBeenCalled();
+    const tries = kv.reads.mock.calls.length;
+    await currentRuleSet(sources({ kv: kv.namespace, ttlMs, loadFromDatabase: load }));
+    expect(kv.reads.mock.calls.length).toBe(tries);
+
+    // Through the route, checking KV on every request (TTL 0).
+    const res = await evaluateFor(
+      bob.access,
+      {},
+      { overrides: { FLAGS_KV: kv.namespace, FLAGS_CACHE_TTL_SECONDS: "0" } },
+    );
+    expect(res.status).toBe(200);
+    expect(res.body.version).toBe(good.version);
+    expect(res.body.flags[key].enabled).toBe(true);
+  });
+
+  it("falls back to Postgres when KV fails and nothing is held", async () => {
+    const version = await ruleSetVersion();
+    forgetSnapshot();
+    const kv = failingKv();
+    const load = vi.fn(() => buildSnapshot(db));
+    const ruleSet = await currentRuleSet(sources({ kv: kv.namespace, ttlMs: 0, loadFromDatabase: load }));
+    expect(ruleSet.version).toBe(version);
+    expect(load).toHaveBeenCalledTimes(1);
+
+    forgetSnapshot();
+    const res = await evaluateFor(bob.access, {}, { overrides: { FLAGS_KV: kv.namespace } });
+    expect(res.status).toBe(200);
+    expect(res.body.version).toBe(version);
+  });
+
+  it("answers a quick 503 NOT_READY problem when KV fails, nothing is held and Postgres is unreachable", async () => {
+    forgetSnapshot();
+    const kv = failingKv();
+    const error = await currentRuleSet(
+      sources({
+        kv: kv.namespace,
+        ttlMs: 0,
+        loadFromDatabase: () => Promise.reject(new Error("connect ECONNREFUSED")),
+      }),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiError);
+    expect(error).toMatchObject({ code: "NOT_READY", status: 503 });
+
+    // The route: sign-in still reaches Postgres, the flag tables do not.
+    forgetSnapshot();
+    const outage = unreachableFlagTables();
+    try {
+      const started = Date.now();
+      const res = await evaluateFor(bob.access, {}, { overrides: { FLAGS_KV: kv.namespace } });
+      expect(res.status).toBe(503);
+      expect(res.headers.get("content-type")).toContain("application/problem+json");
+      expect(res.body).toMatchObject({ status: 503, code: "NOT_READY" });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      outage.restore();
+    }
+    // KV up but empty (a fresh namespace): Postgres is asked, and its failure is the same clear 503.
+    await emptyKv();
+    forgetSnapshot();
+    const unreachable = unreachableFlagTables();
+    try {
+      const res = await evaluateFor(bob.access);
+      expect(res.status).toBe(503);
+      expect(res.body).toMatchObject({ status: 503, code: "NOT_READY" });
+      expect(unreachable.hits).toHaveBeenCalled();
+    } finally {
+      unreachable.restore();
+    }
+    // Once KV and Postgres answer again, evaluation is back (and the hub refills KV).
+    const recovered = await evaluateFor(bob.access);
+    expect(recovered.status).toBe(200);
+    expect(recovered.body.version).toBe(await ruleSetVersion());
+  });
+
+  it("with KV empty, reads Postgres once (however many requests ask) and the hub fills KV", async () => {
+    await createFlag(admin.access, { key: uniqueFlagKey("fresh"), enabled: true });
+    const version = await ruleSetVersion();
+    await emptyKv();
+    forgetSnapshot();
+
+    const ctx = createExecutionContext();
+    const load = vi.fn(() => buildSnapshot(db));
+    const fresh = { ...snapshotSources(workerEnv, config, ctx), ttlMs: 0, loadFromDatabase: load };
+    const results = await Promise.all([1, 2, 3, 4, 5].map(() => currentRuleSet(fresh)));
+    await waitOnExecutionContext(ctx);
+    expect(load).toHaveBeenCalledTimes(1);
+    expect(new Set(results).size).toBe(1);
+    expect(results[0]?.version).toBe(version);
+    const kv = await kvState();
+    expect(kv.version).toBe(version);
+    expect(kv.snapshot?.version).toBe(version);
+
+    // The next isolate reads KV, not Postgres.
+    forgetSnapshot();
+    const again = vi.fn(() => buildSnapshot(db));
+    expect((await currentRuleSet({ ...fresh, loadFromDatabase: again })).version).toBe(version);
+    expect(again).not.toHaveBeenCalled();
+
+    // The same through the route.
+    await emptyKv();
+    forgetSnapshot();
+    const res = await evaluateFor(bob.access);
+    expect(res.status).toBe(200);
+    expect(res.body.version).toBe(version);
+    expect((await kvState()).version).toBe(version);
+  });
+});
+
+describe("GET /api/flags/stream", () => {
+  it("refuses a caller without a token (401)", async () => {
+    const res = await request("GET", "/api/flags/stream");
+    expect(res.status).toBe(401);
+    expect(res.body.code).toBe("UNAUTHORIZED");
+  });
+
+  it("says hello with the current version, then sends a change event per write", async () => {
+    const key = uniqueFlagKey("stream");
+    await createFlag(admin.access, { key, enabled: false });
+    const version = await ruleSetVersion();
+    const stream = await openStream(bob.access);
+    try {
+      expect(stream.response.status).toBe(200);
+      expect(stream.response.headers.get("content-type")).toContain("text/event-stream");
+      expect(await stream.next()).toEqual({ event: "hello", id: String(version), data: { version } });
+
+      await toggleFlag(admin.access, key, true);
+      const next = await ruleSetVersion();
+      const change = await stream.next();
+      expect(change.event).toBe("change");
+      expect(change.id).toBe(String(next));
+      expect(change.data).toMatchObject({ version: next, changes: [{ subject: "flag", key, action: "toggled" }] });
+    } finally {
+      await stream.close();
+    }
+  });
+
+  it("replays the missed changes after Last-Event-ID, in order (and says hello to an up-to-date client)", async () => {
+    const key = uniqueFlagKey("replay");
+    await createFlag(admin.access, { key, enabled: false });
+    const seen = await ruleSetVersion();
+    await toggleFlag(admin.access, key, true);
+    await setOverride(admin.access, key, alice.id, { value: false, reason: "opted out" });
+    await toggleFlag(admin.access, key, false);
+    const latest = await ruleSetVersion();
+    expect(latest).toBe(seen + 3);
+
+    const stream = await openStream(bob.access, { "last-event-id": String(seen) });
+    try {
+      const events = [await stream.next(), await stream.next(), await stream.next()];
+      expect(events.map((e) => [e.event, e.id])).toEqual([
+        ["change", String(seen + 1)],
+        ["change", String(seen + 2)],
+        ["change", String(seen + 3)],
+      ]);
+      expect(events.map((e) => (e.data as FlagChangeEvent).changes.map((c) => [c.subject, c.key, c.action]))).toEqual([
+        [["flag", key, "toggled"]],
+        [["flag_override", `${key}/${alice.id}`, "set"]],
+        [["flag", key, "toggled"]],
+      ]);
+      expect(await stream.maybeNext(200)).toBeUndefined();
+    } finally {
+      await stream.close();
+    }
+
+    const upToDate = await openStream(bob.access, { "last-event-id": String(latest) });
+    try {
+      expect(await upToDate.next()).toMatchObject({ event: "hello", id: String(latest) });
+    } finally {
+      await upToDate.close();
+    }
+  });
+
+  it("sends reset when Last-Event-ID is older than the events the hub keeps", async () => {
+    const key = uniqueFlagKey("reset");
+    await createFlag(admin.access, { key, enabled: false });
+    const seen = await ruleSetVersion();
+    await toggleFlag(admin.access, key, true);
+    await toggleFlag(admin.access, key, false);
+    const latest = await ruleSetVersion();
+    // The hub keeps only the newest events: drop those up to seen + 1, as trimming does after enough writes.
+    await runInDurableObject(flagHub(workerEnv), async (_hub: FlagHub, state) => {
+      const keys = [...(await state.storage.list({ prefix: "event:" })).keys()];
+      await state.storage.delete(keys.filter((k) => Number(k.slice("event:".length)) <= seen + 1));
+    });
+
+    const stream = await openStream(bob.access, { "last-event-id": String(seen) });
+    try {
+      const reset = await stream.next();
+      expect(reset.event).toBe("reset");
+      expect(reset.id).toBe(String(latest));
+      expect(reset.data).toMatchObject({ version: latest });
+    } finally {
+      await stream.close();
+    }
+  });
+});
+
+describe("exposures", () => {
+  it("records sampled evaluations as flag_exposure events, and daily counts the metrics API shows", async () => {
+    const key = uniqueFlagKey("exposure");
+    await createFlag(admin.access, {
+      key,
+      type: "string",
+      enabled: true,
+      defaultValue: "plain",
+      variants: [{ name: "blue", weight: 1000, payload: { type: "string", value: "navy" } }],
+    });
+    await setOverride(admin.access, key, alice.id, { value: "emerald", reason: "design review" });
+    const app = createApp();
+    app.get("/__probe/exposed", requireUser, requireFlag(key), (c) => c.json({ served: true }));
+
+    const writes = vi.spyOn(workerEnv.ANALYTICS, "writeDataPoint");
+    const exposures = () =>
+      writes.mock.calls.map(([point]) => point).filter((point) => point?.indexes?.[0] === EXPOSURE_INDEX);
+    const traced = (requestId: string, traceId: string) => ({
+      "x-request-id": requestId,
+      traceparent: `00-${traceId}-00f067aa0ba902b7-01`,
+    });
+    const everything = { FLAGS_EXPOSURE_SAMPLE_RATE: "1" };
+
+    // Rate 0: nothing is recorded.
+    expect((await evaluateFor(bob.access, {}, { overrides: { FLAGS_EXPOSURE_SAMPLE_RATE: "0" } })).status).toBe(200);
+    const gatedAtZero = await request("GET", "/__probe/exposed", {
+      app,
+      token: bob.access,
+      overrides: { FLAGS_EXPOSURE_SAMPLE_RATE: "0" },
+    });
+    expect(gatedAtZero.status).toBe(200);
+    expect(exposures()).toEqual([]);
+
+    // Rate 1, the evaluate route: one event per flag (at most 100 a request), all carrying the caller's ids.
+    const requestId = `rt-exposure-${crypto.randomUUID()}`;
+    const traceId = crypto.randomUUID().replaceAll("-", "");
+    const res = await evaluateFor(alice.access, {}, { overrides: everything, headers: traced(requestId, traceId) });
+    expect(res.status).toBe(200);
+    const held = heldSnapshot() as Snapshot;
+    expect(held.version).toBe(res.body.version);
+    const recorded = held.flags.map((flag) => flag.key).slice(0, 100);
+    const routePoints = exposures();
+    expect(routePoints.map((p) => p?.blobs?.[2])).toEqual(recorded);
+    for (const point of routePoints) {
+      expect(point?.blobs?.slice(5)).toEqual([alice.id, requestId, traceId]);
+    }
+    const aliceInRoute = recorded.includes(key);
+    if (aliceInRoute) {
+      expect(routePoints.find((p) => p?.blobs?.[2] === key)?.blobs).toEqual([
+        EXPOSURE_INDEX,
+        config.ENVIRONMENT,
+        key,
+        "override",
+        "OVERRIDE",
+        alice.id,
+        requestId,
+        traceId,
+      ]);
+    }
+
+    // Rate 1, one flag through requireFlag: exactly one event each, with variant and reason.
+    writes.mockClear();
+    const probes = [
+      { user: alice, variant: "override", reason: "OVERRIDE" },
+      { user: bob, variant: "blue", reason: "DEFAULT" },
+      { user: bob, variant: "blue", reason: "DEFAULT" },
+    ];
+    for (const probe of probes) {
+      const id = `rt-probe-${crypto.randomUUID()}`;
+      const trace = crypto.randomUUID().replaceAll("-", "");
+      const gated = await request("GET", "/__probe/exposed", {
+        app,
+        token: probe.user.access,
+        overrides: everything,
+        headers: traced(id, trace),
+      });
+      expect(gated.status).toBe(200);
+      const points = exposures();
+      expect(points).toHaveLength(1);
+      expect(points[0]).toMatchObject({
+        indexes: [EXPOSURE_INDEX],
+        blobs: [EXPOSURE_INDEX, config.ENVIRONMENT, key, probe.variant, probe.reason, probe.user.id, id, trace],
+        doubles: [1, 1],
+      });
+      writes.mockClear();
+    }
+
+    // The daily counts: flushed to Postgres, shown per variant and day to admins and viewers.
+    await flushExposures(config);
+    const today = new Date().toISOString().slice(0, 10);
+    const overrideCount = 1 + (aliceInRoute ? 1 : 0);
+    const variants = {
+      blue: { sampled: 2, estimated: 2 },
+      override: { sampled: overrideCount, estimated: overrideCount },
+    };
+    for (const reader of [admin, viewer]) {
+      const metrics = await request("GET", flagPath(key, "/metrics"), { token: reader.access });
+      expect(metrics.status).toBe(200);
+      expect(metrics.body).toMatchObject({ key, totals: variants, days: [{ day: today, variants }] });
+    }
+    expect((await request("GET", flagPath(key, "/metrics"), { token: bob.access })).status).toBe(403);
+  });
+});
+
+describe("requireFlag", () => {
+  it("hides a route (404 problem) while its flag is off or missing, and serves it when on", async () => {
+    const key = uniqueFlagKey("gate");
+    const missing = uniqueFlagKey("missing");
+    await createFlag(admin.access, { key, enabled: false });
+    const app = createApp();
+    app.get("/__probe/gated", requireFlag(key), (c) => c.json({ served: true }));
+    app.get("/__probe/missing", requireFlag(missing), (c) => c.json({ served: true }));
+
+    const off = await request("GET", "/__probe/gated", { app });
+    expect(off.status).toBe(404);
+    expect(off.headers.get("content-type")).toContain("application/problem+json");
+    expect(off.body).toMatchObject({ status: 404, code: "NOT_FOUND" });
+    const absent = await request("GET", "/__probe/missing", { app });
+    expect(absent.status).toBe(404);
+    expect(absent.body.code).toBe("NOT_FOUND");
+
+    await toggleFlag(admin.access, key, true);
+    const on = await request("GET", "/__probe/gated", { app });
+    expect(on.status).toBe(200);
+    expect(on.body).toEqual({ served: true });
+  });
+
+  it("targets users when placed after requireUser", async () => {
+    const key = uniqueFlagKey("targeted");
+    await createFlag(admin.access, {
+      key,
+      enabled: true,
+      strategies: [{ name: "userWithId", parameters: { userIds: alice.id } }],
+    });
+    const app = createApp();
+    app.get("/__probe/targeted", requireUser, requireFlag(key), (c) => c.json({ served: true }));
+    app.get("/__probe/targeted-before-auth", requireFlag(key), requireUser, (c) => c.json({ served: true }));
+
+    expect((await request("GET", "/__probe/targeted", { app, token: alice.access })).status).toBe(200);
+    expect((await request("GET", "/__probe/targeted", { app, token: bob.access })).status).toBe(404);
+    expect((await request("GET", "/__probe/targeted", { app })).status).toBe(401);
+    // Before sign-in nobody is known yet, so even Alice is not targeted.
+    expect((await request("GET", "/__probe/targeted-before-auth", { app, token: alice.access })).status).toBe(404);
+  });
+});
+
+describe("cron jobs", () => {
+  it("flags-reconcile republishes a rule set whose publish was lost, so KV catches up", async () => {
+    const key = uniqueFlagKey("reconcile");
+    await createFlag(admin.access, { key, enabled: true });
+    const published = await ruleSetVersion();
+    expect((await kvState()).version).toBe(published);
+
+    // A write whose hand-off to the hub was lost: Postgres moved on, KV did not.
+    await db.execute(sql`update flag_state set version = version + 1 where id = 1`);
+    const lost = published + 1;
+    expect((await kvState()).version).toBe(published);
+
+    expect(await runCronJob("*/5 * * * *", "flags-reconcile")).toBe("ok");
+    const kv = await kvState();
+    expect(kv.version).toBe(lost);
+    expect(kv.snapshot?.version).toBe(lost);
+    expect(kv.snapshot?.flags.some((flag) => flag.key === key)).toBe(true);
+    expect(await flagHub(workerEnv).publishedVersion()).toBe(lost);
+    expect(await reconcileFlagSnapshot(workerEnv, config)).toEqual({ republished: false });
+
+    // A client whose last event precedes the version never announced must re-read everything.
+    const stream = await openStream(bob.access, { "last-event-id": String(published) });
+    try {
+      expect(await stream.next()).toMatchObject({ event: "reset", id: String(lost) });
+    } finally {
+      await stream.close();
+    }
+  });
+
+  it("flags-overrides-cleanup deletes expired overrides, which then stop being listed", async () => {
+    const key = uniqueFlagKey("cleanup");
+    await createFlag(admin.access, { key, enabled: false });
+    await setOverride(admin.access, key, alice.id, { value: true, reason: "still running" });
+    const expired = `expired-${crypto.randomUUID()}`;
+    await db.execute(sql`
+      insert into flag_overrides (flag_key, user_id, value, reason, expires_at)
+      values (${key}, ${expired}, 'true'::jsonb, 'trial ended', now() - interval '1 hour')`);
+    const listed = async () => {
+      const res = await request("GET", flagPath(key, "/overrides"), { token: viewer.access });
+      expect(res.status).toBe(200);
+      return (res.body.items as { userId: string }[]).map((o) => o.userId).sort();
+    };
+    expect(await listed()).toEqual([alice.id, expired].sort());
+    const before = await ruleSetVersion();
+
+    expect(await runCronJob("30 3 * * *", "flags-overrides-cleanup")).toBe("ok");
+    expect(await listed()).toEqual([alice.id]);
+    const left = await queryRows(
+      db,
+      sql`select 1 from flag_overrides where flag_key = ${key} and user_id = ${expired}`,
+    );
+    expect(left).toEqual([]);
+
+    // Recorded and published like any other write.
+    const version = await ruleSetVersion();
+    expect(version).toBeGreaterThan(before);
+    expect((await kvState()).version).toBe(version);
+    const history = await request("GET", flagPath(key, "/history"), { token: viewer.access });
+    expect(history.body.items).toEqual(
+      expect.arrayContaining([expect.objectContaining({ key: `${key}/${expired}`, action: "expired", actorId: null })]),
+    );
+    // The active override still applies.
+    expect((await evaluateFor(alice.access)).body.flags[key]).toMatchObject({ enabled: true, reason: "OVERRIDE" });
+  });
+});

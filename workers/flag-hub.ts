@@ -1,0 +1,111 @@
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../src/env.ts";
+import type { Snapshot } from "../src/flags/model.ts";
+import { KV_SNAPSHOT_KEY, KV_VERSION_KEY } from "../src/flags/snapshot-cache.ts";
+import { log } from "../src/observability/log.ts";
+
+/** What the change stream sends: the rule-set version a write produced and what it touched. */
+export interface FlagChangeEvent {
+  version: number;
+  at: string;
+  changes: { subject: string; key: string; action: string }[];
+}
+
+// Events kept for Last-Event-ID replay; a client further behind gets a `reset` and re-reads everything.
+const REPLAY_EVENTS = 500;
+const HEARTBEAT_MS = 15_000;
+const encoder = new TextEncoder();
+
+const frame = (event: string, data: unknown, id?: number) =>
+  encoder.encode(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+
+/**
+ * The one publisher of flag snapshots (one object, named "global"): it writes KV in version order, whoever
+ * calls and in whatever order their writes finish, keeps the recent change events and fans each one out to
+ * every open `GET /api/flags/stream`.
+ */
+export class FlagHub extends DurableObject<Env> {
+  private readonly streams = new Set<WritableStreamDefaultWriter<Uint8Array>>();
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+  // Publishes run one at a time: KV puts are I/O, during which another call could otherwise interleave.
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** Stores a snapshot in KV unless a newer one is there already, then announces its change (if any). */
+  publish(snapshot: Snapshot, event?: FlagChangeEvent): Promise<boolean> {
+    const run = this.queue.then(() => this.publishInOrder(snapshot, event));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The version last written to KV (0 before the first). */
+  async publishedVersion(): Promise<number> {
+    return (await this.ctx.storage.get<number>("version")) ?? 0;
+  }
+
+  private async publishInOrder(snapshot: Snapshot, event?: FlagChangeEvent): Promise<boolean> {
+    const published = await this.publishedVersion();
+    // An older snapshot is written only to fill an empty KV (it was lost or evicted), never over a newer one.
+    if (snapshot.version <= published && (await this.hasSnapshotInKv())) return false;
+    // Snapshot first, version second: a reader that sees the new version always finds its snapshot.
+    await this.env.FLAGS_KV.put(KV_SNAPSHOT_KEY, JSON.stringify(snapshot));
+    await this.env.FLAGS_KV.put(KV_VERSION_KEY, String(snapshot.version));
+    if (snapshot.version > published) await this.ctx.storage.put("version", snapshot.version);
+    if (event) {
+      await this.ctx.storage.put(eventKey(event.version), event);
+      await this.trim();
+      this.broadcast(frame("change", event, event.version));
+    }
+    return true;
+  }
+
+  private async hasSnapshotInKv(): Promise<boolean> {
+    return (await this.env.FLAGS_KV.get(KV_VERSION_KEY)) !== null;
+  }
+
+  private async trim(): Promise<void> {
+    const keys = [...(await this.ctx.storage.list({ prefix: "event:" })).keys()];
+    if (keys.length > REPLAY_EVENTS) await this.ctx.storage.delete(keys.slice(0, keys.length - REPLAY_EVENTS));
+  }
+
+  /** An SSE stream: replay after Last-Event-ID (or a `reset` when too far behind), then live changes. */
+  override async fetch(request: Request): Promise<Response> {
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    const version = await this.publishedVersion();
+    const lastEventId = Number.parseInt(request.headers.get("last-event-id") ?? "", 10);
+    const first: Uint8Array[] = [encoder.encode("retry: 3000\n\n")];
+    if (Number.isFinite(lastEventId) && lastEventId < version) {
+      const events = [...(await this.ctx.storage.list<FlagChangeEvent>({ prefix: "event:" })).values()];
+      const missed = events.filter((e) => e.version > lastEventId);
+      // Replay only when every version after lastEventId is still kept; otherwise the client must re-read.
+      if (missed[0]?.version === lastEventId + 1) first.push(...missed.map((e) => frame("change", e, e.version)));
+      else first.push(frame("reset", { version, reason: "too far behind: re-read every flag" }, version));
+    } else {
+      first.push(frame("hello", { version }, version));
+    }
+    for (const chunk of first) void writer.write(chunk).catch(() => this.drop(writer));
+    this.streams.add(writer);
+    request.signal?.addEventListener("abort", () => this.drop(writer));
+    this.heartbeat ??= setInterval(() => this.broadcast(encoder.encode(": keep-alive\n\n")), HEARTBEAT_MS);
+    return new Response(readable, {
+      headers: { "content-type": "text/event-stream", "cache-control": "no-cache, no-transform" },
+    });
+  }
+
+  private broadcast(chunk: Uint8Array): void {
+    for (const writer of this.streams) writer.write(chunk).catch(() => this.drop(writer));
+  }
+
+  private drop(writer: WritableStreamDefaultWriter<Uint8Array>): void {
+    if (!this.streams.delete(writer)) return;
+    writer.abort().catch(() => undefined);
+    if (this.streams.size === 0 && this.heartbeat) {
+      clearInterval(this.heartbeat);
+      this.heartbeat = undefined;
+    }
+    log("debug", "flag stream closed", { open: this.streams.size });
+  }
+}
+
+// Zero-padded so storage lists events in version order.
+const eventKey = (version: number) => `event:${String(version).padStart(16, "0")}`;
