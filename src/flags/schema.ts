@@ -18,6 +18,8 @@ export const FlagKey = z
     "must not contain control characters",
   )
   .refine((key) => !RESERVED_KEYS.has(key), `must not be one of ${[...RESERVED_KEYS].join(", ")}`)
+  // URLs resolve these as path segments, so no route by key could reach such a flag.
+  .refine((key) => key !== "." && key !== "..", 'must not be "." or ".."')
   .describe("Any UTF-8 name");
 
 // Any JSON value. A custom schema, not a recursive z.lazy: the OpenAPI generator cannot walk recursion.

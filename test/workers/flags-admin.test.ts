@@ -69,7 +69,7 @@ describe("flag CRUD", () => {
   });
 
   it("refuses reserved and malformed keys with the field named", async () => {
-    for (const key of ["segments", "", "tab\tkey"]) {
+    for (const key of ["segments", "", "tab\tkey", ".."]) {
       const res = await call("POST", "/api/admin/flags", { token: admin.access, json: { key } });
       expect(res.status).toBe(422);
       expect(res.body.errors[0].field).toBe("body.key");
