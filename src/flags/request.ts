@@ -2,7 +2,13 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
+import { verifyAccessToken } from "../auth/jwt.ts";
+import type { Principal } from "../auth/principal.ts";
+import { ApiError } from "../errors.ts";
+import { signIn } from "../middleware/auth.ts";
 import { notFound } from "../middleware/errors.ts";
+import { setRequestUser } from "../middleware/request-context.ts";
+import { log } from "../observability/log.ts";
 import { evaluate, type RuleSet } from "./evaluate.ts";
 import { recordExposures } from "./exposures.ts";
 import type { Evaluation, EvaluationContext } from "./model.ts";
@@ -32,6 +38,68 @@ export function contextFor(c: Context<AppEnv>, given: EvaluationContext = {}): E
 export function exposed(c: Context<AppEnv>, context: EvaluationContext, evaluations: Iterable<[string, Evaluation]>) {
   recordExposures(c.env, c.var.config, c.executionCtx, context.userId, evaluations);
 }
+
+// A caller signed in through the database is trusted this long by the flag routes (never past its token's
+// expiry), so steady-state evaluation needs no database; a deactivation or revocation reaches them this late.
+export const FLAG_CALLER_CACHE_MS = 30_000;
+const MAX_CALLERS = 10_000;
+const callers = new Map<string, { principal: Principal; until: number }>();
+const BEARER = /^Bearer +(\S+) *$/i;
+
+/**
+ * requireUser for the flag evaluation routes. The principal is remembered per credential for
+ * FLAG_CALLER_CACHE_MS; when the database cannot be reached, a valid access token alone is accepted, so
+ * evaluation degrades rather than fails during an outage (API keys still need the database).
+ */
+export const flagCaller = createMiddleware<AppEnv>(async (c, next) => {
+  const credential = c.req.header("x-api-key") ?? c.req.header("authorization") ?? "";
+  const now = Date.now();
+  const cached = credential ? callers.get(credential) : undefined;
+  let principal = cached && cached.until > now ? cached.principal : undefined;
+  if (!principal) {
+    try {
+      principal = await signIn(c);
+    } catch (error) {
+      if (error instanceof ApiError && error.status < 500) throw error;
+      principal = await tokenOnly(c, error);
+    }
+    if (callers.size >= MAX_CALLERS) callers.delete(callers.keys().next().value as string);
+    const until = Math.min(now + FLAG_CALLER_CACHE_MS, (principal.tokenExpiresAt ?? Number.POSITIVE_INFINITY) * 1000);
+    callers.set(credential, { principal, until });
+  }
+  c.set("principal", principal);
+  setRequestUser(c, principal.userId);
+  await next();
+});
+
+/** The caller from its access token alone (signature, issuer, expiry), for when the database is down. */
+async function tokenOnly(c: Context<AppEnv>, databaseError: unknown): Promise<Principal> {
+  const unavailable = new ApiError("NOT_READY", "Signing in needs the database, which did not answer; retry.", {
+    cause: databaseError,
+  });
+  const token = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
+  if (!token || token.startsWith("va_k_")) throw unavailable;
+  const config = c.var.config;
+  const claims = await verifyAccessToken(token, { keys: config.JWT_SIGNING_KEYS, issuer: config.JWT_ISSUER }).catch(
+    () => {
+      throw unavailable;
+    },
+  );
+  log("warn", "flag caller accepted on its access token alone: the database did not answer", {
+    error: databaseError instanceof Error ? databaseError.message : String(databaseError),
+  });
+  return {
+    userId: claims.sub,
+    email: "",
+    role: claims.role,
+    sessionId: claims.sid,
+    tokenId: claims.jti,
+    tokenExpiresAt: claims.exp,
+  };
+}
+
+/** Drops remembered callers (tests). */
+export const forgetFlagCallers = () => callers.clear();
 
 /**
  * Gates a route on a flag: 404 (as if the route did not exist) unless the flag is on for this caller. Put it

@@ -4,10 +4,10 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { evaluateAll } from "../flags/evaluate.ts";
 import { clientFeatures, unleashFromFlag } from "../flags/interchange.ts";
 import { flagHub } from "../flags/publish.ts";
-import { contextFor, exposed, ruleSetFor } from "../flags/request.ts";
+import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
 import { ClientFeaturesSchema, ContextSchema, EvaluationSchema } from "../flags/schema.ts";
 import { heldSnapshot } from "../flags/snapshot-cache.ts";
-import { requireRole, requireUser } from "../middleware/auth.ts";
+import { requireRole } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 const tags = ["flags"];
@@ -20,7 +20,7 @@ export const flagRoutes = createRouter()
       tags,
       summary: "Every flag for a context (the caller's own user id always applies)",
       security: signedIn,
-      middleware: [requireUser] as const,
+      middleware: [flagCaller] as const,
       request: { body: jsonBody(z.object({ context: ContextSchema.default({}) })) },
       responses: {
         200: jsonResponse(
@@ -78,7 +78,7 @@ export const flagRoutes = createRouter()
       tags,
       summary: "Server-sent events: one `change` per rule-set version (id = version); Last-Event-ID replays",
       security: signedIn,
-      middleware: [requireUser] as const,
+      middleware: [flagCaller] as const,
       responses: {
         200: { description: "text/event-stream", content: { "text/event-stream": { schema: z.string() } } },
       },

@@ -22,9 +22,8 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app-env.ts";
 import { evaluate, evaluateAll } from "../flags/evaluate.ts";
 import type { Evaluation, EvaluationContext } from "../flags/model.ts";
-import { contextFor, exposed, ruleSetFor } from "../flags/request.ts";
+import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
 import { ContextSchema } from "../flags/schema.ts";
-import { requireUser } from "../middleware/auth.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "./router.ts";
 
 const tags = ["OFREP"];
@@ -271,7 +270,7 @@ export const ofrepRoutes = createRouter()
       description:
         "The OpenFeature Remote Evaluation Protocol's single-flag evaluation, for server-side OFREP providers.",
       security: signedIn,
-      middleware: [requireUser, parseBody] as const,
+      middleware: [flagCaller, parseBody] as const,
       request: {
         params: z.object({ key: z.string().min(1).describe("The flag key (URL-encoded)") }),
         body: { required: false, content: { "application/json": { schema: EvaluationRequest } } },
@@ -317,7 +316,7 @@ export const ofrepRoutes = createRouter()
         "The OpenFeature Remote Evaluation Protocol's bulk evaluation, for client-side OFREP providers. The ETag " +
         "changes with the rule-set version, the effective context (so per user) and the evaluations themselves.",
       security: signedIn,
-      middleware: [requireUser, parseBody] as const,
+      middleware: [flagCaller, parseBody] as const,
       request: {
         headers: z.object({ "if-none-match": z.string().optional().describe("An ETag of an earlier answer") }),
         body: { required: false, content: { "application/json": { schema: EvaluationRequest } } },

@@ -12,7 +12,7 @@ import { evaluate } from "../../src/flags/evaluate.ts";
 import { EXPOSURE_INDEX, flushExposures } from "../../src/flags/exposures.ts";
 import type { Snapshot } from "../../src/flags/model.ts";
 import { flagHub, reconcileFlagSnapshot, snapshotSources } from "../../src/flags/publish.ts";
-import { requireFlag } from "../../src/flags/request.ts";
+import { forgetFlagCallers, requireFlag } from "../../src/flags/request.ts";
 import {
   currentRuleSet,
   forgetSnapshot,
@@ -248,6 +248,33 @@ describe("outages", () => {
     expect(res.status).toBe(200);
     expect(res.body.version).toBe(good.version);
     expect(res.body.flags[key].enabled).toBe(true);
+  });
+
+  it("keeps evaluating for signed-in callers while the whole database is down (token-only sign-in, 503 for API keys)", async () => {
+    const key = uniqueFlagKey("db-down");
+    await createFlag(admin.access, { key, enabled: true });
+    const keyRes = await request("POST", "/api/users/me/api-keys", { token: bob.access, json: { name: "flags" } });
+    expect(keyRes.status).toBe(201);
+    forgetFlagCallers();
+    const original = neonConfig.fetchFunction as (url: string, init: RequestInit) => Promise<Response>;
+    neonConfig.fetchFunction = () => Promise.reject(new TypeError("fetch failed: connect ECONNREFUSED 127.0.0.1:5432"));
+    try {
+      const res = await evaluateFor(bob.access, {});
+      expect(res.status).toBe(200);
+      expect(res.body.flags[key].enabled).toBe(true);
+      const byKey = await request("POST", "/api/flags/evaluate", {
+        headers: { "x-api-key": (keyRes.body as { key: string }).key },
+        json: { context: {} },
+      });
+      expect(byKey.status).toBe(503);
+      expect(byKey.body.code).toBe("NOT_READY");
+      // A token whose signature fails is refused before any database call, outage or not.
+      const forged = await evaluateFor(`${bob.access.slice(0, -4)}AAAA`, {});
+      expect(forged.status).toBe(401);
+    } finally {
+      neonConfig.fetchFunction = original;
+      forgetFlagCallers();
+    }
   });
 
   it("falls back to Postgres when KV fails and nothing is held", async () => {
