@@ -107,35 +107,15 @@ export interface Schedule {
   end?: string | null;
 }
 
-/**
- * The rules of one flag, as evaluation needs them. `type` is the value type (boolean/string/number/json);
- * Unleash's own feature type (release, experiment, ...) is `kind`. A non-boolean flag's value is its variant's
- * payload read as that type, else `defaultValue`.
- */
-export interface FlagRules {
-  key: string;
-  type: ValueType;
-  enabled: boolean;
-  /** Environments the flag is on in; empty means every environment. */
-  environments: string[];
-  strategies: Strategy[];
-  variants: Variant[];
-  dependencies: Dependency[];
-  defaultValue: JsonValue;
-  schedule: Schedule | null;
-  /** This flag's own version (bumped by every change to it). */
-  version: number;
-  /** What the Unleash client API serves beside the rules; evaluation ignores it. */
-  presentation?: Pick<FlagDefinition, "description" | "kind" | "unleash">;
-}
-
 /** What the flags table stores for a key, beside its archive state and version (the admin API's flag body). */
 export interface FlagDefinition {
   description: string;
+  /** The value type. A non-boolean flag's value is its variant's payload read as that type, else `defaultValue`. */
   type: ValueType;
   /** Unleash's feature type: release, experiment, operational, kill-switch, permission. */
   kind: string;
   enabled: boolean;
+  /** Environments the flag is on in; empty means every environment. */
   environments: string[];
   strategies: Strategy[];
   variants: Variant[];
@@ -145,6 +125,19 @@ export interface FlagDefinition {
   tags: string[];
   /** Other Unleash fields (project, stale, impressionData, unknown ones) kept as imported, for a faithful export. */
   unleash: Record<string, unknown>;
+}
+
+/** The rules of one flag, as evaluation needs them. */
+export interface FlagRules
+  extends Pick<
+    FlagDefinition,
+    "type" | "enabled" | "environments" | "strategies" | "variants" | "dependencies" | "defaultValue" | "schedule"
+  > {
+  key: string;
+  /** This flag's own version (bumped by every change to it). */
+  version: number;
+  /** What the Unleash client API serves beside the rules; evaluation ignores it. */
+  presentation?: Pick<FlagDefinition, "description" | "kind" | "unleash">;
 }
 
 /** A per-user override: an active one wins over everything else. */

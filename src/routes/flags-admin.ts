@@ -72,6 +72,14 @@ const Segment = z.object({
 /** A flag, with its version as the ETag (the If-Match of the next write). */
 type UnleashDocument = z.output<typeof ClientFeaturesSchema>;
 
+/** The answers of a write to one flag. */
+const flagWriteResponses = {
+  200: jsonResponse("The flag (ETag: its new version)", Flag),
+  404: problem("No such flag"),
+  412: problem("The flag changed since it was read (If-Match)"),
+  422: problem("A rule is invalid (the field is named)"),
+};
+
 const flagJson = (c: Context<AppEnv>, record: FlagRecord) =>
   c.json(record as z.output<typeof Flag>, 200, { ETag: `"${record.version}"` });
 
@@ -87,6 +95,26 @@ const precondition = (c: Context<AppEnv>, bodyVersion: number | undefined, requi
 });
 
 const actor = (c: Context<AppEnv>) => principalOf(c).userId;
+
+/** Toggle and archive: the flag, If-Match, and an optional body with one optional boolean. */
+const switchRequest = (field: string) => ({
+  params: KeyParam,
+  headers: IfMatch,
+  body: {
+    required: false,
+    content: { "application/json": { schema: z.object({ [field]: z.boolean().optional() }) } },
+  },
+});
+
+/** That boolean, if the optional body has it (the body may be absent altogether). */
+async function switchValue(c: Context<AppEnv>, field: string): Promise<boolean | undefined> {
+  const body = (await c.req.json().catch(() => ({}))) as Record<string, unknown> | null;
+  const value = body?.[field];
+  if (value === undefined || typeof value === "boolean") return value;
+  throw new ApiError("VALIDATION_FAILED", `body.${field} must be true or false.`, {
+    errors: [{ field: `body.${field}`, message: "must be a boolean" }],
+  });
+}
 
 /** A new definition from the defaults plus what the body gave; the value type decides the default value. */
 function newDefinition(input: z.output<typeof FlagFields>): FlagDefinition {
@@ -331,7 +359,7 @@ export const flagAdminRoutes = createRouter()
       security: signedIn,
       middleware: [reader] as const,
       request: { params: KeyParam },
-      responses: { 200: jsonResponse("The flag", Flag), 404: problem("No such flag") },
+      responses: flagWriteResponses,
     }),
     async (c) => flagJson(c, flagRecord(await loadFlag(createDb(c.var.config), c.req.valid("param").key))),
   )
@@ -348,13 +376,7 @@ export const flagAdminRoutes = createRouter()
         headers: IfMatch,
         body: jsonBody(FlagFields.extend({ version: z.number().int().positive().optional() })),
       },
-      responses: {
-        200: jsonResponse("The flag", Flag),
-        404: problem("No such flag"),
-        412: problem("The flag changed since it was read"),
-        422: problem("A rule is invalid"),
-        428: problem("If-Match (or version) is missing"),
-      },
+      responses: { ...flagWriteResponses, 428: problem("If-Match (or version) is missing") },
     }),
     async (c) => {
       const { version, ...input } = c.req.valid("json");
@@ -379,13 +401,7 @@ export const flagAdminRoutes = createRouter()
       security: signedIn,
       middleware: [writer] as const,
       request: { params: KeyParam, headers: IfMatch, body: jsonBody(FlagPatch) },
-      responses: {
-        200: jsonResponse("The flag", Flag),
-        404: problem("No such flag"),
-        412: problem("The flag changed since it was read"),
-        422: problem("A rule is invalid"),
-        428: problem("If-Match (or version) is missing"),
-      },
+      responses: { ...flagWriteResponses, 428: problem("If-Match (or version) is missing") },
     }),
     async (c) => {
       // Only the fields the client sent: zod's defaults must not reset the others.
@@ -437,27 +453,11 @@ export const flagAdminRoutes = createRouter()
       summary: "Turn the kill switch on or off (flips it when `enabled` is absent)",
       security: signedIn,
       middleware: [writer] as const,
-      request: {
-        params: KeyParam,
-        headers: IfMatch,
-        body: {
-          required: false,
-          content: { "application/json": { schema: z.object({ enabled: z.boolean().optional() }) } },
-        },
-      },
-      responses: {
-        200: jsonResponse("The flag", Flag),
-        404: problem("No such flag"),
-        412: problem("Changed since read"),
-      },
+      request: switchRequest("enabled"),
+      responses: flagWriteResponses,
     }),
     async (c) => {
-      const { enabled } = (await c.req.json().catch(() => ({}))) as { enabled?: unknown };
-      if (enabled !== undefined && typeof enabled !== "boolean") {
-        throw new ApiError("VALIDATION_FAILED", "body.enabled must be true or false.", {
-          errors: [{ field: "body.enabled", message: "must be a boolean" }],
-        });
-      }
+      const enabled = await switchValue(c, "enabled");
       const committed = await updateFlag(
         c.var.config,
         actor(c),
@@ -477,25 +477,18 @@ export const flagAdminRoutes = createRouter()
       summary: "Archive a flag (it then evaluates as not found) or, with archived: false, restore it",
       security: signedIn,
       middleware: [writer] as const,
-      request: {
-        params: KeyParam,
-        headers: IfMatch,
-        body: {
-          required: false,
-          content: { "application/json": { schema: z.object({ archived: z.boolean().optional() }) } },
-        },
-      },
-      responses: { 200: jsonResponse("The flag", Flag), 404: problem("No such flag") },
+      request: switchRequest("archived"),
+      responses: flagWriteResponses,
     }),
     async (c) => {
-      const { archived = true } = (await c.req.json().catch(() => ({}))) as { archived?: boolean };
+      const archived = (await switchValue(c, "archived")) ?? true;
       const committed = await updateFlag(
         c.var.config,
         actor(c),
         c.req.valid("param").key,
         precondition(c, undefined, false),
-        (current) => ({ definition: definitionOf(current), archived: archived !== false }),
-        archived === false ? "restored" : "archived",
+        (current) => ({ definition: definitionOf(current), archived }),
+        archived ? "archived" : "restored",
       );
       return flagJson(c, await published(c, committed));
     },
@@ -677,12 +670,7 @@ function partRoute<T extends z.ZodObject>(part: string, body: T) {
     security: signedIn,
     middleware: [writer] as const,
     request: { params: KeyParam, headers: IfMatch, body: jsonBody(body) },
-    responses: {
-      200: jsonResponse("The flag", Flag),
-      404: problem("No such flag"),
-      412: problem("The flag changed since it was read"),
-      422: problem("A rule is invalid (the field is named)"),
-    },
+    responses: flagWriteResponses,
   });
 }
 
