@@ -1,6 +1,5 @@
 // The figures of one bench:answers run as the generated block of docs/benchmarks.md (between its markers).
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { writeDocBlock } from "../lib/report.ts";
 import type { Counters, Figures } from "./measure.ts";
 
 export interface AnswersReport {
@@ -107,15 +106,5 @@ export function renderReport(r: AnswersReport): string {
 const SECTION = "## Answers and the search cache (bench/answers)";
 
 /** Replaces the generated block of docs/benchmarks.md (or appends a section holding it); the rest is untouched. */
-export async function writeReport(root: string, block: string): Promise<string> {
-  const path = join(root, "docs", "benchmarks.md");
-  const current = await readFile(path, "utf8").catch(() => "# Benchmarks\n");
-  const start = current.indexOf(START);
-  const end = current.indexOf(END);
-  const next =
-    start >= 0 && end > start
-      ? current.slice(0, start) + block + current.slice(end + END.length)
-      : `${current.trimEnd()}\n\n${SECTION}\n\n${block}\n`;
-  await writeFile(path, next);
-  return path;
-}
+export const writeReport = (root: string, block: string) =>
+  writeDocBlock(root, { start: START, end: END, section: SECTION }, block);

@@ -5,8 +5,9 @@
 import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { join, relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { machineCpu } from "../ingest/proc.ts";
+import { startCpuMeter } from "../lib/cpu.ts";
+import { parseOptions } from "../lib/options.ts";
+import { runScope } from "../lib/run-scope.ts";
 import { readCorpus, readJudgedQueries } from "../retrieval/dataset.ts";
 import { floorPass, jsonAnswers, type Settings, searchPasses, streamedAnswers, warmUp } from "./measure.ts";
 import { type AnswersReport, renderReport, writeReport } from "./report.ts";
@@ -30,60 +31,27 @@ const USAGE = `usage: npm run bench:answers -- [options]
 Without --url, npm run dev gets an empty Redis database of 127.0.0.1:6379 (unless REDIS_URL is set),
 whose keys are deleted at the end. RETRIEVAL_*, RAG_*, CACHE_* and KB_CHUNK_* pass to npm run dev.`;
 
-const { values: args } = parseArgs({
-  options: {
-    docs: { type: "string", default: "1000" },
-    queries: { type: "string", default: "200" },
-    "top-k": { type: "string", default: "10" },
-    "no-l2": { type: "boolean", default: false },
-    url: { type: "string" },
-    port: { type: "string", default: "8799" },
-    source: { type: "string", default: "head" },
-    data: { type: "string", default: join(ROOT, "..", "shared", "data", "scifact") },
-    "timeout-minutes": { type: "string", default: "30" },
-    "no-write": { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
+const { args, int, oneOf } = parseOptions(USAGE, {
+  docs: { type: "string", default: "1000" },
+  queries: { type: "string", default: "200" },
+  "top-k": { type: "string", default: "10" },
+  "no-l2": { type: "boolean", default: false },
+  url: { type: "string" },
+  port: { type: "string", default: "8799" },
+  source: { type: "string", default: "head" },
+  data: { type: "string", default: join(ROOT, "..", "shared", "data", "scifact") },
+  "timeout-minutes": { type: "string", default: "30" },
+  "no-write": { type: "boolean", default: false },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const positive = (name: keyof typeof args) => {
-  const n = Number(args[name]);
-  if (Number.isInteger(n) && n >= 1) return n;
-  console.error(`--${name} must be a positive integer\n${USAGE}`);
-  process.exit(2);
-};
-const docs = positive("docs");
-const perPass = positive("queries");
-const topK = positive("top-k");
-const port = positive("port");
-const deadline = Date.now() + positive("timeout-minutes") * 60_000;
-if (args.source !== "head" && args.source !== "working-tree") {
-  console.error(`--source must be head or working-tree\n${USAGE}`);
-  process.exit(2);
-}
-const source = args.source;
+const docs = int("docs");
+const perPass = int("queries");
+const topK = int("top-k");
+const port = int("port");
+const deadline = Date.now() + int("timeout-minutes") * 60_000;
+const source = oneOf("source", ["head", "working-tree"]);
 const SETTINGS = /^(RETRIEVAL_|RAG_|CACHE_|KB_CHUNK_|EMBEDDING_MODEL$)/;
-const say = (line: string) => console.log(`[bench:answers] ${line}`);
-
-// Whatever this run starts is stopped on every way out (end, error, Ctrl-C, time limit), last started first.
-const undo: (() => Promise<unknown>)[] = [];
-let stopping: Promise<void> | undefined;
-const stopAll = () => {
-  stopping ??= (async () => {
-    while (undo.length) await (undo.pop() as () => Promise<unknown>)().catch((e) => console.error(`cleanup: ${e}`));
-  })();
-  return stopping;
-};
-const leave = (why: string, code: number) => {
-  say(`${why}: stopping`);
-  void stopAll().then(() => process.exit(code));
-};
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => leave(signal, 130));
-// The passes stop themselves at the deadline; this is the backstop.
-setTimeout(() => leave("time limit", 124), deadline - Date.now() + 60_000).unref();
+// The passes stop themselves at the deadline; the scope's time limit, a minute later, is the backstop.
+const { say, defer, command, runMain } = runScope("bench:answers", { stopAt: deadline + 60_000 });
 
 async function main(): Promise<number> {
   const started = new Date();
@@ -107,7 +75,7 @@ async function main(): Promise<number> {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
   } else {
     const log = join(ROOT, "bench", "answers", "logs", `dev-${started.toISOString().replace(/[:.]/g, "-")}.log`);
-    ({ target, commit } = await freshTarget(ROOT, source, port, log, (step) => undo.push(step), say));
+    ({ target, commit } = await freshTarget(ROOT, source, port, log, defer, say));
     say(`${target.l2.note}; dev log ${relative(ROOT, log)}`);
   }
   const { client } = target;
@@ -130,7 +98,7 @@ async function main(): Promise<number> {
   const stream = await streamedAnswers(client, await accessToken(target), forStream, settings);
 
   const report: AnswersReport = {
-    command: `npm run bench:answers${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
+    command,
     started_at: started.toISOString(),
     run_seconds: (Date.now() - started.getTime()) / 1000,
     commit,
@@ -182,35 +150,19 @@ async function main(): Promise<number> {
 
 /** CPU time during the measured passes: the server's, this client's, and the rest of the machine's. */
 function cpuMeter(target: Target) {
-  const before = new Map((target.processes?.() ?? []).map((p) => [p.pid, p.cpuSeconds]));
-  const machine = machineCpu();
-  const own = process.cpuUsage();
-  const t0 = performance.now();
+  const read = startCpuMeter(() => (target.processes?.() ?? []).map((info) => ({ role: "server", info })));
   return () => {
-    const seconds = (performance.now() - t0) / 1000;
-    const busy = machineCpu().busy - machine.busy;
-    const mine = process.cpuUsage(own);
-    const client = (mine.user + mine.system) / 1e6;
-    const after = target.processes?.();
-    const server = after?.reduce((sum, p) => sum + p.cpuSeconds - (before.get(p.pid) ?? 0), 0);
-    const capacity = seconds * cpus().length;
-    const share = (n: number) => Math.round((100 * n) / capacity);
+    const { wall, byRole, client, busy, others } = read();
+    const share = (n: number) => Math.round((100 * n) / (wall * cpus().length));
+    const measured = target.processes !== undefined;
     return {
-      seconds: Math.round(seconds),
+      seconds: Math.round(wall),
       machine_busy_pct: share(busy),
-      server_pct: server === undefined ? null : share(server),
+      server_pct: measured ? share(byRole.server ?? 0) : null,
       client_pct: share(client),
-      others_pct: server === undefined ? null : share(Math.max(0, busy - server - client)),
+      others_pct: measured ? share(others) : null,
     };
   };
 }
 
-main()
-  .catch((error: unknown) => {
-    console.error(`[bench:answers] ${(error as Error).stack ?? error}`);
-    return 1;
-  })
-  .then(async (code) => {
-    await stopAll();
-    process.exit(code);
-  });
+void runMain(main);

@@ -35,23 +35,31 @@ export interface LoadResult {
 
 const LOOPBACK = /^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/;
 
-function once(
+/** One request and its whole answer; times are performance.now() at sending and at the last byte. */
+export interface Exchange {
+  status: number;
+  body: string;
+  sentAt: number;
+  receivedAt: number;
+}
+
+/** Sends one request over `agent` (loopback or not: the callers check) and reads the whole answer. */
+export function exchange(
   agent: Agent,
-  target: LoadTarget,
-  i: number,
+  base: string,
+  spec: { method: string; path: string; headers: Record<string, string>; body?: string | undefined },
   timeoutMs: number,
-): Promise<{ status: number; body: string; ms: number }> {
-  const spec = target.requests[i % target.requests.length] as LoadTarget["requests"][number];
-  const url = new URL(target.path, target.base);
+): Promise<Exchange> {
+  const url = new URL(spec.path, base);
   return new Promise((resolve, reject) => {
-    const t0 = performance.now();
+    const sentAt = performance.now();
     const req = request(
       {
         agent,
         host: url.hostname,
         port: url.port,
         path: url.pathname + url.search,
-        method: target.method,
+        method: spec.method,
         headers:
           spec.body === undefined ? spec.headers : { ...spec.headers, "content-length": Buffer.byteLength(spec.body) },
         timeout: timeoutMs,
@@ -64,7 +72,8 @@ function once(
           resolve({
             status: res.statusCode ?? 0,
             body: Buffer.concat(chunks).toString("utf8"),
-            ms: performance.now() - t0,
+            sentAt,
+            receivedAt: performance.now(),
           }),
         );
       },
@@ -73,6 +82,17 @@ function once(
     req.on("error", reject);
     req.end(spec.body);
   });
+}
+
+async function once(
+  agent: Agent,
+  target: LoadTarget,
+  i: number,
+  timeoutMs: number,
+): Promise<{ status: number; body: string; ms: number }> {
+  const spec = target.requests[i % target.requests.length] as LoadTarget["requests"][number];
+  const reply = await exchange(agent, target.base, { ...spec, method: target.method, path: target.path }, timeoutMs);
+  return { status: reply.status, body: reply.body, ms: reply.receivedAt - reply.sentAt };
 }
 
 /**

@@ -6,6 +6,9 @@
 //    installed at bench time into bench/.unleash/, on a fresh PostgreSQL database) evaluating the same flags
 //    through its frontend API (POST /api/frontend), with the same closed-loop load generator at each
 //    concurrency; plus the sign-in floor (GET /api/auth/me) at the same load.
+// 3. Propagation (bench/flags/propagation.ts), on the same npm run dev: an admin toggles one flag back and forth;
+//    per write, its own round trip, the change event on an open SSE stream, and a ~5 ms evaluate poller's
+//    first new answer. `--only propagation` runs this part alone (npm run dev and the workload, nothing else).
 // Writes its block of docs/benchmarks.md and bench/flags/results/<date>.json. Stops by itself, and stops
 // everything it started (npm run dev, unleash-server, the database) on every way out.
 import { execFileSync } from "node:child_process";
@@ -14,17 +17,27 @@ import { existsSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs } from "node:util";
 import type { EvaluationContext } from "../../src/flags/model.ts";
 import { freePort } from "../../test/node/dev-server.ts";
-import { freshTarget } from "../answers/server.ts";
+import { accessToken, freshTarget, type Target } from "../answers/server.ts";
 import { type ApiClient, ApiError } from "../ingest/client.ts";
-import type { SnapshotSource } from "../ingest/dev-server.ts";
-import { machineCpu, type ProcessInfo, roleOf } from "../ingest/proc.ts";
+import { type ProcessInfo, roleOf } from "../ingest/proc.ts";
+import { startCpuMeter } from "../lib/cpu.ts";
+import { parseOptions } from "../lib/options.ts";
+import { runScope } from "../lib/run-scope.ts";
 import { runInProcess } from "./inprocess.ts";
 import { type LoadTarget, runLoad, single } from "./load.ts";
 import { profileWorker } from "./profile.ts";
-import { type CpuShare, type FlagsReport, type HttpReport, renderBlock, writeBlock, writeResults } from "./report.ts";
+import { measurePropagation, type PropagationReport } from "./propagation.ts";
+import {
+  type CpuShare,
+  type FlagsReport,
+  type HttpReport,
+  propagationBlock,
+  renderBlock,
+  writeBlock,
+  writeResults,
+} from "./report.ts";
 import {
   clientFeatures,
   ensureInstalled,
@@ -50,6 +63,11 @@ const USAGE = `usage: npm run bench:flags -- [options]
   --no-http              in process only
   --no-floor             skip the floors (GET /health, GET /api/auth/me) in the HTTP steps
   --no-profile           skip the CPU profile of the Worker under load (where its time goes)
+  --writes N             propagation: measured flag writes (default 50, after 3 unmeasured)
+  --poll-ms N            propagation: pause between the evaluate poller's requests (default 5)
+  --no-propagation       skip the propagation measurement
+  --only propagation     only that: npm run dev with the workload imported, no Unleash, no load; prints its
+                         figures and writes nothing
   --source S             what npm run dev runs: head (a copy of the last commit, default) or working-tree
   --port N               port of the npm run dev it starts (default 8795); unleash-server gets a free one
   --timeout-minutes N    the whole benchmark stops after this long (default 10)
@@ -58,83 +76,51 @@ unleash-server@${UNLEASH_VERSION} is installed into bench/.unleash/ (git-ignored
 project's Node 22 on a new database unleash_bench_<pid> of PostgreSQL at 127.0.0.1:5432 (user postgres),
 dropped at the end.`;
 
-const { values: args } = parseArgs({
-  options: {
-    flags: { type: "string", default: String(DEFAULT_WORKLOAD.flags) },
-    contexts: { type: "string", default: String(DEFAULT_WORKLOAD.contexts) },
-    seed: { type: "string", default: String(DEFAULT_WORKLOAD.seed) },
-    rounds: { type: "string", default: "7" },
-    "round-ms": { type: "string", default: "500" },
-    concurrency: { type: "string", default: "16,64" },
-    seconds: { type: "string", default: "15" },
-    users: { type: "string", default: "4" },
-    agreement: { type: "string", default: "100" },
-    "no-http": { type: "boolean", default: false },
-    "no-floor": { type: "boolean", default: false },
-    "no-profile": { type: "boolean", default: false },
-    source: { type: "string", default: "head" },
-    port: { type: "string", default: "8795" },
-    "timeout-minutes": { type: "string", default: "10" },
-    "no-write": { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
+const { args, int, ints, oneOf } = parseOptions(USAGE, {
+  flags: { type: "string", default: String(DEFAULT_WORKLOAD.flags) },
+  contexts: { type: "string", default: String(DEFAULT_WORKLOAD.contexts) },
+  seed: { type: "string", default: String(DEFAULT_WORKLOAD.seed) },
+  rounds: { type: "string", default: "7" },
+  "round-ms": { type: "string", default: "500" },
+  concurrency: { type: "string", default: "16,64" },
+  seconds: { type: "string", default: "15" },
+  users: { type: "string", default: "4" },
+  agreement: { type: "string", default: "100" },
+  "no-http": { type: "boolean", default: false },
+  "no-floor": { type: "boolean", default: false },
+  "no-profile": { type: "boolean", default: false },
+  writes: { type: "string", default: "50" },
+  "poll-ms": { type: "string", default: "5" },
+  "no-propagation": { type: "boolean", default: false },
+  only: { type: "string" },
+  source: { type: "string", default: "head" },
+  port: { type: "string", default: "8795" },
+  "timeout-minutes": { type: "string", default: "10" },
+  "no-write": { type: "boolean", default: false },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-function count(name: keyof typeof args, min = 1): number {
-  const n = Number(args[name]);
-  if (Number.isInteger(n) && n >= min) return n;
-  console.error(`--${name} must be an integer of at least ${min}\n${USAGE}`);
-  process.exit(2);
-}
 const workloadOptions = {
   ...DEFAULT_WORKLOAD,
-  flags: count("flags"),
-  contexts: count("contexts"),
-  seed: count("seed", 0),
+  flags: int("flags"),
+  contexts: int("contexts"),
+  seed: int("seed", 0),
 };
-const rounds = count("rounds");
-const roundMs = count("round-ms");
-const seconds = count("seconds");
-const userCount = Math.min(5, count("users"));
-const agreementContexts = count("agreement");
-const port = count("port");
-const deadline = Date.now() + count("timeout-minutes") * 60_000;
-const concurrencies = String(args.concurrency)
-  .split(",")
-  .map((s) => Number(s.trim()));
-if (!concurrencies.every((n) => Number.isInteger(n) && n >= 1 && n <= 1000)) {
-  console.error(`--concurrency must list integers from 1 to 1000\n${USAGE}`);
-  process.exit(2);
-}
-if (args.source !== "head" && args.source !== "working-tree") {
-  console.error(`--source must be head or working-tree\n${USAGE}`);
-  process.exit(2);
-}
-const source: SnapshotSource = args.source;
+const rounds = int("rounds");
+const roundMs = int("round-ms");
+const seconds = int("seconds");
+const userCount = Math.min(5, int("users"));
+const agreementContexts = int("agreement");
+const propagationWrites = int("writes");
+const pollMs = int("poll-ms");
+const only = args.only === undefined ? undefined : oneOf("only", ["propagation"]);
+const port = int("port");
+const deadline = Date.now() + int("timeout-minutes") * 60_000;
+const concurrencies = ints("concurrency", 1, 1000);
+const source = oneOf("source", ["head", "working-tree"]);
 const WARM_UP_SECONDS = 3;
 const PROFILE_CONCURRENCY = 16;
 const PROFILE_SECONDS = 12;
-const say = (line: string) => console.log(`[bench:flags] ${line}`);
-
-// ---- stopping whatever was started, on every way out --------------------------------------------------------
-
-const undo: (() => Promise<unknown>)[] = [];
-let stopping: Promise<void> | undefined;
-const stopAll = () => {
-  stopping ??= (async () => {
-    while (undo.length) await (undo.pop() as () => Promise<unknown>)().catch((e) => console.error(`cleanup: ${e}`));
-  })();
-  return stopping;
-};
-const leave = (why: string, code: number) => {
-  say(`${why}: stopping`);
-  void stopAll().then(() => process.exit(code));
-};
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => leave(signal, 130));
-setTimeout(() => leave("time limit", 124), deadline - Date.now()).unref();
+const PROPAGATION_FLAG = "bench.propagation";
+const { say, defer, stopAll, command, runMain } = runScope("bench:flags", { stopAt: deadline });
 
 // ---- HTTP ---------------------------------------------------------------------------------------------------
 
@@ -170,21 +156,11 @@ async function signInUsers(client: ApiClient, n: number): Promise<User[]> {
 
 /** CPU by role over a step: our server's processes (or Unleash's), this client, the rest of the machine. */
 function cpuMeter(processes: () => { role: string; info: ProcessInfo }[]): () => CpuShare {
-  const before = new Map(processes().map((p) => [p.info.pid, p.info.cpuSeconds]));
-  const machine = machineCpu();
-  const own = process.cpuUsage();
-  const t0 = performance.now();
+  const read = startCpuMeter(processes);
   return () => {
-    const wall = (performance.now() - t0) / 1000;
-    const cores: Record<string, number> = {};
-    for (const { role, info } of processes()) {
-      cores[role] = (cores[role] ?? 0) + (info.cpuSeconds - (before.get(info.pid) ?? 0)) / wall;
-    }
-    const mine = process.cpuUsage(own);
-    const client = (mine.user + mine.system) / 1e6 / wall;
-    const busy = (machineCpu().busy - machine.busy) / wall;
-    const ours = Object.values(cores).reduce((a, b) => a + b, 0) + client;
-    return { cores, machine_busy: busy, others: Math.max(0, busy - ours) };
+    const { wall, byRole, busy, others } = read();
+    const cores = Object.fromEntries(Object.entries(byRole).map(([role, s]) => [role, s / wall]));
+    return { cores, machine_busy: busy / wall, others: others / wall };
   };
 }
 
@@ -234,7 +210,7 @@ async function httpAgreement(
 async function runHttp(
   workload: ReturnType<typeof generateWorkload>,
   started: Date,
-): Promise<{ report: HttpReport; commit: string }> {
+): Promise<{ report: HttpReport; commit: string; propagation: PropagationReport | null; propagationSkipped?: string }> {
   const logDir = join(ROOT, "bench", "flags", "logs");
   const stamp = started.toISOString().replace(/[:.]/g, "-");
   const node = existsSync(join(ROOT, "node_modules", ".bin", "node"))
@@ -243,9 +219,10 @@ async function runHttp(
 
   // Both servers start at once: npm run dev (a private copy of the tree) and unleash-server.
   const t0 = performance.now();
-  const devStart = freshTarget(ROOT, source, port, join(logDir, `dev-${stamp}.log`), (s) => undo.push(s), say).then(
-    (r) => ({ ...r, seconds: (performance.now() - t0) / 1000 }),
-  );
+  const devStart = freshTarget(ROOT, source, port, join(logDir, `dev-${stamp}.log`), defer, say).then((r) => ({
+    ...r,
+    seconds: (performance.now() - t0) / 1000,
+  }));
   const unleashStart = (async () => {
     const entry = await ensureInstalled(join(ROOT, "bench", ".unleash"), say);
     const t1 = performance.now();
@@ -254,7 +231,7 @@ async function runHttp(
       node,
       port: await freePort(),
       logFile: join(logDir, `unleash-${stamp}.log`),
-      defer: (s) => undo.push(s),
+      defer,
       say,
       startTimeoutMs: 180_000,
     });
@@ -288,16 +265,7 @@ async function runHttp(
   }
   const keys = doc.features.map((f) => f.name);
 
-  const t2 = performance.now();
-  const imported = await client.json("POST", "/api/admin/flags/import?mode=replace", 200, {
-    body: JSON.stringify(doc),
-    contentType: "application/json",
-    timeoutMs: 120_000,
-  });
-  const importMs = performance.now() - t2;
-  say(
-    `imported ${doc.features.length} flags into npm run dev in ${Math.round(importMs)} ms: ${JSON.stringify(imported).slice(0, 200)}`,
-  );
+  const importMs = await importFlags(client, doc);
 
   const users = await signInUsers(client, userCount);
   say(`${users.length} users signed in`);
@@ -421,6 +389,17 @@ async function runHttp(
     }
   }
 
+  // Last, as it adds a flag to the rule set (the load's answers are checked for the workload's flags only).
+  let propagation: PropagationReport | null = null;
+  let propagationSkipped: string | undefined;
+  if (args["no-propagation"]) {
+    propagationSkipped = "--no-propagation";
+  } else if (Date.now() + propagationWrites * 500 + 20_000 > deadline - 30_000) {
+    propagationSkipped = "not enough time left before the time limit";
+  } else {
+    propagation = await propagationOn(dev.target);
+  }
+
   const unleashNotes = [
     `unleash-server ${UNLEASH_VERSION} (OSS), Node ${execFileSync(node, ["-v"], { encoding: "utf8" }).trim()}, PostgreSQL 15 on this machine; frontend token bound to \`default:development\`; its SDK-API rate limit (20,000 requests a minute per token) lifted through TOKEN_AUTHENTICATION_RATE_LIMIT_PER_MINUTE and SDK_API_RATE_LIMIT_PER_MINUTE.`,
     "Unleash's frontend API keeps every flag definition in memory (refreshed on its own change events, not per request) and evaluates each request with its Node SDK (the same unleash-client 6.12.1: `getVariant` for every flag), answering with the enabled flags only and `Cache-Control: no-cache`: nothing is cached per context. Ours answers with every flag (enabled, variant, value, reason, version), hence the larger body.",
@@ -439,6 +418,8 @@ async function runHttp(
       : unleashNotes;
   return {
     commit: dev.commit,
+    propagation,
+    ...(propagationSkipped ? { propagationSkipped } : {}),
     report: {
       flags: keys.length,
       left_out: [...leftOut].map(([flag, why]) => ({ flag, why: why.replace(/^.*"message":"([^"]+)".*$/, "$1") })),
@@ -458,6 +439,53 @@ async function runHttp(
   };
 }
 
+/** Imports the flags into npm run dev, replacing what it holds; returns how long that took (ms). */
+async function importFlags(client: ApiClient, doc: ReturnType<typeof without>): Promise<number> {
+  const t0 = performance.now();
+  const imported = await client.json("POST", "/api/admin/flags/import?mode=replace", 200, {
+    body: JSON.stringify(doc),
+    contentType: "application/json",
+    timeoutMs: 120_000,
+  });
+  const ms = performance.now() - t0;
+  say(
+    `imported ${doc.features.length} flags into npm run dev in ${Math.round(ms)} ms: ${JSON.stringify(imported).slice(0, 200)}`,
+  );
+  return ms;
+}
+
+/** Propagation of flag writes on this npm run dev (the admin writes; two more of its sessions observe). */
+async function propagationOn(target: Target): Promise<PropagationReport> {
+  say(`propagation: ${propagationWrites} toggles of ${PROPAGATION_FLAG}, an SSE stream and a ${pollMs} ms poller`);
+  return measurePropagation({
+    base: target.client.baseUrl,
+    adminToken: await accessToken(target),
+    streamToken: await accessToken(target),
+    pollToken: await accessToken(target),
+    flag: PROPAGATION_FLAG,
+    writes: propagationWrites,
+    warmUpWrites: 3,
+    pollIntervalMs: pollMs,
+    gapMs: 50,
+    waitMs: 5_000,
+    say,
+  });
+}
+
+/** --only propagation: npm run dev with the workload imported (what Unleash is known to refuse left out). */
+async function propagationOnly(workload: ReturnType<typeof generateWorkload>, started: Date): Promise<number> {
+  const stamp = started.toISOString().replace(/[:.]/g, "-");
+  const logFile = join(ROOT, "bench", "flags", "logs", `dev-${stamp}.log`);
+  const dev = await freshTarget(ROOT, source, port, logFile, defer, say);
+  say(`npm run dev on ${dev.target.client.baseUrl} (${dev.target.l2.note})`);
+  await importFlags(dev.target.client, without(workload.doc, refusedByUnleash(workload.doc)));
+  const propagation = await propagationOn(dev.target);
+  await stopAll();
+  console.log(`\n${propagationBlock(propagation).join("\n").trim()}\n`);
+  say("--only propagation: docs/benchmarks.md and results/ left alone");
+  return propagation.missed.stream + propagation.missed.poll ? 1 : 0;
+}
+
 /** Short roles: wrangler dev runs two workerd processes, the Worker's (with an inspector) and its proxy's. */
 const ourRole = (command: string) => {
   if (/workerd/.test(command)) return /--inspector-addr/.test(command) ? "workerd (Worker)" : "workerd (proxy)";
@@ -473,6 +501,7 @@ async function main(): Promise<number> {
   say(
     `workload: ${workload.doc.features.length} flags, ${workload.doc.segments.length} segments, ${workload.contexts.length} contexts (seed ${workloadOptions.seed})`,
   );
+  if (only === "propagation") return propagationOnly(workload, started);
   const inProcess = await runInProcess(workload.doc, workload.contexts, {
     rounds,
     roundMs,
@@ -486,17 +515,19 @@ async function main(): Promise<number> {
   let commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
   let http: HttpReport | null = null;
   let httpSkipped: string | undefined;
+  let propagation: PropagationReport | null = null;
+  let propagationSkipped: string | undefined = "--no-http (it runs on the same npm run dev)";
   if (args["no-http"]) {
     httpSkipped = "--no-http";
   } else {
     const result = await runHttp(workload, started);
+    ({ commit, propagation, propagationSkipped } = result);
     http = result.report;
-    commit = result.commit;
   }
   await stopAll();
 
   const report: FlagsReport = {
-    command: `npm run bench:flags${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
+    command,
     started_at: started.toISOString(),
     run_seconds: (Date.now() - started.getTime()) / 1000,
     commit,
@@ -510,6 +541,8 @@ async function main(): Promise<number> {
     in_process: inProcess,
     http,
     ...(httpSkipped ? { http_skipped: httpSkipped } : {}),
+    propagation,
+    ...(propagationSkipped ? { propagation_skipped: propagationSkipped } : {}),
   };
   const block = renderBlock(report);
   console.log(`\n${block}\n`);
@@ -528,12 +561,4 @@ async function main(): Promise<number> {
   return disagreements ? 1 : 0;
 }
 
-main()
-  .catch((error: unknown) => {
-    console.error(`[bench:flags] ${(error as Error).stack ?? error}`);
-    return 1;
-  })
-  .then(async (code) => {
-    await stopAll();
-    process.exit(code);
-  });
+void runMain(main);

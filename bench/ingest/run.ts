@@ -6,17 +6,12 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs } from "node:util";
+import { existingTarget } from "../answers/server.ts";
+import { parseOptions } from "../lib/options.ts";
+import { runScope } from "../lib/run-scope.ts";
 import { ApiClient } from "./client.ts";
 import { type ImportBody, importBodies, readBeirCorpus, SOURCE_TYPE } from "./corpus.ts";
-import {
-  createSnapshot,
-  type DevServer,
-  readLog,
-  type Snapshot,
-  type SnapshotSource,
-  startDevServer,
-} from "./dev-server.ts";
+import { createSnapshot, type DevServer, readLog, type Snapshot, startDevServer } from "./dev-server.ts";
 import { machine, machineCpu, type ProcessInfo, roleOf } from "./proc.ts";
 import { type BenchResults, type RunResult, writeBenchmarksDoc, writeResults } from "./report.ts";
 import {
@@ -50,48 +45,27 @@ const IMPORT_TIMEOUT_MS = 10 * 60_000;
 const POLL_MS = 1_000;
 const DEV_START_TIMEOUT_MS = 180_000;
 
-const { values: args } = parseArgs({
-  options: {
-    runs: { type: "string", default: "3" },
-    limit: { type: "string" },
-    "per-request": { type: "string", default: "1000" },
-    corpus: { type: "string", default: join(ROOT, "..", "shared", "data", "scifact", "corpus.jsonl") },
-    port: { type: "string", default: "8797" },
-    url: { type: "string" },
-    source: { type: "string", default: "head" },
-    "timeout-minutes": { type: "string", default: "45" },
-    "stall-seconds": { type: "string", default: "180" },
-    "no-write": { type: "boolean", default: false },
-    render: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  },
+const { args, int, optionalInt, oneOf } = parseOptions(USAGE, {
+  runs: { type: "string", default: "3" },
+  limit: { type: "string" },
+  "per-request": { type: "string", default: "1000" },
+  corpus: { type: "string", default: join(ROOT, "..", "shared", "data", "scifact", "corpus.jsonl") },
+  port: { type: "string", default: "8797" },
+  url: { type: "string" },
+  source: { type: "string", default: "head" },
+  "timeout-minutes": { type: "string", default: "45" },
+  "stall-seconds": { type: "string", default: "180" },
+  "no-write": { type: "boolean", default: false },
+  render: { type: "string" },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-
-const positive = (name: string, value: string | undefined): number | undefined => {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--${name} must be a positive integer\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
-const runs = args.url ? 1 : (positive("runs", args.runs) as number);
-const limit = positive("limit", args.limit);
-const perRequest = positive("per-request", args["per-request"]) as number;
-const port = positive("port", args.port) as number;
-if (args.source !== "head" && args.source !== "working-tree") {
-  console.error(`--source must be head or working-tree\n${USAGE}`);
-  process.exit(2);
-}
-const source = args.source as SnapshotSource;
+const runs = args.url ? 1 : int("runs");
+const limit = optionalInt("limit");
+const perRequest = int("per-request");
+const port = int("port");
+const source = oneOf("source", ["head", "working-tree"]);
 let snapshot: Snapshot | undefined;
-const stallMs = (positive("stall-seconds", args["stall-seconds"]) as number) * 1000;
-const benchDeadline = Date.now() + (positive("timeout-minutes", args["timeout-minutes"]) as number) * 60_000;
+const stallMs = int("stall-seconds") * 1000;
+const benchDeadline = Date.now() + int("timeout-minutes") * 60_000;
 
 const benchStarted = new Date();
 const machineAtStart = machine();
@@ -100,35 +74,11 @@ const stamp = benchStarted
   .replace(/[:.]/g, "-")
   .replace(/-\d{3}Z$/, "Z");
 const logDir = join(ROOT, "bench", "ingest", "logs");
-const say = (line: string) => console.log(`[bench:ingest] ${line}`);
-
-// Everything started here is stopped on every way out: normal end, error, Ctrl-C, timeout.
-const cleanups: (() => Promise<void>)[] = [];
-let cleaning: Promise<void> | undefined;
-let interrupted = false; // by a signal: the requests cut short by the shutdown are no news
-const cleanup = () => {
-  cleaning ??= (async () => {
-    for (const step of cleanups.reverse()) await step().catch((e) => console.error(`cleanup: ${(e as Error).message}`));
-  })();
-  return cleaning;
-};
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(signal, () => {
-    interrupted = true;
-    say(`${signal}: stopping`);
-    void cleanup().then(() => process.exit(130));
-  });
-}
-const watchdog = setTimeout(
-  () => {
-    say("the benchmark's time limit is reached: stopping");
-    void cleanup().then(() => process.exit(124));
-  },
-  benchDeadline - Date.now() + 60_000, // the runs stop themselves at the deadline; this is the backstop
-);
-watchdog.unref();
+// The runs stop themselves at the deadline; the scope's time limit, a minute later, is the backstop.
+const { say, defer, command, runMain } = runScope("bench:ingest", { stopAt: benchDeadline + 60_000 });
 
 async function main(): Promise<number> {
+  await mkdir(logDir, { recursive: true });
   if (args.render) {
     const file = resolve(args.render);
     const saved = JSON.parse(await readFile(file, "utf8")) as BenchResults;
@@ -143,9 +93,7 @@ async function main(): Promise<number> {
   if (!args.url) {
     snapshot = await createSnapshot(ROOT, source);
     const made = snapshot;
-    cleanups.push(async () => {
-      await made.remove();
-    });
+    defer(() => made.remove(), "the copy of the checkout");
     say(
       `running npm run dev in ${made.dir}: a copy of ${source === "head" ? `commit ${made.commit}` : "the working tree"}`,
     );
@@ -168,7 +116,7 @@ async function main(): Promise<number> {
 
   const bench: BenchResults = {
     benchmark: "bench/ingest",
-    command: `npm run bench:ingest${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
+    command,
     started_at: benchStarted.toISOString(),
     git: gitDescription(snapshot),
     machine: { ...machineAtStart, node: process.version, platform: `${process.platform} ${process.arch}` },
@@ -220,7 +168,7 @@ async function runOnFreshDevServer(run: number, bodies: ImportBody[]): Promise<R
     say(`stopped npm run dev (process group ${server.pid}${note})`);
     if (outcome.leftovers.length) console.error(`still running after stop: ${outcome.leftovers.join(" ")}`);
   };
-  cleanups.push(stop);
+  defer(stop, "npm run dev");
   try {
     const client = new ApiClient(server.url, REQUEST_TIMEOUT_MS);
     const admin = benchAdmin();
@@ -237,13 +185,7 @@ async function runOnFreshDevServer(run: number, bodies: ImportBody[]): Promise<R
 }
 
 async function runAgainst(url: string, bodies: ImportBody[]): Promise<RunResult> {
-  const client = new ApiClient(url.replace(/\/$/, ""), REQUEST_TIMEOUT_MS);
-  const email = process.env.BENCH_ADMIN_EMAIL;
-  const password = process.env.BENCH_ADMIN_PASSWORD;
-  if (!email || !password) throw new Error("--url needs BENCH_ADMIN_EMAIL and BENCH_ADMIN_PASSWORD");
-  const token = process.env.ADMIN_BOOTSTRAP_TOKEN;
-  if (token) await client.bootstrap(token, { email, password, full_name: "Benchmark Admin" });
-  await client.login(email, password);
+  const { client } = await existingTarget(url);
   const existing = await client.json("GET", `/api/admin/kb/documents?source_type=${SOURCE_TYPE}&page_size=1`, 200);
   if (Number(existing.total) > 0) {
     throw new Error(
@@ -468,14 +410,4 @@ function gitDescription(copy: Snapshot | undefined) {
 
 const round = (n: number, digits: number) => Number(n.toFixed(digits));
 
-let code = 1;
-try {
-  await mkdir(logDir, { recursive: true });
-  code = await main();
-} catch (error) {
-  if (!interrupted) console.error(`[bench:ingest] failed: ${(error as Error).stack ?? error}`);
-} finally {
-  await cleanup();
-  clearTimeout(watchdog);
-}
-process.exit(code);
+void runMain(main);

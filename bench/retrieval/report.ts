@@ -1,6 +1,5 @@
 // The figures of one bench:retrieval run, as the generated block of docs/benchmarks.md.
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { writeDocBlock } from "../lib/report.ts";
 
 export interface ModeFigures {
   ndcg10: number;
@@ -58,16 +57,5 @@ export function renderReport(r: BenchReport): string {
 }
 
 /** Replaces the generated block of docs/benchmarks.md (or appends a Retrieval section); the rest is untouched. */
-export async function writeReport(root: string, report: BenchReport): Promise<string> {
-  const path = join(root, "docs", "benchmarks.md");
-  const current = await readFile(path, "utf8").catch(() => "# Benchmarks\n");
-  const start = current.indexOf(START);
-  const end = current.indexOf(END);
-  const block = renderReport(report);
-  const next =
-    start >= 0 && end > start
-      ? `${current.slice(0, start)}${block}${current.slice(end + END.length)}`
-      : `${current.trimEnd()}\n\n## Retrieval (bench/retrieval)\n\n${block}\n`;
-  await writeFile(path, next);
-  return path;
-}
+export const writeReport = (root: string, report: BenchReport) =>
+  writeDocBlock(root, { start: START, end: END, section: "## Retrieval (bench/retrieval)" }, renderReport(report));

@@ -6,10 +6,12 @@ import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs } from "node:util";
+import { existingTarget } from "../answers/server.ts";
 import { ApiClient } from "../ingest/client.ts";
 import { importBodies } from "../ingest/corpus.ts";
 import { createSnapshot, type DevServer, startDevServer } from "../ingest/dev-server.ts";
+import { parseOptions } from "../lib/options.ts";
+import { runScope } from "../lib/run-scope.ts";
 import { readCorpus, readJudgedQueries, SOURCE_TYPE } from "./dataset.ts";
 import { documentRanking, evaluate, percentile } from "./evaluate.ts";
 import { type BenchReport, type ModeFigures, writeReport } from "./report.ts";
@@ -29,30 +31,21 @@ const USAGE = `usage: npm run bench:retrieval -- [options]
   --no-write           print the figures only
 Retrieval and chunking settings (RETRIEVAL_*, KB_CHUNK_*) pass from the environment to npm run dev.`;
 
-const { values: args } = parseArgs({
-  options: {
-    url: { type: "string" },
-    port: { type: "string", default: "8798" },
-    data: { type: "string", default: join(ROOT, "..", "shared", "data", "scifact") },
-    split: { type: "string", default: "train" },
-    queries: { type: "string" },
-    modes: { type: "string", default: MODES.join(",") },
-    "timeout-minutes": { type: "string", default: "60" },
-    "no-write": { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
+const { args, int, optionalInt, fail } = parseOptions(USAGE, {
+  url: { type: "string" },
+  port: { type: "string", default: "8798" },
+  data: { type: "string", default: join(ROOT, "..", "shared", "data", "scifact") },
+  split: { type: "string", default: "train" },
+  queries: { type: "string" },
+  modes: { type: "string", default: MODES.join(",") },
+  "timeout-minutes": { type: "string", default: "60" },
+  "no-write": { type: "boolean", default: false },
 });
-if (args.help) exit(0, USAGE);
-const positive = (name: string, value: string | undefined) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) exit(2, `--${name} must be a positive integer\n${USAGE}`);
-  return n;
-};
 const modes = (args.modes as string).split(",").map((m) => m.trim()) as Mode[];
-if (!modes.length || modes.some((m) => !MODES.includes(m))) exit(2, `--modes takes keyword, vector, hybrid\n${USAGE}`);
-const port = positive("port", args.port);
-const queryLimit = args.queries ? positive("queries", args.queries) : undefined;
-const deadline = Date.now() + positive("timeout-minutes", args["timeout-minutes"]) * 60_000;
+if (!modes.length || modes.some((m) => !MODES.includes(m))) fail("--modes takes keyword, vector, hybrid");
+const port = int("port");
+const queryLimit = optionalInt("queries");
+const deadline = Date.now() + int("timeout-minutes") * 60_000;
 
 const REQUEST_TIMEOUT_MS = 30_000;
 const IMPORT_TIMEOUT_MS = 10 * 60_000;
@@ -65,31 +58,8 @@ const MAX_SEARCH_ERRORS = 10;
 // Settings that change the figures; recorded with them when set in the environment.
 const SETTINGS = /^(RETRIEVAL_|KB_CHUNK_|EMBEDDING_MODEL$)/;
 
-const say = (line: string) => console.log(`[bench:retrieval] ${line}`);
-
-// Everything started here is stopped on every way out: normal end, error, Ctrl-C, timeout.
-const cleanups: (() => Promise<unknown>)[] = [];
-let cleaning: Promise<void> | undefined;
-const cleanup = () => {
-  cleaning ??= (async () => {
-    for (const step of cleanups.reverse()) await step().catch((e) => console.error(`cleanup: ${(e as Error).message}`));
-  })();
-  return cleaning;
-};
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(signal, () => {
-    say(`${signal}: stopping`);
-    void cleanup().then(() => process.exit(130));
-  });
-}
-const watchdog = setTimeout(
-  () => {
-    say("the time limit is reached: stopping");
-    void cleanup().then(() => process.exit(124));
-  },
-  deadline - Date.now() + 60_000, // the loops stop at the deadline; this is the backstop
-);
-watchdog.unref();
+// The loops stop at the deadline; the scope's time limit, a minute later, is the backstop.
+const { say, defer, command, runMain } = runScope("bench:retrieval", { stopAt: deadline + 60_000 });
 
 async function main(): Promise<number> {
   const started = new Date();
@@ -113,7 +83,7 @@ async function main(): Promise<number> {
   }
 
   const report: BenchReport = {
-    command: `npm run bench:retrieval${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
+    command,
     started_at: started.toISOString(),
     commit,
     target,
@@ -133,7 +103,7 @@ async function main(): Promise<number> {
 
 async function freshServer() {
   const snapshot = await createSnapshot(ROOT, "working-tree");
-  cleanups.push(() => snapshot.remove());
+  defer(() => snapshot.remove(), "the copy of the working tree");
   const bootstrapToken = randomBytes(24).toString("base64url");
   const logFile = join(ROOT, "bench", "retrieval", "logs", `dev-${Date.now()}.log`);
   say(`starting npm run dev -- --reset in a copy of the working tree on port ${port} (log ${relative(ROOT, logFile)})`);
@@ -145,11 +115,11 @@ async function freshServer() {
     logFile,
     startTimeoutMs: 180_000,
   });
-  cleanups.push(async () => {
+  defer(async () => {
     const outcome = await server.stop();
     say(`stopped npm run dev (process group ${server.pid})`);
     if (outcome.leftovers.length) console.error(`still running after stop: ${outcome.leftovers.join(" ")}`);
-  });
+  }, "npm run dev");
   const client = new ApiClient(server.url, REQUEST_TIMEOUT_MS);
   const admin = { email: "bench-admin@voiceassist.test", password: randomBytes(18).toString("base64url") };
   await client.bootstrap(bootstrapToken, { ...admin, full_name: "Benchmark Admin" });
@@ -163,13 +133,7 @@ async function freshServer() {
 }
 
 async function existingServer(url: string) {
-  const client = new ApiClient(url.replace(/\/$/, ""), REQUEST_TIMEOUT_MS);
-  const email = process.env.BENCH_ADMIN_EMAIL;
-  const password = process.env.BENCH_ADMIN_PASSWORD;
-  if (!email || !password) throw new Error("--url needs BENCH_ADMIN_EMAIL and BENCH_ADMIN_PASSWORD");
-  const token = process.env.ADMIN_BOOTSTRAP_TOKEN;
-  if (token) await client.bootstrap(token, { email, password, full_name: "Benchmark Admin" });
-  await client.login(email, password);
+  const { client } = await existingTarget(url);
   const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
   return { client, target: url, commit };
 }
@@ -289,18 +253,4 @@ async function runQueries(
   };
 }
 
-function exit(code: number, message: string): never {
-  (code ? console.error : console.log)(message);
-  process.exit(code);
-}
-
-main()
-  .then(async (code) => {
-    await cleanup();
-    process.exit(code);
-  })
-  .catch(async (error: unknown) => {
-    console.error(`[bench:retrieval] ${(error as Error).stack ?? error}`);
-    await cleanup();
-    process.exit(1);
-  });
+void runMain(main);

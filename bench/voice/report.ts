@@ -1,6 +1,5 @@
 // bench:voice figures: what makes a step sustained, and the generated block of docs/benchmarks.md.
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { writeDocBlock, writeResultsFile } from "../lib/report.ts";
 import { FRAME_MS, type StepResult, type Summary } from "./load.ts";
 
 /** Cores used over a step (CPU seconds ÷ wall seconds), by process role. */
@@ -179,15 +178,7 @@ export function renderBlock(r: VoiceReport): string {
 }
 
 /** Replaces the block in docs/benchmarks.md, or appends a section holding it; the rest of the file is kept. */
-export async function writeBlock(root: string, block: string): Promise<string> {
-  const path = join(root, "docs", "benchmarks.md");
-  const doc = await readFile(path, "utf8");
-  const at = doc.indexOf(START);
-  const to = doc.indexOf(END, at);
-  const next =
-    at >= 0 && to > at
-      ? [doc.slice(0, at), block, doc.slice(to + END.length)].join("")
-      : [doc.trimEnd(), "", SECTION, "", block, ""].join("\n");
-  await writeFile(path, next);
-  return path;
-}
+export const writeBlock = (root: string, block: string) =>
+  writeDocBlock(root, { start: START, end: END, section: SECTION }, block);
+
+export const writeResults = (root: string, report: VoiceReport) => writeResultsFile(root, "voice", report);

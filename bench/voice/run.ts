@@ -7,19 +7,29 @@
 // Overhead = relay − direct. Writes its block of docs/benchmarks.md and bench/voice/results/<date>.json.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseArgs } from "node:util";
 import { accessToken, type Target } from "../answers/server.ts";
 import { ApiClient, ApiError } from "../ingest/client.ts";
-import { createSnapshot, type DevServer, readLog, type SnapshotSource, startDevServer } from "../ingest/dev-server.ts";
-import { isAlive, machineCpu, type ProcessInfo, processTree, roleOf } from "../ingest/proc.ts";
+import { createSnapshot, type DevServer, readLog, startDevServer } from "../ingest/dev-server.ts";
+import { isAlive, processTree, roleOf } from "../ingest/proc.ts";
+import { startCpuMeter } from "../lib/cpu.ts";
+import { parseOptions } from "../lib/options.ts";
+import { runScope } from "../lib/run-scope.ts";
 import type { EchoStats } from "./echo-upstream.ts";
 import { FRAME_MS, runStep, type StepOptions, type StepResult } from "./load.ts";
-import { type CpuShare, renderBlock, type StepReport, type VoiceReport, verdictOf, writeBlock } from "./report.ts";
+import {
+  type CpuShare,
+  renderBlock,
+  type StepReport,
+  type VoiceReport,
+  verdictOf,
+  writeBlock,
+  writeResults,
+} from "./report.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const LADDER = [1, 2, 3, 5, 10, 20, 30, 40, 60, 80, 100, 120, 160, 200, 250, 300, 400, 500];
@@ -41,75 +51,33 @@ const USAGE = `usage: npm run bench:voice -- [options]
   --render FILE        only rewrite the docs/benchmarks.md block from a saved results/ file
 VOICE_* variables set in the environment pass to npm run dev.`;
 
-const { values: args } = parseArgs({
-  options: {
-    "max-sessions": { type: "string", default: "200" },
-    steps: { type: "string" },
-    seconds: { type: "string", default: "12" },
-    "p99-bound-ms": { type: "string", default: "200" },
-    url: { type: "string" },
-    "echo-port": { type: "string", default: "0" },
-    source: { type: "string", default: "head" },
-    port: { type: "string", default: "8796" },
-    "timeout-minutes": { type: "string", default: "15" },
-    "no-write": { type: "boolean", default: false },
-    render: { type: "string" },
-    help: { type: "boolean", short: "h", default: false },
-  },
+const { args, int, ints, oneOf } = parseOptions(USAGE, {
+  "max-sessions": { type: "string", default: "200" },
+  steps: { type: "string" },
+  seconds: { type: "string", default: "12" },
+  "p99-bound-ms": { type: "string", default: "200" },
+  url: { type: "string" },
+  "echo-port": { type: "string", default: "0" },
+  source: { type: "string", default: "head" },
+  port: { type: "string", default: "8796" },
+  "timeout-minutes": { type: "string", default: "15" },
+  "no-write": { type: "boolean", default: false },
+  render: { type: "string" },
 });
-if (args.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 if (args.render) {
   const saved = JSON.parse(await readFile(resolve(args.render), "utf8")) as VoiceReport;
   console.log(`wrote ${relative(ROOT, await writeBlock(ROOT, renderBlock(saved)))}`);
   process.exit(0);
 }
-function count(name: keyof typeof args, min = 1): number {
-  const n = Number(args[name]);
-  if (Number.isInteger(n) && n >= min) return n;
-  console.error(`--${name} must be an integer of at least ${min}\n${USAGE}`);
-  process.exit(2);
-}
-const maxSessions = count("max-sessions");
-const seconds = count("seconds");
-const bound = count("p99-bound-ms");
-const port = count("port");
-const echoPort = count("echo-port", 0);
-const deadline = Date.now() + count("timeout-minutes") * 60_000;
-const steps = args.steps
-  ? args.steps.split(",").map((s) => Number(s.trim()))
-  : [...LADDER.filter((n) => n < maxSessions), maxSessions];
-if (!steps.every((n) => Number.isInteger(n) && n >= 1)) {
-  console.error(`--steps must list positive integers\n${USAGE}`);
-  process.exit(2);
-}
-if (args.source !== "head" && args.source !== "working-tree") {
-  console.error(`--source must be head or working-tree\n${USAGE}`);
-  process.exit(2);
-}
-const source: SnapshotSource = args.source;
-const say = (line: string) => console.log(`[bench:voice] ${line}`);
-
-// ---- stopping whatever was started, on every way out ----------------------------------------------
-
-const cleanups: { what: string; run: () => Promise<unknown> }[] = [];
-let cleaning: Promise<void> | undefined;
-function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const step of cleanups.reverse()) {
-      await step.run().catch((error: unknown) => console.error(`[bench:voice] stopping ${step.what}: ${error}`));
-    }
-  })();
-  return cleaning;
-}
-function quit(reason: string, code: number): void {
-  say(`${reason}: stopping`);
-  void cleanUp().then(() => process.exit(code));
-}
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => quit(signal, 130));
-setTimeout(() => quit("time limit", 124), deadline - Date.now()).unref();
+const maxSessions = int("max-sessions");
+const seconds = int("seconds");
+const bound = int("p99-bound-ms");
+const port = int("port");
+const echoPort = int("echo-port", 0);
+const deadline = Date.now() + int("timeout-minutes") * 60_000;
+const steps = args.steps ? ints("steps") : [...LADDER.filter((n) => n < maxSessions), maxSessions];
+const source = oneOf("source", ["head", "working-tree"]);
+const { say, defer, command, runMain } = runScope("bench:voice", { stopAt: deadline });
 
 // ---- the echo upstream, a process of its own -----------------------------------------------------------
 
@@ -127,19 +95,16 @@ async function startEcho(): Promise<Echo> {
     { detached: true, stdio: ["pipe", "pipe", "inherit"] },
   );
   const pid = child.pid as number;
-  cleanups.push({
-    what: "the echo upstream",
-    run: async () => {
-      child.stdin?.end();
-      try {
-        process.kill(-pid, "SIGTERM");
-      } catch {
-        return; // gone already
-      }
-      for (let i = 0; i < 30 && isAlive(pid); i++) await sleep(100);
-      if (isAlive(pid)) process.kill(-pid, "SIGKILL");
-    },
-  });
+  defer(async () => {
+    child.stdin?.end();
+    try {
+      process.kill(-pid, "SIGTERM");
+    } catch {
+      return; // gone already
+    }
+    for (let i = 0; i < 30 && isAlive(pid); i++) await sleep(100);
+    if (isAlive(pid)) process.kill(-pid, "SIGKILL");
+  }, "the echo upstream");
   const line = await new Promise<string>((resolveLine, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.once("line", resolveLine);
@@ -169,21 +134,18 @@ async function startServer(echo: Echo, started: Date): Promise<Server> {
     return { url: args.url.replace(/\/$/, ""), description: args.url, commit: "(a running server)" };
   }
   const snapshot = await createSnapshot(ROOT, source);
-  cleanups.push({ what: "the snapshot", run: () => snapshot.remove() });
+  defer(() => snapshot.remove(), "the snapshot");
   const logFile = join(ROOT, "bench", "voice", "logs", `dev-${started.toISOString().replace(/[:.]/g, "-")}.log`);
   say(
     `starting npm run dev -- --reset in ${snapshot.dir} (a copy of ${source === "head" ? "HEAD" : "the working tree"}) on port ${port}, upstream ${echo.baseUrl}; log ${relative(ROOT, logFile)}`,
   );
   const env = { OPENAI_API_KEY: "sk-bench", OPENAI_BASE_URL: echo.baseUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" };
   const dev = await startDevServer({ root: snapshot.dir, port, env, logFile, startTimeoutMs: 180_000 });
-  cleanups.push({
-    what: "npm run dev",
-    run: async () => {
-      const { leftovers } = await dev.stop();
-      say(`stopped npm run dev (process group ${dev.pid})`);
-      if (leftovers.length) console.error(`[bench:voice] still running after stop: ${leftovers.join(" ")}`);
-    },
-  });
+  defer(async () => {
+    const { leftovers } = await dev.stop();
+    say(`stopped npm run dev (process group ${dev.pid})`);
+    if (leftovers.length) console.error(`[bench:voice] still running after stop: ${leftovers.join(" ")}`);
+  }, "npm run dev");
   const changed = source === "head" ? "" : ` + the working tree (${snapshot.changes.length} changed files)`;
   return {
     url: dev.url,
@@ -218,29 +180,21 @@ async function signInUser(server: Server): Promise<Target> {
 
 /** CPU time of the server by role, the echo upstream, this client and the rest of the machine, over a step. */
 function cpuMeter(server: Server, echo: Echo): () => CpuShare {
-  const processes = (): ProcessInfo[] => [...(server.dev?.tree() ?? []), ...processTree(echo.pid)];
-  const before = new Map(processes().map((p) => [p.pid, p.cpuSeconds]));
-  const machine = machineCpu();
-  const own = process.cpuUsage();
-  const t0 = performance.now();
+  const read = startCpuMeter(() =>
+    [...(server.dev?.tree() ?? []), ...processTree(echo.pid)].map((info) => ({
+      role: info.pid === echo.pid ? "echo upstream" : roleOf(info.command),
+      info,
+    })),
+  );
   return () => {
-    const wall = (performance.now() - t0) / 1000;
-    const byRole: Record<string, number> = {};
-    for (const p of processes()) {
-      const role = p.pid === echo.pid ? "echo upstream" : roleOf(p.command);
-      byRole[role] = (byRole[role] ?? 0) + p.cpuSeconds - (before.get(p.pid) ?? 0);
-    }
-    const mine = process.cpuUsage(own);
-    const client = (mine.user + mine.system) / 1e6;
-    const busy = machineCpu().busy - machine.busy;
-    const ours = Object.values(byRole).reduce((a, b) => a + b, 0) + client;
+    const { wall, byRole, client, busy, others } = read();
     const cores = (n: number) => Math.round((100 * n) / wall) / 100;
     return {
       wall_seconds: Math.round(wall * 10) / 10,
       cores: Object.fromEntries(Object.entries(byRole).map(([role, s]) => [role, cores(s)])),
       client: cores(client),
       machine_busy: cores(busy),
-      others: server.dev ? cores(Math.max(0, busy - ours)) : null,
+      others: server.dev ? cores(others) : null,
     };
   };
 }
@@ -374,7 +328,7 @@ async function main(): Promise<number> {
   const log = server.dev ? await readLog(server.dev.logFile) : "";
   const errorLines = log.split("\n").filter((l) => /"level":"error"|\b(uncaught|exception)\b/i.test(l));
   const report: VoiceReport = {
-    command: `npm run bench:voice${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
+    command,
     started_at: started.toISOString(),
     run_seconds: Math.round((Date.now() - started.getTime()) / 1000),
     commit: server.commit,
@@ -404,21 +358,11 @@ async function main(): Promise<number> {
   console.log(`\n${block}\n`);
   if (args["no-write"]) say("--no-write: docs/benchmarks.md and results/ left alone");
   else {
-    const json = join(ROOT, "bench", "voice", "results", `${report.started_at.slice(0, 10)}.json`);
-    await mkdir(join(json, ".."), { recursive: true });
-    await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
+    const json = await writeResults(ROOT, report);
     say(`wrote ${relative(ROOT, json)} and ${relative(ROOT, await writeBlock(ROOT, block))}`);
   }
   say(`done in ${report.run_seconds} s`);
   return reports[0]?.keeps_up ? 0 : 1;
 }
 
-main()
-  .catch((error: unknown) => {
-    console.error(`[bench:voice] ${(error as Error).stack ?? error}`);
-    return 1;
-  })
-  .then(async (code) => {
-    await cleanUp();
-    process.exit(code);
-  });
+void runMain(main);
