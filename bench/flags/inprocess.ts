@@ -4,8 +4,8 @@
 // interleaved timed rounds; the median ops/s of each is reported.
 import { type Context, InMemStorageProvider, Unleash } from "unleash-client";
 import { compile, evaluate, evaluateAll, type RuleSet } from "../../src/flags/evaluate.ts";
+import { snapshotFromClientFeatures } from "../../src/flags/interchange.ts";
 import type { ClientFeatures, EvaluationContext } from "../../src/flags/model.ts";
-import { snapshotFromClientFeatures } from "../../src/flags/unleash.ts";
 
 export interface Rate {
   /** Evaluations (one flag for one context) per second: median, min and max of the rounds. */

@@ -6,7 +6,7 @@ import { flagOverrides, flagSegments, flags } from "../adapters/db/schema/flags.
 import { canonicalJson } from "../audit/chain.ts";
 import type { Config } from "../config.ts";
 import { ApiError, type FieldError } from "../errors.ts";
-import { definitionFromUnleash } from "./interchange.ts";
+import { definitionFromUnleash, rulesOf } from "./interchange.ts";
 import type { ClientFeatures, Constraint, FlagDefinition, JsonValue, OverrideRule, Segment } from "./model.ts";
 import {
   assertVersion,
@@ -19,7 +19,6 @@ import {
   loadFlag,
   overrideKey,
   overrideOf,
-  rulesOf,
   segmentOf,
   type Tx,
   validationScope,

@@ -5,7 +5,9 @@ import type {
   ClientFeatures,
   Dependency,
   FlagDefinition,
+  FlagRules,
   Segment,
+  Snapshot,
   Strategy,
   UnleashFeature,
   Variant,
@@ -71,3 +73,35 @@ export const clientFeatures = (version: number, features: UnleashFeature[], segm
   segments,
   meta: { revisionId: version, etag: `"${version}"`, queryHash: "" },
 });
+
+/** The rules evaluation needs from a stored definition. */
+export const rulesOf = (key: string, definition: FlagDefinition, version: number): FlagRules => ({
+  key,
+  type: definition.type,
+  enabled: definition.enabled,
+  environments: definition.environments,
+  strategies: definition.strategies,
+  variants: definition.variants,
+  dependencies: definition.dependencies,
+  defaultValue: definition.defaultValue,
+  schedule: definition.schedule,
+  version,
+  presentation: { description: definition.description, kind: definition.kind, unleash: definition.unleash },
+});
+
+/** An Unleash client-API document (what Unleash serves SDKs, the specification's `state`) as a snapshot. */
+export function snapshotFromClientFeatures(doc: ClientFeatures, version = doc.version): Snapshot {
+  return {
+    version,
+    builtAt: new Date().toISOString(),
+    flags: doc.features.map((feature) =>
+      rulesOf(
+        feature.name,
+        definitionFromUnleash({ ...feature, strategies: feature.strategies ?? [], variants: feature.variants ?? [] }),
+        1,
+      ),
+    ),
+    segments: doc.segments ?? [],
+    overrides: {},
+  };
+}

@@ -9,7 +9,8 @@ import { canonicalJson } from "../audit/chain.ts";
 import { recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
 import { ApiError, type FieldError } from "../errors.ts";
-import type { FlagDefinition, FlagRules, OverrideRule, Segment, Snapshot } from "./model.ts";
+import { rulesOf } from "./interchange.ts";
+import type { FlagDefinition, OverrideRule, Segment, Snapshot } from "./model.ts";
 
 type FlagRow = typeof flags.$inferSelect;
 type SegmentRow = typeof flagSegments.$inferSelect;
@@ -33,20 +34,6 @@ export const flagRecord = (row: FlagRow): FlagRecord => ({
   createdAt: row.createdAt.toISOString(),
   updatedAt: row.updatedAt.toISOString(),
   updatedBy: row.updatedBy,
-});
-
-export const rulesOf = (key: string, definition: FlagDefinition, version: number): FlagRules => ({
-  key,
-  type: definition.type,
-  enabled: definition.enabled,
-  environments: definition.environments,
-  strategies: definition.strategies,
-  variants: definition.variants,
-  dependencies: definition.dependencies,
-  defaultValue: definition.defaultValue,
-  schedule: definition.schedule,
-  version,
-  presentation: { description: definition.description, kind: definition.kind, unleash: definition.unleash },
 });
 
 export const segmentOf = (row: SegmentRow): Segment => ({

@@ -23,6 +23,7 @@ import spec21 from "@unleash/client-specification/specifications/21-regex-constr
 import spec22 from "@unleash/client-specification/specifications/22-cidr-constraint-operators.json";
 import index from "@unleash/client-specification/specifications/index.json";
 import { applyDeltaEvents, type DeltaEvent, EMPTY_CLIENT_FEATURES } from "../../src/flags/delta.ts";
+import { snapshotFromClientFeatures } from "../../src/flags/interchange.ts";
 import type {
   ClientFeatures,
   EvaluationContext,
@@ -31,7 +32,6 @@ import type {
   Snapshot,
   UnleashFeature,
 } from "../../src/flags/model.ts";
-import { snapshotFromClientFeatures } from "../../src/flags/unleash.ts";
 
 export { index as specIndex };
 
