@@ -84,7 +84,7 @@ const hooks = new WeakMap<RuleSet, { onError: NonNullable<CompileOptions["onErro
 const logged = new Set<string>();
 
 /** The default hook: one error line per flag and version for the isolate's lifetime (bounded). */
-function logOnce(flagKey: string, flagVersion: number, message: string): void {
+export function logBrokenFlag(flagKey: string, flagVersion: number, message: string): void {
   const id = `${flagVersion}\u0000${flagKey}`;
   if (logged.has(id)) return;
   if (logged.size >= 10_000) logged.clear();
@@ -270,7 +270,7 @@ export function compile(snapshot: Snapshot, options: CompileOptions = {}): RuleS
     }
   }
   const ruleSet: RuleSet = { version: snapshot.version, builtAt: snapshot.builtAt, keys: [...flags.keys()], flags };
-  hooks.set(ruleSet, { onError: options.onError ?? logOnce, told: new Set() });
+  hooks.set(ruleSet, { onError: options.onError ?? logBrokenFlag, told: new Set() });
   for (const flag of flags.values()) if (flag.error !== undefined) tell(ruleSet, flag, flag.error);
   return ruleSet;
 }

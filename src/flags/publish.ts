@@ -6,6 +6,7 @@ import type { FlagChangeEvent } from "../../workers/flag-hub.ts";
 import { createDb, queryRows } from "../adapters/db/client.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
+import { recordMetrics } from "../metrics/record.ts";
 import { log } from "../observability/log.ts";
 import { backoffMs } from "../observability/outbound.ts";
 import type { Snapshot } from "./model.ts";
@@ -27,7 +28,15 @@ export async function publishCommitted(env: Env, committed: Committed<unknown>):
     at: snapshot.builtAt,
     changes: committed.changes.map(({ subject, key, action }) => ({ subject, key, action })),
   };
-  await publish(env, snapshot, event);
+  const published = await publish(env, snapshot, event);
+  const actions = new Map<string, number>();
+  for (const change of committed.changes) actions.set(change.action, (actions.get(change.action) ?? 0) + 1);
+  await recordMetrics(
+    env,
+    undefined,
+    ...[...actions].map(([action, value]) => ({ name: "flag_writes_total" as const, labels: { action }, value })),
+    ...(published ? [] : [{ name: "flag_publish_failures_total" as const, labels: {}, value: 1 }]),
+  );
 }
 
 async function publish(env: Env, snapshot: Snapshot, event?: FlagChangeEvent): Promise<boolean> {
@@ -58,6 +67,9 @@ export function snapshotSources(env: Env, config: Config, ctx?: Pick<ExecutionCo
       const done = publish(env, snapshot);
       if (ctx) ctx.waitUntil(done);
     },
+    onFallback: (served) =>
+      void recordMetrics(env, ctx, { name: "flag_snapshot_fallbacks_total", labels: { served }, value: 1 }),
+    onBrokenFlag: () => void recordMetrics(env, ctx, { name: "flag_rules_broken_total", labels: {}, value: 1 }),
   };
 }
 

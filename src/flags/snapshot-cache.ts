@@ -4,7 +4,7 @@
 // Postgres fail, the last good rule set is served. Evaluation itself never touches a database.
 import { ApiError } from "../errors.ts";
 import { log } from "../observability/log.ts";
-import { compile, type RuleSet } from "./evaluate.ts";
+import { compile, logBrokenFlag, type RuleSet } from "./evaluate.ts";
 import type { Snapshot } from "./model.ts";
 
 export const KV_SNAPSHOT_KEY = "flags:snapshot";
@@ -18,6 +18,10 @@ export interface SnapshotSources {
   /** Hands a snapshot read from Postgres to the publisher, so KV gets filled once. */
   publish?(snapshot: Snapshot): void;
   ttlMs: number;
+  /** Told when KV could not be read, with what was served instead. */
+  onFallback?(served: "last_good" | "database" | "unavailable"): void;
+  /** Told once per rule set of each flag whose rules cannot be evaluated (after the default log line). */
+  onBrokenFlag?(flagKey: string, flagVersion: number): void;
 }
 
 interface Held {
@@ -42,10 +46,12 @@ export async function currentRuleSet(sources: SnapshotSources): Promise<RuleSet>
     if (held) {
       // Serve the last good rule set, and look again after another TTL rather than on every request.
       held.checkedAt = Date.now();
+      sources.onFallback?.("last_good");
       if (!degraded) log("warn", "flag snapshot refresh failed; serving the last good one", failure(error));
       degraded = true;
       return held.ruleSet;
     }
+    sources.onFallback?.("unavailable");
     throw new ApiError("NOT_READY", "Feature flags are unavailable: neither KV nor the database answered. Retry.", {
       cause: error,
     });
@@ -77,6 +83,7 @@ async function refresh(sources: SnapshotSources): Promise<Held> {
     // With a rule set held, keep serving it; with none, Postgres is the next source.
     if (held) throw error;
     log("warn", "flag snapshot: KV unreadable, reading Postgres", failure(error));
+    sources.onFallback?.("database");
   }
   let snapshot = fromKv;
   if (!snapshot) {
@@ -84,7 +91,17 @@ async function refresh(sources: SnapshotSources): Promise<Held> {
     sources.publish?.(snapshot);
   }
   if (held && snapshot.version <= held.snapshot.version) return settle(held);
-  held = { ruleSet: compile(snapshot), snapshot, checkedAt: Date.now() };
+  const onBrokenFlag = sources.onBrokenFlag;
+  const ruleSet = compile(
+    snapshot,
+    onBrokenFlag && {
+      onError(flagKey, flagVersion, message) {
+        logBrokenFlag(flagKey, flagVersion, message);
+        onBrokenFlag(flagKey, flagVersion);
+      },
+    },
+  );
+  held = { ruleSet, snapshot, checkedAt: Date.now() };
   return settle(held);
 }
 

@@ -229,6 +229,26 @@ export const metricCatalog = {
     help: "Error events sent to voice clients, by code.",
     labelNames: ["code"],
   },
+  flag_writes_total: {
+    type: "counter",
+    help: "Flag rule-set writes that changed something, by action (created, updated, toggled, set, imported_merge ...).",
+    labelNames: ["action"],
+  },
+  flag_publish_failures_total: {
+    type: "counter",
+    help: "Committed flag writes whose snapshot could not be handed to the FlagHub (the reconcile cron republishes).",
+    labelNames: [],
+  },
+  flag_snapshot_fallbacks_total: {
+    type: "counter",
+    help: "Rule-set refreshes that could not read KV, by what was served instead (last_good, database, unavailable).",
+    labelNames: ["served"],
+  },
+  flag_rules_broken_total: {
+    type: "counter",
+    help: "Flags whose rules could not be compiled into a new rule set (they evaluate to their default, reason ERROR).",
+    labelNames: [],
+  },
 } as const satisfies Record<string, MetricDefinition>;
 
 export type MetricName = keyof typeof metricCatalog;

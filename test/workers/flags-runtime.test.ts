@@ -43,6 +43,7 @@ import {
   uniqueFlagKey,
   workerEnv,
 } from "./flag-helpers.ts";
+import { OPERATOR_TOKEN } from "./harness.ts";
 import { config, db, signedInUser, type TestUser } from "./identity-helpers.ts";
 
 let admin: TestUser;
@@ -93,6 +94,15 @@ function unreachableFlagTables() {
       neonConfig.fetchFunction = original;
     },
   };
+}
+
+/** A counter's value in the Prometheus exposition of GET /metrics (0 when not yet recorded). */
+async function metricValue(series: string): Promise<number> {
+  const res = await request("GET", "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
+  const line = String(res.body)
+    .split("\n")
+    .find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
 }
 
 const emptyKv = async () => {
@@ -168,7 +178,9 @@ describe("propagation of writes", () => {
     // This isolate now holds the rule set, within its TTL.
     expect((await evaluateFor(bob.access)).body.flags[key].enabled).toBe(false);
 
+    const toggles = await metricValue('flag_writes_total{action="toggled"}');
     await toggleFlag(admin.access, key, true);
+    expect(await metricValue('flag_writes_total{action="toggled"}')).toBe(toggles + 1);
     const version = await ruleSetVersion();
     const after = await evaluateFor(bob.access);
     expect(after.body.version).toBe(version);
@@ -287,9 +299,12 @@ describe("outages", () => {
     expect(load).toHaveBeenCalledTimes(1);
 
     forgetSnapshot();
+    const before = await metricValue('flag_snapshot_fallbacks_total{served="database"}');
     const res = await evaluateFor(bob.access, {}, { overrides: { FLAGS_KV: kv.namespace } });
     expect(res.status).toBe(200);
     expect(res.body.version).toBe(version);
+    // Operators see the degraded read in /metrics (docs/metrics.md, dashboards/flags.json).
+    expect(await metricValue('flag_snapshot_fallbacks_total{served="database"}')).toBe(before + 1);
   });
 
   it("answers a quick 503 NOT_READY problem when KV fails, nothing is held and Postgres is unreachable", async () => {
