@@ -276,7 +276,7 @@ export function removeExpiredOverrides(config: Config, actorId: string | null) {
   });
 }
 
-export function overrideView(row: typeof flagOverrides.$inferSelect) {
+function overrideView(row: typeof flagOverrides.$inferSelect) {
   return {
     flagKey: row.flagKey,
     userId: row.userId,

@@ -91,7 +91,7 @@ export function parseSemver(text: string, allowV: boolean): Semver | undefined {
 }
 
 /** Semver precedence: core numbers, then a prerelease sorts before its release, identifiers compared in turn. */
-export function compareSemver(a: Semver, b: Semver): number {
+function compareSemver(a: Semver, b: Semver): number {
   for (let i = 0; i < 3; i++) if (a.core[i] !== b.core[i]) return a.core[i]! - b.core[i]!;
   if (a.prerelease.length === 0 || b.prerelease.length === 0) return b.prerelease.length - a.prerelease.length;
   for (let i = 0; i < Math.max(a.prerelease.length, b.prerelease.length); i++) {

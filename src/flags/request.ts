@@ -2,10 +2,11 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
+import { API_KEY_PREFIX } from "../auth/authenticate.ts";
 import { verifyAccessToken } from "../auth/jwt.ts";
 import type { Principal } from "../auth/principal.ts";
 import { ApiError } from "../errors.ts";
-import { signIn } from "../middleware/auth.ts";
+import { headerCredential, signIn } from "../middleware/auth.ts";
 import { notFound } from "../middleware/errors.ts";
 import { setRequestUser } from "../middleware/request-context.ts";
 import { log } from "../observability/log.ts";
@@ -41,10 +42,9 @@ export function exposed(c: Context<AppEnv>, context: EvaluationContext, evaluati
 
 // A caller signed in through the database is trusted this long by the flag routes (never past its token's
 // expiry), so steady-state evaluation needs no database; a deactivation or revocation reaches them this late.
-export const FLAG_CALLER_CACHE_MS = 30_000;
+const FLAG_CALLER_CACHE_MS = 30_000;
 const MAX_CALLERS = 10_000;
 const callers = new Map<string, { principal: Principal; until: number }>();
-const BEARER = /^Bearer +(\S+) *$/i;
 
 /**
  * requireUser for the flag evaluation routes. The principal is remembered per credential for
@@ -77,8 +77,8 @@ async function tokenOnly(c: Context<AppEnv>, databaseError: unknown): Promise<Pr
   const unavailable = new ApiError("NOT_READY", "Signing in needs the database, which did not answer; retry.", {
     cause: databaseError,
   });
-  const token = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
-  if (!token || token.startsWith("va_k_")) throw unavailable;
+  const { apiKey, bearer: token } = headerCredential(c);
+  if (apiKey || !token || token.startsWith(API_KEY_PREFIX)) throw unavailable;
   const config = c.var.config;
   const claims = await verifyAccessToken(token, { keys: config.JWT_SIGNING_KEYS, issuer: config.JWT_ISSUER }).catch(
     () => {

@@ -4,7 +4,7 @@ import { z } from "@hono/zod-openapi";
 import { type JsonValue, OPERATORS, REASONS, VALUE_TYPES } from "./model.ts";
 
 // Routes by key would shadow these paths, so no flag may be called by their names.
-export const RESERVED_KEYS = new Set(["segments", "import", "export", "playground", "overrides"]);
+const RESERVED_KEYS = new Set(["segments", "import", "export", "playground", "overrides"]);
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 

@@ -34,7 +34,7 @@ export interface ValidationScope {
 /** A flag as written: its rules, without the version the store assigns. */
 export type FlagInput = Omit<FlagRules, "version">;
 
-export const STRATEGY_NAMES: ReadonlySet<string> = new Set([
+const STRATEGY_NAMES: ReadonlySet<string> = new Set([
   "default",
   "userWithId",
   "gradualRolloutUserId",

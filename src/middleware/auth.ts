@@ -17,7 +17,8 @@ export interface Credential {
   bearer?: string;
 }
 
-const headerCredential = (c: Context<AppEnv>): Credential => {
+/** The credential a request carries in its headers. */
+export const headerCredential = (c: Context<AppEnv>): Credential => {
   const authorization = c.req.header("authorization") ?? "";
   return {
     // Unleash SDKs send their token as the bare Authorization value.

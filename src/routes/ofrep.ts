@@ -151,7 +151,7 @@ const primitive = (value: unknown): value is string | number | boolean =>
  * Unleash's fields by name; other primitive attributes (and the primitive members of an Unleash-style
  * `properties` object) become string properties. Objects, arrays and nulls are ignored.
  */
-export function toEvaluationContext(
+function toEvaluationContext(
   given: Record<string, unknown> | null | undefined,
 ): { context: EvaluationContext } | { errorDetails: string } {
   const context: EvaluationContext = {};
@@ -244,7 +244,7 @@ export async function bulkEtag(version: number, context: EvaluationContext, time
 }
 
 /** RFC 9110 If-None-Match: `*`, or a list of entity tags compared weakly. */
-export function noneMatch(header: string | undefined, etag: string): boolean {
+function noneMatch(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   const weak = (tag: string) => tag.trim().replace(/^W\//, "");
   return header.split(",").some((tag) => tag.trim() === "*" || weak(tag) === weak(etag));

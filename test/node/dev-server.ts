@@ -250,3 +250,49 @@ export async function startDevServer(options: {
   otherGroups = await descendantGroups(pgid, pgid);
   return { url, port, startupMs, log: () => output, stop };
 }
+
+/** A password every Node suite's accounts use (it passes the password policy). */
+export const TEST_PASSWORD = "Granite-Harbour-Lantern-42";
+
+async function postJson(server: DevServer, path: string, body: unknown, token?: string): Promise<HttpsResult> {
+  return insecureRequest(`${server.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+}
+
+/** Signs an account in; its access token. */
+export async function signInAt(server: DevServer, email: string, password = TEST_PASSWORD): Promise<string> {
+  const res = await postJson(server, "/api/auth/login", { email, password });
+  if (res.status !== 200) throw new Error(`login ${email}: ${res.status} ${res.text}`);
+  return res.json.access_token as string;
+}
+
+/** Creates the first admin with the server's ADMIN_BOOTSTRAP_TOKEN and signs it in; its access token. */
+export async function bootstrapAdmin(server: DevServer, bootstrapToken: string, email: string): Promise<string> {
+  const res = await postJson(
+    server,
+    "/api/admin/bootstrap",
+    { email, password: TEST_PASSWORD, full_name: "Test Admin" },
+    bootstrapToken,
+  );
+  if (res.status !== 201) throw new Error(`bootstrap: ${res.status} ${res.text}`);
+  return signInAt(server, email);
+}
+
+/** Registers a plain user and signs it in. */
+export async function registerUser(server: DevServer, email: string): Promise<{ id: string; token: string }> {
+  const res = await postJson(server, "/api/auth/register", { email, password: TEST_PASSWORD, full_name: "Test User" });
+  if (res.status !== 201) throw new Error(`register ${email}: ${res.status} ${res.text}`);
+  return { id: res.json.id as string, token: await signInAt(server, email) };
+}
+
+/** Runs a suite's set-up; a failure carries the tail of what the dev server printed. */
+export async function withDevLog<T>(server: DevServer, setUp: () => Promise<T>): Promise<T> {
+  try {
+    return await setUp();
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n--- dev output (tail) ---\n${server.log().slice(-8_000)}`);
+  }
+}

@@ -8,10 +8,16 @@ import { OFREPWebProvider } from "@openfeature/ofrep-web-provider";
 import { OpenFeature as ServerFeatures } from "@openfeature/server-sdk";
 import { ProviderEvents, OpenFeature as WebFeatures } from "@openfeature/web-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type DevServer, insecureRequest, startDevServer } from "./dev-server.ts";
+import {
+  bootstrapAdmin,
+  type DevServer,
+  insecureRequest,
+  registerUser,
+  startDevServer,
+  withDevLog,
+} from "./dev-server.ts";
 
 const BOOTSTRAP_TOKEN = `ofrep-test-bootstrap-${randomUUID()}`;
-const PASSWORD = "Granite-Harbour-Lantern-42";
 const run = randomUUID().slice(0, 8);
 const FLAG = {
   bool: `sdk-${run}-bool`,
@@ -50,37 +56,10 @@ async function expectStatus(what: string, status: number, res: Awaited<ReturnTyp
   return res.json;
 }
 
-async function login(email: string): Promise<string> {
-  const res = await api("POST", "/api/auth/login", undefined, { email, password: PASSWORD });
-  return (await expectStatus(`login ${email}`, 200, res)).access_token as string;
-}
-
 /** An admin (bootstrap token), a plain user with an access token and an API key, and the flags. */
 async function prepare() {
-  const adminEmail = `ofrep-admin-${run}@example.test`;
-  await expectStatus(
-    "bootstrap",
-    201,
-    await api("POST", "/api/admin/bootstrap", BOOTSTRAP_TOKEN, {
-      email: adminEmail,
-      password: PASSWORD,
-      full_name: "OFREP Admin",
-    }),
-  );
-  adminToken = await login(adminEmail);
-
-  const userEmail = `ofrep-user-${run}@example.test`;
-  const registered = await expectStatus(
-    "register",
-    201,
-    await api("POST", "/api/auth/register", undefined, {
-      email: userEmail,
-      password: PASSWORD,
-      full_name: "OFREP User",
-    }),
-  );
-  userId = registered.id;
-  userToken = await login(userEmail);
+  adminToken = await bootstrapAdmin(server as DevServer, BOOTSTRAP_TOKEN, `ofrep-admin-${run}@example.test`);
+  ({ id: userId, token: userToken } = await registerUser(server as DevServer, `ofrep-user-${run}@example.test`));
   userApiKey = (
     await expectStatus("api key", 201, await api("POST", "/api/users/me/api-keys", userToken, { name: "ofrep" }))
   ).key;
@@ -131,11 +110,7 @@ beforeAll(async () => {
     variables: { ADMIN_BOOTSTRAP_TOKEN: BOOTSTRAP_TOKEN, LOG_LEVEL: "warn", FLAGS_CACHE_TTL_SECONDS: "1" },
   });
   timings.devServerReadyMs = server.startupMs;
-  try {
-    await prepare();
-  } catch (error) {
-    throw new Error(`${(error as Error).message}\n--- dev output (tail) ---\n${server.log().slice(-8_000)}`);
-  }
+  await withDevLog(server, prepare);
   timings.beforeAllMs = Date.now() - t0;
 }, 180_000);
 

@@ -8,10 +8,16 @@ import OpenAI from "openai";
 import { OpenAIRealtimeWS } from "openai/realtime/ws";
 import type { RealtimeServerEvent } from "openai/resources/realtime/realtime";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type DevServer, insecureRequest, startDevServer } from "./dev-server.ts";
+import {
+  bootstrapAdmin,
+  type DevServer,
+  insecureRequest,
+  registerUser,
+  startDevServer,
+  withDevLog,
+} from "./dev-server.ts";
 
 const BOOTSTRAP_TOKEN = `sdk-test-bootstrap-${randomUUID()}`;
-const PASSWORD = "Granite-Harbour-Lantern-42";
 // Eight letters (digits mapped to g-p): part of a made-up word, so it must not split into tokens.
 const run = randomUUID()
   .slice(0, 8)
@@ -42,23 +48,8 @@ let documentId = "";
 const timings: Record<string, number> = {};
 let answer = "";
 
-const json = (token: string | undefined, body: unknown) => ({
-  method: "POST",
-  headers: {
-    "content-type": "application/json",
-    ...(token ? { authorization: `Bearer ${token}` } : {}),
-  },
-  body: JSON.stringify(body),
-});
-
 async function api(path: string, init: Parameters<typeof insecureRequest>[1] = {}) {
   return insecureRequest(`${(server as DevServer).url}${path}`, init);
-}
-
-async function login(email: string): Promise<string> {
-  const res = await api("/api/auth/login", json(undefined, { email, password: PASSWORD }));
-  if (res.status !== 200) throw new Error(`login ${email}: ${res.status} ${res.text}`);
-  return res.json.access_token as string;
 }
 
 /** Multipart upload the way a browser would send it (Request serialises the FormData and its boundary). */
@@ -176,23 +167,13 @@ beforeAll(async () => {
     variables: { ADMIN_BOOTSTRAP_TOKEN: BOOTSTRAP_TOKEN, LOG_LEVEL: "warn" },
   });
   timings.devServerReadyMs = server.startupMs;
-  try {
-    await prepare();
-  } catch (error) {
-    throw new Error(`${(error as Error).message}\n--- dev output (tail) ---\n${server.log().slice(-8_000)}`);
-  }
+  await withDevLog(server, prepare);
   timings.beforeAllMs = Date.now() - t0;
 }, 420_000);
 
 /** An admin (bootstrap token), one indexed document, and a plain user whose access token the SDK uses. */
 async function prepare() {
-  const adminEmail = `sdk-admin-${run}@example.test`;
-  const boot = await api(
-    "/api/admin/bootstrap",
-    json(BOOTSTRAP_TOKEN, { email: adminEmail, password: PASSWORD, full_name: "SDK Admin" }),
-  );
-  if (boot.status !== 201) throw new Error(`bootstrap: ${boot.status} ${boot.text}`);
-  const adminToken = await login(adminEmail);
+  const adminToken = await bootstrapAdmin(server as DevServer, BOOTSTRAP_TOKEN, `sdk-admin-${run}@example.test`);
 
   const t1 = Date.now();
   const uploaded = await uploadText(adminToken, `${WORD} clinic handbook`, DOCUMENT);
@@ -201,13 +182,7 @@ async function prepare() {
   await untilIndexed(adminToken, documentId);
   timings.uploadToIndexedMs = Date.now() - t1;
 
-  const userEmail = `sdk-user-${run}@example.test`;
-  const registered = await api(
-    "/api/auth/register",
-    json(undefined, { email: userEmail, password: PASSWORD, full_name: "SDK User" }),
-  );
-  if (registered.status !== 201) throw new Error(`register: ${registered.status} ${registered.text}`);
-  userToken = await login(userEmail);
+  userToken = (await registerUser(server as DevServer, `sdk-user-${run}@example.test`)).token;
 }
 
 afterAll(async () => {

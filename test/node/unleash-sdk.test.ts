@@ -14,10 +14,9 @@ import strategyVariantsSpec from "@unleash/client-specification/specifications/1
 };
 import { type Context, Unleash } from "unleash-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type DevServer, insecureRequest, startDevServer } from "./dev-server.ts";
+import { bootstrapAdmin, type DevServer, insecureRequest, startDevServer } from "./dev-server.ts";
 
 const BOOTSTRAP_TOKEN = `unleash-sdk-bootstrap-${randomUUID()}`;
-const PASSWORD = "Granite-Harbour-Lantern-42";
 const SPECS = [constraintsSpec, strategyVariantsSpec];
 
 interface SpecCase {
@@ -51,19 +50,7 @@ beforeAll(async () => {
     https: false,
     variables: { ADMIN_BOOTSTRAP_TOKEN: BOOTSTRAP_TOKEN, LOG_LEVEL: "warn" },
   });
-  const email = `unleash-admin-${randomUUID().slice(0, 8)}@example.test`;
-  const boot = await insecureRequest(`${server.url}/api/admin/bootstrap`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${BOOTSTRAP_TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({ email, password: PASSWORD, full_name: "Unleash Admin" }),
-  });
-  if (boot.status !== 201) throw new Error(`bootstrap: ${boot.status} ${boot.text}`);
-  const login = await insecureRequest(`${server.url}/api/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ email, password: PASSWORD }),
-  });
-  adminToken = login.json.access_token;
+  adminToken = await bootstrapAdmin(server, BOOTSTRAP_TOKEN, `unleash-admin-${randomUUID().slice(0, 8)}@example.test`);
   apiKey = (await api("POST", "/api/users/me/api-keys", { name: "unleash-sdk" })).key;
   for (const spec of SPECS) await api("POST", "/api/admin/flags/import?mode=merge", spec.state);
 

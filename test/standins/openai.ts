@@ -160,6 +160,17 @@ function openAiError(response: ServerResponse, status: number, message: string, 
   sendJson(response, status, { error: { message, type, param: null, code: code ?? null } });
 }
 
+/** OpenAI's answer to an unknown model. */
+function modelNotFound(response: ServerResponse, model: unknown): void {
+  openAiError(
+    response,
+    404,
+    `The model \`${String(model)}\` does not exist.`,
+    "invalid_request_error",
+    "model_not_found",
+  );
+}
+
 /** The fault a "!fault k=v ..." line scripts, while its `times` last (counted per `key`). */
 function scriptedFault(text: unknown, counts: Map<string, number>): Fault | undefined {
   const line = typeof text === "string" ? /^!fault (.+)$/m.exec(text)?.[1] : undefined;
@@ -202,13 +213,7 @@ function failRequest(fault: Fault | undefined, response: ServerResponse): boolea
 function embeddings({ body, response }: RouteContext): void {
   const { model, input, dimensions, encoding_format: format = "float" } = body as Record<string, unknown>;
   if (typeof model !== "string" || !(model in MODEL_DIMENSIONS)) {
-    openAiError(
-      response,
-      404,
-      `The model \`${String(model)}\` does not exist.`,
-      "invalid_request_error",
-      "model_not_found",
-    );
+    modelNotFound(response, model);
     return;
   }
   const inputs = typeof input === "string" ? [input] : input;
@@ -451,13 +456,7 @@ function transcriptions({ body, response }: RouteContext): void {
   const fields = body as Record<string, unknown>;
   const { model, file, prompt, language, response_format: format = "json" } = fields;
   if (typeof model !== "string" || !TRANSCRIPTION_MODELS.includes(model)) {
-    openAiError(
-      response,
-      404,
-      `The model \`${String(model)}\` does not exist.`,
-      "invalid_request_error",
-      "model_not_found",
-    );
+    modelNotFound(response, model);
     return;
   }
   if (typeof file !== "object" || file === null) {
@@ -588,13 +587,7 @@ function standInSpeech(input: string, format: string): Buffer {
 async function speech({ body, response }: RouteContext): Promise<void> {
   const { model, input, voice, speed = 1, response_format: format = "mp3" } = body as Record<string, unknown>;
   if (typeof model !== "string" || !SPEECH_MODELS.includes(model)) {
-    openAiError(
-      response,
-      404,
-      `The model \`${String(model)}\` does not exist.`,
-      "invalid_request_error",
-      "model_not_found",
-    );
+    modelNotFound(response, model);
     return;
   }
   if (typeof input !== "string" || input.length === 0 || input.length > 4096) {

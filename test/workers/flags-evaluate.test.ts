@@ -13,20 +13,9 @@ import {
 } from "../../src/flags/model.ts";
 import { murmur3, normalizedValue, VARIANT_SEED } from "../../src/flags/murmur.ts";
 import { compileRe2 } from "../../src/flags/regex.ts";
+import { flagRules } from "./flags-spec-files.ts";
 
-const rules = (key: string, patch: Partial<FlagRules> = {}): FlagRules => ({
-  key,
-  type: "boolean",
-  enabled: true,
-  environments: [],
-  strategies: [],
-  variants: [],
-  dependencies: [],
-  defaultValue: false,
-  schedule: null,
-  version: 1,
-  ...patch,
-});
+const rules = flagRules;
 
 const snapshot = (flags: FlagRules[], extra: Partial<Snapshot> = {}): Snapshot => ({
   version: 42,

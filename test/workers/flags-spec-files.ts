@@ -27,6 +27,7 @@ import { snapshotFromClientFeatures } from "../../src/flags/interchange.ts";
 import type {
   ClientFeatures,
   EvaluationContext,
+  FlagRules,
   Payload,
   Segment,
   Snapshot,
@@ -82,3 +83,18 @@ export function clientFeaturesOf({ state }: SpecFile): ClientFeatures {
 
 /** A spec file's state as our snapshot, through the one adapter. */
 export const snapshotOf = (spec: SpecFile): Snapshot => snapshotFromClientFeatures(clientFeaturesOf(spec));
+
+/** A boolean flag that is on for everyone, with `patch` applied: the starting point of the unit suites. */
+export const flagRules = (key: string, patch: Partial<FlagRules> = {}): FlagRules => ({
+  key,
+  type: "boolean",
+  enabled: true,
+  environments: [],
+  strategies: [],
+  variants: [],
+  dependencies: [],
+  defaultValue: false,
+  schedule: null,
+  version: 1,
+  ...patch,
+});

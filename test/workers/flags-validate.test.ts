@@ -7,20 +7,9 @@ import {
   validateOverride,
   validateSegment,
 } from "../../src/flags/validate.ts";
-import { clientFeaturesOf, snapshotOf, specFiles } from "./flags-spec-files.ts";
+import { clientFeaturesOf, flagRules, snapshotOf, specFiles } from "./flags-spec-files.ts";
 
-const flag = (patch: Partial<FlagInput> = {}): FlagInput => ({
-  key: "checkout",
-  type: "boolean",
-  enabled: true,
-  environments: [],
-  strategies: [],
-  variants: [],
-  dependencies: [],
-  defaultValue: false,
-  schedule: null,
-  ...patch,
-});
+const flag = (patch: Partial<FlagInput> = {}): FlagInput => flagRules("checkout", patch);
 
 const stored = new Map<string, string[]>([
   ["parent", []],
