@@ -57,9 +57,9 @@ type Errors = FieldError[];
 
 export function validateFlag(flag: FlagInput, scope: ValidationScope): FieldError[] {
   const errors: Errors = [];
+  const defaultError = VALUE_TYPES.includes(flag.type) ? valueError(flag.type, flag.defaultValue) : undefined;
   if (!VALUE_TYPES.includes(flag.type))
     errors.push({ field: "type", message: `must be one of ${VALUE_TYPES.join(", ")}` });
-  const defaultError = defaultValueError(flag.type, flag.defaultValue);
   if (defaultError) errors.push({ field: "defaultValue", message: defaultError });
   validateSchedule(flag.schedule, errors);
   for (const [i, strategy] of flag.strategies.entries())
@@ -86,12 +86,7 @@ export function validateOverride(
     errors.push({ field: "value", message: "or variant is required" });
   }
   if (override.value !== undefined) {
-    const error =
-      flag.type === "boolean"
-        ? typeof override.value === "boolean"
-          ? undefined
-          : "must be a boolean (the flag's type)"
-        : defaultValueError(flag.type, override.value);
+    const error = valueError(flag.type, override.value);
     if (error) errors.push({ field: "value", message: error });
   }
   if (override.variant !== undefined) {
@@ -107,13 +102,11 @@ export function validateOverride(
   return errors;
 }
 
-function defaultValueError(type: ValueType, value: JsonValue | undefined): string | undefined {
-  if (type === "string" && typeof value !== "string") return "must be a string (the flag's type)";
-  if (type === "number" && (typeof value !== "number" || !Number.isFinite(value))) {
-    return "must be a number (the flag's type)";
-  }
-  if (type === "json" && value === undefined) return "is required for a json flag";
-  return undefined;
+/** What is wrong with a value a flag of `type` serves (its default, an override's value): it must be of that type. */
+function valueError(type: ValueType, value: JsonValue | undefined): string | undefined {
+  if (type === "json") return value === undefined ? "is required for a json flag" : undefined;
+  const fits = type === "number" ? typeof value === "number" && Number.isFinite(value) : typeof value === type;
+  return fits ? undefined : `must be a ${type} (the flag's type)`;
 }
 
 function validateSchedule(schedule: FlagInput["schedule"], errors: Errors): void {

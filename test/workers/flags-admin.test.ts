@@ -183,6 +183,22 @@ describe("write-time validation names the field at fault", () => {
     ));
   it("an unknown segment", () =>
     refuse({ strategies: [{ name: "default", segments: [987654] }] }, "body.strategies[0].segments[0]"));
+  it("a default value not of the flag's type (boolean, number, string)", async () => {
+    await refuse({ type: "boolean", defaultValue: 12345 }, "body.defaultValue");
+    await refuse({ defaultValue: "on" }, "body.defaultValue");
+    await refuse({ type: "number", defaultValue: "12345" }, "body.defaultValue");
+    await refuse({ type: "string", defaultValue: false }, "body.defaultValue");
+    // Changing the type alone leaves a default of the old type: refused too.
+    const key = uniqueKey("retype");
+    await createFlag({ key, type: "boolean" });
+    const res = await call("PATCH", path(key), {
+      token: admin.access,
+      headers: { "if-match": '"1"' },
+      json: { type: "number" },
+    });
+    expect(res.status).toBe(422);
+    expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual(["body.defaultValue"]);
+  });
   it("an unknown operator (schema)", () =>
     refuse(strategy({ operator: "LIKE", values: ["a"] }), "body.strategies.0.constraints.0.operator"));
 

@@ -192,6 +192,10 @@ describe("validateFlag refuses, naming the field", () => {
     ],
     ["a string flag's non-string default", { type: "string", defaultValue: 3 }, "defaultValue", /string/],
     ["a number flag's non-number default", { type: "number", defaultValue: "3" }, "defaultValue", /number/],
+    ["a boolean flag's number default", { type: "boolean", defaultValue: 12345 }, "defaultValue", /boolean/],
+    ["a boolean flag's string default", { type: "boolean", defaultValue: "true" }, "defaultValue", /boolean/],
+    ["a boolean flag's null default", { type: "boolean", defaultValue: null }, "defaultValue", /boolean/],
+    ["a json flag's missing default", { type: "json", defaultValue: undefined as never }, "defaultValue", /required/],
     [
       "a schedule starting after it ends",
       { schedule: { start: "2026-03-01T00:00:00Z", end: "2026-02-01T00:00:00Z" } },
