@@ -1,10 +1,10 @@
 // Admin API of feature flags (docs/flags.md): admins write, viewers read. Every write goes through the one
 // writer (src/flags/store.ts) and is published before the response, so the answer means "live".
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, asc, count, desc, eq, gte, ilike, or, type SQL, sql } from "drizzle-orm";
+import { and, asc, count, eq, ilike, or, type SQL, sql } from "drizzle-orm";
 import type { Context } from "hono";
 import { createDb } from "../adapters/db/client.ts";
-import { flagChanges, flagExposuresDaily, flagSegments, flags } from "../adapters/db/schema/flags.ts";
+import { flagSegments, flags } from "../adapters/db/schema/flags.ts";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import {
@@ -22,6 +22,7 @@ import {
   updateFlag,
 } from "../flags/admin.ts";
 import { evaluate } from "../flags/evaluate.ts";
+import { flagExposures, flagHistory } from "../flags/history.ts";
 import { clientFeatures, unleashFromFlag } from "../flags/interchange.ts";
 import type { FlagDefinition } from "../flags/model.ts";
 import { publishCommitted } from "../flags/publish.ts";
@@ -42,15 +43,7 @@ import {
   StrategySchema,
   VariantSchema,
 } from "../flags/schema.ts";
-import {
-  type Committed,
-  diffFields,
-  expectedVersion,
-  type FlagRecord,
-  flagRecord,
-  loadFlag,
-  segmentOf,
-} from "../flags/store.ts";
+import { type Committed, expectedVersion, type FlagRecord, flagRecord, loadFlag, segmentOf } from "../flags/store.ts";
 import { principalOf, requireRole } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
@@ -587,32 +580,13 @@ export const flagAdminRoutes = createRouter()
         params: KeyParam,
         query: z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }),
       },
-      responses: { 200: jsonResponse("Changes", z.object({ items: z.array(z.record(z.string(), z.unknown())) })) },
+      responses: {
+        200: jsonResponse("Changes", z.object({ items: z.array(z.record(z.string(), z.unknown())) })),
+        404: problem("No flag with this key has ever existed"),
+      },
     }),
     async (c) => {
-      const { key } = c.req.valid("param");
-      const rows = await createDb(c.var.config)
-        .select()
-        .from(flagChanges)
-        .where(
-          or(
-            eq(flagChanges.subjectKey, key),
-            sql`${flagChanges.subjectKey} like ${`${key.replace(/[\\%_]/g, (m) => `\\${m}`)}/%`}`,
-          ),
-        )
-        .orderBy(desc(flagChanges.id))
-        .limit(c.req.valid("query").limit);
-      const items = rows.map((row) => ({
-        version: row.version,
-        subject: row.subject,
-        key: row.subjectKey,
-        action: row.action,
-        actorId: row.actorId,
-        at: row.at.toISOString(),
-        diff: diffFields(row.before, row.after),
-        before: row.before,
-        after: row.after,
-      }));
+      const items = await flagHistory(createDb(c.var.config), c.req.valid("param").key, c.req.valid("query").limit);
       return c.json({ items }, 200);
     },
   )
@@ -625,38 +599,15 @@ export const flagAdminRoutes = createRouter()
       security: signedIn,
       middleware: [reader] as const,
       request: { params: KeyParam, query: z.object({ days: z.coerce.number().int().min(1).max(366).default(30) }) },
-      responses: { 200: jsonResponse("Exposures", z.record(z.string(), z.unknown())) },
+      responses: {
+        200: jsonResponse("Exposures", z.record(z.string(), z.unknown())),
+        404: problem("No flag with this key has ever existed"),
+      },
     }),
     async (c) => {
       const { key } = c.req.valid("param");
-      const { days } = c.req.valid("query");
-      const since = new Date(Date.now() - (days - 1) * 86_400_000).toISOString().slice(0, 10);
-      const rows = await createDb(c.var.config)
-        .select()
-        .from(flagExposuresDaily)
-        .where(and(eq(flagExposuresDaily.flagKey, key), gte(flagExposuresDaily.day, since)))
-        .orderBy(asc(flagExposuresDaily.day), asc(flagExposuresDaily.variant));
-      const byDay = new Map<string, Record<string, { sampled: number; estimated: number }>>();
-      const totals: Record<string, { sampled: number; estimated: number }> = {};
-      for (const row of rows) {
-        const day = byDay.get(row.day) ?? {};
-        day[row.variant] = { sampled: row.sampled, estimated: row.estimated };
-        byDay.set(row.day, day);
-        const total = totals[row.variant] ?? { sampled: 0, estimated: 0 };
-        total.sampled += row.sampled;
-        total.estimated += row.estimated;
-        totals[row.variant] = total;
-      }
-      return c.json(
-        {
-          key,
-          since,
-          sampleRate: c.var.config.FLAGS_EXPOSURE_SAMPLE_RATE,
-          days: [...byDay].map(([day, variants]) => ({ day, variants })),
-          totals,
-        },
-        200,
-      );
+      const exposures = await flagExposures(createDb(c.var.config), key, c.req.valid("query").days);
+      return c.json({ key, ...exposures, sampleRate: c.var.config.FLAGS_EXPOSURE_SAMPLE_RATE }, 200);
     },
   );
 

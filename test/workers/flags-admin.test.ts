@@ -246,6 +246,26 @@ describe("history and audit", () => {
   });
 });
 
+describe("history and metrics of a key", () => {
+  it("answer 404 for a key that never was a flag; a deleted flag keeps its history", async () => {
+    const unknown = uniqueKey("never");
+    for (const rest of ["/history", "/metrics"]) {
+      const res = await call("GET", path(unknown, rest), { token: viewer.access });
+      expect(res.status, rest).toBe(404);
+      expect(res.body.code).toBe("NOT_FOUND");
+    }
+    const key = uniqueKey("gone");
+    await createFlag({ key });
+    expect((await call("DELETE", path(key), { token: admin.access, headers: { "if-match": '"1"' } })).status).toBe(204);
+    const history = await call("GET", path(key, "/history"), { token: viewer.access });
+    expect(history.status).toBe(200);
+    expect(history.body.items.map((i: { action: string }) => i.action)).toEqual(["deleted", "created"]);
+    const metrics = await call("GET", path(key, "/metrics"), { token: viewer.access });
+    expect(metrics.status).toBe(200);
+    expect(metrics.body).toMatchObject({ key, days: [], totals: {} });
+  });
+});
+
 describe("overrides and schedules", () => {
   it("an active override wins over everything, expires, and is cleaned up", async () => {
     const key = uniqueKey("override");
