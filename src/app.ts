@@ -3,10 +3,11 @@ import type { AppEnv } from "./app-env.ts";
 import { limitBody, requireBodyMedia } from "./middleware/body.ts";
 import { environment } from "./middleware/environment.ts";
 import { handleError, methodNotAllowedProblem, notFound } from "./middleware/errors.ts";
+import { refuseUnsafeInput } from "./middleware/input-guard.ts";
 import { httpMetrics } from "./middleware/metrics.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { requestLog } from "./middleware/request-log.ts";
-import { corsFromConfig, securityHeaders } from "./middleware/security.ts";
+import { corsFromConfig, noStoreByDefault, securityHeaders } from "./middleware/security.ts";
 import { sentry } from "./middleware/sentry.ts";
 import { adminAuditRoutes } from "./routes/admin-audit.ts";
 import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
@@ -37,10 +38,12 @@ export function createApp() {
   app.use(httpMetrics); // request count and duration by route template and status
   app.use(sentry); // error reports when SENTRY_DSN is set
   app.use(securityHeaders);
+  app.use(noStoreByDefault);
   app.use(corsFromConfig);
   app.use(methodNotAllowed<AppEnv>({ app, onMethodNotAllowed: methodNotAllowedProblem }));
   app.use(limitBody);
   app.use(requireBodyMedia);
+  app.use(refuseUnsafeInput); // NUL, deep nesting, non-object JSON: 422 before any route reads the input
 
   app.route("/", healthRoutes);
   app.route("/", metricsRoutes);

@@ -20,7 +20,7 @@ import { recordMetrics } from "../metrics/record.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { clientIpKey, rateLimit } from "../middleware/rate-limit.ts";
 import { currentWorkContext } from "../observability/context.ts";
-import { assertNotLockedOut, clearLoginFailures, recordLoginFailure } from "../rate-limit/limits.ts";
+import { assertNotLockedOut, clearLoginFailures, enforceRateLimit, recordLoginFailure } from "../rate-limit/limits.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 const Tokens = z
@@ -111,13 +111,6 @@ export const authRoutes = createRouter()
       path: "/api/auth/login",
       tags: ["auth"],
       summary: "Sign in with email and password",
-      middleware: [
-        rateLimit("login", async (c) => {
-          const body = (await c.req.json().catch(() => ({}))) as { email?: unknown };
-          const email = typeof body.email === "string" ? body.email.trim().toLowerCase() : "";
-          return `${clientIpKey(c)}|${email}`;
-        }),
-      ] as const,
       request: { body: jsonBody(Login) },
       responses: {
         200: jsonResponse("Access and refresh tokens", Tokens),
@@ -131,6 +124,8 @@ export const authRoutes = createRouter()
       const config = c.var.config;
       const db = createDb(config);
       const lockKey = `${clientIpKey(c)}|${email}`;
+      // Counted per IP and email, so the limit needs the validated body (a rate limiter never parses input).
+      await enforceRateLimit(c.env, "login", lockKey, config.RATE_LIMIT_LOGIN);
       await assertNotLockedOut(c.env, lockKey);
       const [user] = await db.select().from(users).where(eq(users.email, email)).limit(1);
       const usable = user && !user.deletedAt;
