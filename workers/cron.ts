@@ -2,6 +2,7 @@ import type { Env } from "../src/env.ts";
 import { loadConfig } from "../src/env.ts";
 import { recordMetrics } from "../src/metrics/record.ts";
 import { runInWorkContext } from "../src/observability/context.ts";
+import { describeError } from "../src/observability/errors.ts";
 import { log } from "../src/observability/log.ts";
 import { newSpanId, newTraceId } from "../src/observability/trace.ts";
 
@@ -31,7 +32,7 @@ export async function runCron(controller: ScheduledController, env: Env, ctx: Ex
         await job(env, controller);
       } catch (error) {
         outcome = "error";
-        log("error", "cron job failed", { job: name, error: error instanceof Error ? error.message : String(error) });
+        log("error", "cron job failed", { job: name, error: describeError(error) });
       }
       ctx.waitUntil(
         recordMetrics(

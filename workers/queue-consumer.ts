@@ -2,6 +2,7 @@ import type { Env } from "../src/env.ts";
 import { loadConfig } from "../src/env.ts";
 import { recordMetrics } from "../src/metrics/record.ts";
 import { runInWorkContext } from "../src/observability/context.ts";
+import { describeError } from "../src/observability/errors.ts";
 import { log } from "../src/observability/log.ts";
 import type { QueueEnvelope } from "../src/observability/outbound.ts";
 import { traceFromHeaders } from "../src/observability/trace.ts";
@@ -42,7 +43,7 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: Env, ctx?:
       } catch (error) {
         log("error", "queue message failed", {
           ...fields,
-          error: error instanceof Error ? error.message : String(error),
+          error: describeError(error),
         });
         message.retry({ delaySeconds: Math.min(300, 5 * 2 ** message.attempts) });
         return "retry";

@@ -2,6 +2,7 @@ import { createDb } from "../adapters/db/client.ts";
 import { userActivity } from "../adapters/db/schema/identity.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 
 // Users already recorded today by this isolate: at most one write per user per day per isolate.
@@ -21,6 +22,6 @@ export async function recordActivity(_env: Env, config: Config, userId: string):
     await createDb(config).insert(userActivity).values({ userId, day }).onConflictDoNothing();
   } catch (error) {
     seen.delete(userId);
-    log("warn", "activity not recorded", { error: error instanceof Error ? error.message : String(error) });
+    log("warn", "activity not recorded", { error: describeError(error) });
   }
 }

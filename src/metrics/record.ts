@@ -1,4 +1,5 @@
 import { type Env, loadConfig } from "../env.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { labelValues, type MetricEvent, metricEventProblem } from "./catalog.ts";
 
@@ -35,7 +36,7 @@ export async function recordMetrics(
         aggregatorFailing = false;
       },
       (error: unknown) => {
-        if (!aggregatorFailing) log("error", "metrics aggregator unreachable", { error: describe(error) });
+        if (!aggregatorFailing) log("error", "metrics aggregator unreachable", { error: describeError(error) });
         aggregatorFailing = true;
       },
     );
@@ -61,9 +62,7 @@ function writeToAnalytics(env: Env, events: MetricEvent[]): void {
     }
     analyticsFailing = false;
   } catch (error) {
-    if (!analyticsFailing) log("error", "analytics engine write failed", { error: describe(error) });
+    if (!analyticsFailing) log("error", "analytics engine write failed", { error: describeError(error) });
     analyticsFailing = true;
   }
 }
-
-const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));

@@ -2,6 +2,7 @@ import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError, type ProblemCode, problemResponse, toApiError } from "../errors.ts";
+import { describeError, reportableError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 
 const fromHttpException = (e: HTTPException): ApiError => {
@@ -22,11 +23,11 @@ const fromHttpException = (e: HTTPException): ApiError => {
 export const handleError: ErrorHandler<AppEnv> = (error, c) => {
   const apiError = error instanceof HTTPException ? fromHttpException(error) : toApiError(error);
   if (apiError.code === "INTERNAL") {
-    log("error", "unhandled error", { code: apiError.code, error: describe(apiError.cause ?? apiError) });
-    c.var.sentry?.captureException(apiError.cause ?? apiError);
+    log("error", "unhandled error", { code: apiError.code, error: describeError(apiError.cause ?? apiError) });
+    c.var.sentry?.captureException(reportableError(apiError.cause ?? apiError));
   } else if (apiError.code.startsWith("UPSTREAM_")) {
     // A dependency failing is an operational event, not a bug: logged with its cause, not sent to Sentry.
-    log("warn", "upstream failure", { code: apiError.code, error: describe(apiError.cause ?? apiError) });
+    log("warn", "upstream failure", { code: apiError.code, error: describeError(apiError.cause ?? apiError) });
   }
   return problemResponse(apiError, requestIdOf(c));
 };
@@ -44,8 +45,3 @@ export const methodNotAllowedProblem = (c: Context<AppEnv>, allowed: string[]) =
 
 // Errors can happen before the request-context middleware ran (e.g. inside it).
 const requestIdOf = (c: Context<AppEnv>) => c.var.requestId ?? crypto.randomUUID();
-
-const describe = (e: unknown) =>
-  e instanceof Error
-    ? { name: e.name, message: e.message, stack: e.stack?.split("\n").slice(0, 8).join("\n") }
-    : String(e);

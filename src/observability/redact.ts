@@ -4,13 +4,16 @@ const SENSITIVE_KEY =
   /pass(word|wd)?|secret|token|authorization|cookie|api[-_]?key|e-?mail|phone|ssn|social[-_]?security|dob|date[-_]?of[-_]?birth|birth[-_]?date|mrn|medical[-_]?record/i;
 const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
 const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
+// drizzle's error text quotes the statement and every parameter (hashes, user text): nothing after it leaves.
+const FAILED_QUERY = /Failed query:[\s\S]*/g;
 
 export const REDACTED = "[REDACTED]";
 
 export const isSensitiveKey = (key: string): boolean => SENSITIVE_KEY.test(key);
 
-/** Masks e-mail addresses and credentials that appear inside free text. */
-export const redactText = (text: string): string => text.replace(EMAIL, REDACTED).replace(BEARER, `$1 ${REDACTED}`);
+/** Masks e-mail addresses, credentials and failed-query parameters that appear inside free text. */
+export const redactText = (text: string): string =>
+  text.replace(FAILED_QUERY, `Failed query: ${REDACTED}`).replace(EMAIL, REDACTED).replace(BEARER, `$1 ${REDACTED}`);
 
 /** A deep copy with every sensitive field masked; cycles and depth are bounded. */
 export function redact<T>(value: T, depth = 0, seen = new WeakSet<object>()): T {

@@ -6,6 +6,7 @@ import { NOT_IN_KNOWLEDGE_BASE } from "../llm/local-composer.ts";
 import type { ChatModel, ChatUsage } from "../llm/port.ts";
 import { costUsd, priceFor } from "../llm/pricing.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { type PhiCounts, phiMetricEvents, screenForCloud } from "../safety/phi.ts";
 import { type Citation, CitationFilter, citationsFor } from "./citations.ts";
@@ -173,7 +174,7 @@ export async function* answerQuestion(
     }
     const failure = toApiError(error);
     failureCode = failure.code;
-    if (failure.code === "INTERNAL") log("error", "answer failed", { error: describe(error) });
+    if (failure.code === "INTERNAL") log("error", "answer failed", { error: describeError(error) });
     yield { type: "error", code: failure.code, message: failure.message };
   } finally {
     metrics.push(stage("total", elapsedMs() / 1000), {
@@ -272,5 +273,3 @@ function usageMetrics(model: ChatModel, usage: ChatUsage, cost: number | null, o
     ...(cost ? [{ name: "llm_cost_usd_total", labels: { model: model.model }, value: cost } as const] : []),
   ];
 }
-
-const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));

@@ -3,6 +3,7 @@ import { createDb, type Database } from "../adapters/db/client.ts";
 import { llmUsage } from "../adapters/db/schema/conversations.ts";
 import type { Config } from "../config.ts";
 import type { ChatUsage } from "../llm/port.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 
 export interface UsageRecord {
@@ -35,7 +36,7 @@ export async function recordUsage(config: Config, record: UsageRecord): Promise<
       firstTokenMs: record.firstTokenMs,
     });
   } catch (error) {
-    log("error", "model usage could not be recorded", { error: (error as Error).message, model: record.model });
+    log("error", "model usage could not be recorded", { error: describeError(error), model: record.model });
   }
 }
 

@@ -4,6 +4,7 @@ import { LOCAL_MODEL } from "../kb/embed/local.ts";
 import type { Embedder } from "../kb/embed/port.ts";
 import { recordedIndex } from "../kb/index-spec.ts";
 import type { VectorStore } from "../kb/vectors/port.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { activeChunks, documentConditions, type SearchFilters } from "./filters.ts";
 import type { RankedHit } from "./fuse.ts";
@@ -57,7 +58,7 @@ export async function vectorSearch(
   try {
     [vector = []] = await timed("embed", () => embedder.embed([query]));
   } catch (error) {
-    log("warn", "query embedding failed; keyword search only", { error: (error as Error).message });
+    log("warn", "query embedding failed; keyword search only", { error: describeError(error) });
     return { hits: [], skipped: "the embedding service is unavailable" };
   }
   if (!vector.some((x) => x !== 0)) return { hits: [], skipped: "the query has nothing to embed" };
@@ -80,7 +81,7 @@ export async function vectorSearch(
   } catch (error) {
     log("warn", "vector search failed; keyword search only", {
       backend: store.backend,
-      error: (error as Error).message,
+      error: describeError(error),
     });
     return { hits: [], skipped: `the vector store (${store.backend}) is unavailable` };
   }

@@ -4,6 +4,7 @@ import type { RateLimitRule } from "../config.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { recordMetrics } from "../metrics/record.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 
 export type RateLimitRuleName = "register" | "login" | "refresh";
@@ -66,7 +67,7 @@ async function failOpen<T>(call: () => Promise<T>): Promise<T | undefined> {
     limiterFailing = false;
     return result;
   } catch (error) {
-    if (!limiterFailing) log("error", "rate limiter unreachable", { error: String(error) });
+    if (!limiterFailing) log("error", "rate limiter unreachable", { error: describeError(error) });
     limiterFailing = true;
     return undefined;
   }
