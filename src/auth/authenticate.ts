@@ -3,8 +3,8 @@ import { type Database, queryRows } from "../adapters/db/client.ts";
 import { apiKeys, users } from "../adapters/db/schema/identity.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
-import { secretsEqual, sha256Hex } from "./crypto.ts";
-import { TokenError, verifyAccessToken } from "./jwt.ts";
+import { randomToken, secretsEqual, sha256Hex } from "./crypto.ts";
+import { accessTokenCheck, TokenError, verifyAccessToken } from "./jwt.ts";
 import { atMost, type Principal, type Role } from "./principal.ts";
 import type { RevocationList } from "./revocation/port.ts";
 
@@ -36,7 +36,7 @@ export async function principalFromAccessToken(
 ): Promise<Principal> {
   let claims: Awaited<ReturnType<typeof verifyAccessToken>>;
   try {
-    claims = await verifyAccessToken(token, { keys: config.JWT_SIGNING_KEYS, issuer: config.JWT_ISSUER });
+    claims = await verifyAccessToken(token, accessTokenCheck(config));
   } catch (error) {
     if (error instanceof TokenError) throw refuse(tokenDetails[error.problem]);
     throw error;
@@ -80,9 +80,7 @@ export const newApiKey = () => {
   const prefix = Array.from(crypto.getRandomValues(new Uint8Array(LOOKUP_LENGTH / 2)), (b) =>
     b.toString(16).padStart(2, "0"),
   ).join("");
-  const secret = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(36).padStart(2, "0"))
-    .join("")
-    .slice(0, 43);
+  const secret = randomToken(32); // 256 bits, 43 base64url characters
   return { prefix, key: `${API_KEY_PREFIX}${prefix}_${secret}` };
 };
 

@@ -1,4 +1,4 @@
-import type { SigningKey } from "../config.ts";
+import type { Config, SigningKey } from "../config.ts";
 import { base64url, fromBase64url, utf8 } from "./crypto.ts";
 import type { Role } from "./principal.ts";
 
@@ -73,10 +73,25 @@ const decodeJson = (part: string): Record<string, unknown> | undefined => {
   }
 };
 
-/** Verifies signature (constant-time, by WebCrypto), algorithm, key id, expiry and claim shapes. */
+/** Verification options from the configuration: its keys, issuer and token lifetime. */
+export const accessTokenCheck = (
+  config: Pick<Config, "JWT_SIGNING_KEYS" | "JWT_ISSUER" | "ACCESS_TOKEN_TTL_SECONDS">,
+) => ({
+  keys: config.JWT_SIGNING_KEYS,
+  issuer: config.JWT_ISSUER,
+  maxTtlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+});
+
+/** How far a token's issue time may lie in the future: clocks of signer and verifier drift a little. */
+export const CLOCK_SKEW_SECONDS = 60;
+
+/**
+ * Verifies signature (constant-time, by WebCrypto), algorithm, key id, expiry and claim shapes, and refuses
+ * a token issued in the future or living longer than `maxTtlSeconds` (the configured lifetime).
+ */
 export async function verifyAccessToken(
   token: string,
-  options: { keys: SigningKey[]; issuer: string; now?: number },
+  options: { keys: SigningKey[]; issuer: string; maxTtlSeconds: number; now?: number },
 ): Promise<AccessClaims> {
   const parts = token.split(".");
   if (parts.length !== 3) throw new TokenError("malformed");
@@ -98,7 +113,11 @@ export async function verifyAccessToken(
   if (!valid) throw new TokenError("bad_signature");
   const claims = decodeJson(payloadPart);
   if (!claims || !isAccessClaims(claims) || claims.iss !== options.issuer) throw new TokenError("invalid_claims");
-  if (claims.exp <= Math.floor((options.now ?? Date.now()) / 1000)) throw new TokenError("expired");
+  const now = Math.floor((options.now ?? Date.now()) / 1000);
+  if (claims.iat > now + CLOCK_SKEW_SECONDS || claims.exp - claims.iat > options.maxTtlSeconds) {
+    throw new TokenError("invalid_claims");
+  }
+  if (claims.exp <= now) throw new TokenError("expired");
   return claims;
 }
 

@@ -3,7 +3,7 @@ import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
 import { API_KEY_PREFIX } from "../auth/authenticate.ts";
-import { verifyAccessToken } from "../auth/jwt.ts";
+import { accessTokenCheck, verifyAccessToken } from "../auth/jwt.ts";
 import type { Principal } from "../auth/principal.ts";
 import { ApiError } from "../errors.ts";
 import { headerCredential, signIn } from "../middleware/auth.ts";
@@ -80,11 +80,9 @@ async function tokenOnly(c: Context<AppEnv>, databaseError: unknown): Promise<Pr
   const { apiKey, bearer: token } = headerCredential(c);
   if (apiKey || !token || token.startsWith(API_KEY_PREFIX)) throw unavailable;
   const config = c.var.config;
-  const claims = await verifyAccessToken(token, { keys: config.JWT_SIGNING_KEYS, issuer: config.JWT_ISSUER }).catch(
-    () => {
-      throw unavailable;
-    },
-  );
+  const claims = await verifyAccessToken(token, accessTokenCheck(config)).catch(() => {
+    throw unavailable;
+  });
   log("warn", "flag caller accepted on its access token alone: the database did not answer", {
     error: databaseError instanceof Error ? databaseError.message : String(databaseError),
   });

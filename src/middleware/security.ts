@@ -11,10 +11,24 @@ export const securityHeaders = secureHeaders({
   xFrameOptions: "DENY",
 });
 
-/** CORS for the origins listed in CORS_ORIGINS; every other origin gets no CORS headers. */
-export const corsFromConfig = createMiddleware<AppEnv>((c, next) =>
-  cors({
-    origin: (origin) => (c.var.config.CORS_ORIGINS.includes(origin) ? origin : null),
+/**
+ * Answers are per caller and often carry secrets (tokens, API keys, tickets), so no cache keeps one
+ * unless its route says otherwise (its own Cache-Control, or an ETag to revalidate).
+ */
+export const noStoreByDefault = createMiddleware<AppEnv>(async (c, next) => {
+  await next();
+  const headers = c.res.headers;
+  if (c.res.status !== 101 && !headers.has("cache-control") && !headers.has("etag")) {
+    headers.set("Cache-Control", "no-store");
+  }
+});
+
+/** CORS for the origins listed in CORS_ORIGINS; every other origin (or none) gets no CORS header at all. */
+export const corsFromConfig = createMiddleware<AppEnv>((c, next) => {
+  const origin = c.req.header("origin");
+  if (!origin || !c.var.config.CORS_ORIGINS.includes(origin)) return next();
+  return cors({
+    origin,
     allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
     allowHeaders: [
       "Authorization",
@@ -30,5 +44,5 @@ export const corsFromConfig = createMiddleware<AppEnv>((c, next) =>
     exposeHeaders: ["X-Request-Id", "traceparent", "ETag", "Retry-After", "Location"],
     maxAge: 600,
     credentials: true,
-  })(c, next),
-);
+  })(c, next);
+});

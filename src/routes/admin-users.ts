@@ -120,7 +120,7 @@ export const adminUserRoutes = createRouter()
         200: jsonResponse("The updated user", PublicUser),
         403: problem("Not an admin"),
         404: problem("No such user"),
-        409: problem("The last active admin cannot be demoted"),
+        409: problem("The last active admin cannot be demoted, or the user is deleted"),
       },
     }),
     async (c) => {
@@ -128,6 +128,7 @@ export const adminUserRoutes = createRouter()
       const { role } = c.req.valid("json");
       const updated = await auditedChange(c.var.config, async (tx: Database) => {
         const before = await loadUser(tx, id);
+        if (before.deletedAt) throw new ApiError("CONFLICT", "The user is deleted.");
         const guard = before.role === "admin" && role !== "admin" ? anotherActiveAdmin(id) : sql`true`;
         const [after] = await tx
           .update(users)

@@ -132,6 +132,12 @@ describe("admin user management", () => {
     const soft = await call("DELETE", `/api/admin/users/${target.id}`, { token: admin.access });
     expect(soft.status).toBe(200);
     expect(soft.body.deleted_at).not.toBeNull();
+    // A deleted user is not changed any more: role, like activate and reset, answers 409.
+    const role = await call("PATCH", `/api/admin/users/${target.id}/role`, {
+      token: admin.access,
+      json: { role: "viewer" },
+    });
+    expect(role.status).toBe(409);
     expect((await call("GET", "/api/auth/me", { token: target.access })).status).toBe(401);
     expect(
       (await call("GET", "/api/admin/users?status=deleted", { token: admin.access })).body.items.map(

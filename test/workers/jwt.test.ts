@@ -5,10 +5,10 @@ import { signAccessToken, TokenError, verifyAccessToken } from "../../src/auth/j
 const keyA = { kid: "a", secret: "secret-a-0123456789abcdef0123456789" };
 const keyB = { kid: "b", secret: "secret-b-0123456789abcdef0123456789" };
 const claims = { sub: "0f8fad5b-d9cb-469f-a165-70867728950e", role: "user" as const, sid: "s1" };
-const sign = (keys = [keyA], now?: number) =>
-  signAccessToken(claims, { keys, ttlSeconds: 900, issuer: "voiceassist", now });
+const sign = (keys = [keyA], now?: number, ttlSeconds = 900) =>
+  signAccessToken(claims, { keys, ttlSeconds, issuer: "voiceassist", now });
 const verify = (token: string, keys = [keyA, keyB], now?: number) =>
-  verifyAccessToken(token, { keys, issuer: "voiceassist", now });
+  verifyAccessToken(token, { keys, issuer: "voiceassist", maxTtlSeconds: 900, now });
 
 async function problemOf(promise: Promise<unknown>) {
   try {
@@ -52,6 +52,19 @@ describe("access tokens", () => {
     const [, p] = segments(token);
     expect(await problemOf(verify(`${json({ alg: "none", kid: "a" })}.${p}.`))).toBe("unsupported_algorithm");
     expect(await problemOf(verify(`${json({ alg: "HS512", kid: "a" })}.${p}.abc`))).toBe("unsupported_algorithm");
+  });
+
+  it("refuses a token issued in the future beyond the clock skew, and accepts one within it", async () => {
+    const now = Date.now();
+    const { token: ahead } = await sign([keyA], now + 30 * 86_400_000);
+    expect(await problemOf(verify(ahead, [keyA], now))).toBe("invalid_claims");
+    const { token: drifted } = await sign([keyA], now + 30_000);
+    expect(await problemOf(verify(drifted, [keyA], now))).toBe("accepted");
+  });
+
+  it("refuses a token that lives longer than the configured lifetime", async () => {
+    const { token } = await sign([keyA], undefined, 30 * 86_400);
+    expect(await problemOf(verify(token))).toBe("invalid_claims");
   });
 
   it("refuses an unknown kid", async () => {
