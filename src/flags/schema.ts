@@ -7,16 +7,29 @@ import { type JsonValue, OPERATORS, REASONS, VALUE_TYPES } from "./model.ts";
 const RESERVED_KEYS = new Set(["segments", "import", "export", "playground", "overrides"]);
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+// Control and format characters (Unicode Cc, Cf: U+202E, U+200B-U+200D, U+2060, U+FEFF, ...) are invisible or
+// reorder text, so two names that differ could look identical to an admin.
+const HIDDEN_CHARACTER = /[\p{Cc}\p{Cf}]/u;
 
-export const FlagKey = z
-  .string()
-  .min(1)
+const codePoint = (ch: string) => `U+${(ch.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, "0")}`;
+
+/** A name shown to admins (flag key, segment, variant, tag, ...): well-formed UTF-8 that looks like what it is. */
+export const identifier = () =>
+  z
+    .string()
+    .min(1)
+    .refine((name) => !LONE_SURROGATE.test(name), "must be well-formed UTF-8 (no lone surrogates)")
+    .superRefine((name, ctx) => {
+      const hidden = HIDDEN_CHARACTER.exec(name)?.[0];
+      if (hidden)
+        ctx.addIssue({
+          code: "custom",
+          message: `must not contain control or format characters (${codePoint(hidden)})`,
+        });
+    });
+
+export const FlagKey = identifier()
   .max(255)
-  .refine((key) => !LONE_SURROGATE.test(key), "must be well-formed UTF-8 (no lone surrogates)")
-  .refine(
-    (key) => ![...key].some((ch) => (ch.codePointAt(0) as number) < 0x20 || ch === "\u007f"),
-    "must not contain control characters",
-  )
   .refine((key) => !RESERVED_KEYS.has(key), `must not be one of ${[...RESERVED_KEYS].join(", ")}`)
   // URLs resolve these as path segments, so no route by key could reach such a flag.
   .refine((key) => key !== "." && key !== "..", 'must not be "." or ".."')
@@ -29,7 +42,7 @@ const JsonValueSchema = z
 
 export const ConstraintSchema = z
   .object({
-    contextName: z.string().min(1),
+    contextName: identifier(),
     operator: z.enum(OPERATORS),
     values: z.array(z.string()).optional(),
     value: z.string().optional(),
@@ -42,33 +55,33 @@ const PayloadSchema = z.object({ type: z.string().min(1), value: z.string() });
 
 export const VariantSchema = z
   .object({
-    name: z.string().min(1),
+    name: identifier(),
     weight: z.number().int().min(0).max(1000),
     weightType: z.enum(["variable", "fix"]).optional(),
-    stickiness: z.string().optional(),
+    stickiness: identifier().optional(),
     payload: PayloadSchema.optional(),
-    overrides: z.array(z.object({ contextName: z.string(), values: z.array(z.string()) })).optional(),
+    overrides: z.array(z.object({ contextName: identifier(), values: z.array(z.string()) })).optional(),
   })
   .openapi("FlagVariant");
 
 export const StrategySchema = z
   .object({
-    name: z.string().min(1),
+    name: identifier(),
     parameters: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
     constraints: z.array(ConstraintSchema).optional(),
     segments: z.array(z.number().int()).optional(),
     variants: z.array(VariantSchema).optional(),
     disabled: z.boolean().nullish(),
-    title: z.string().nullish(),
+    title: identifier().or(z.literal("")).nullish(),
     sortOrder: z.number().optional(),
     id: z.string().optional(),
   })
   .openapi("FlagStrategy");
 
 export const DependencySchema = z.object({
-  feature: z.string().min(1),
+  feature: identifier(),
   enabled: z.boolean().optional(),
-  variants: z.array(z.string()).optional(),
+  variants: z.array(identifier()).optional(),
 });
 
 const IsoTime = z.iso.datetime({ offset: true });
@@ -81,15 +94,15 @@ export const ScheduleSchema = z
 export const FlagFields = z.object({
   description: z.string().max(2000).default(""),
   type: z.enum(VALUE_TYPES).default("boolean").describe("Value type"),
-  kind: z.string().min(1).max(50).default("release").describe("Unleash feature type (release, experiment, ...)"),
+  kind: identifier().max(50).default("release").describe("Unleash feature type (release, experiment, ...)"),
   enabled: z.boolean().default(false).describe("The kill switch"),
-  environments: z.array(z.string().min(1)).default([]).describe("Environments the flag is on in; empty: all"),
+  environments: z.array(identifier()).default([]).describe("Environments the flag is on in; empty: all"),
   strategies: z.array(StrategySchema).default([]),
   variants: z.array(VariantSchema).default([]),
   dependencies: z.array(DependencySchema).default([]),
   defaultValue: JsonValueSchema.optional().describe("Value when off or when no variant applies (non-boolean types)"),
   schedule: ScheduleSchema.nullable().default(null),
-  tags: z.array(z.string().min(1).max(100)).default([]),
+  tags: z.array(identifier().max(100)).default([]),
   unleash: z.record(z.string(), z.unknown()).default({}).describe("Other Unleash fields, kept as given"),
 });
 
@@ -110,7 +123,7 @@ export const Flag = FlagFields.extend({
 
 export const SegmentInput = z
   .object({
-    name: z.string().min(1).max(200),
+    name: identifier().max(200),
     description: z.string().max(2000).nullish(),
     constraints: z.array(ConstraintSchema),
   })
@@ -119,7 +132,7 @@ export const SegmentInput = z
 export const OverrideInput = z
   .object({
     value: JsonValueSchema.optional().describe("For a boolean flag, on or off; otherwise the value served"),
-    variant: z.string().min(1).optional().describe("One of the flag's variants"),
+    variant: identifier().optional().describe("One of the flag's variants"),
     reason: z.string().trim().min(1).max(500).describe("Why; shown in the audit trail"),
     expiresAt: IsoTime.nullish().describe("When the override stops applying; absent: never"),
   })
@@ -131,9 +144,9 @@ export const OverrideInput = z
 
 export const BulkOverrideInput = z
   .object({
-    userIds: z.array(z.string().min(1).max(200)).min(1).max(1000),
+    userIds: z.array(identifier().max(200)).min(1).max(1000),
     value: JsonValueSchema.optional(),
-    variant: z.string().min(1).optional(),
+    variant: identifier().optional(),
     reason: z.string().trim().min(1).max(500),
     expiresAt: IsoTime.nullish(),
   })
@@ -177,7 +190,7 @@ export const ClientFeaturesSchema = z
         .object({
           name: FlagKey,
           description: z.string().nullish(),
-          type: z.string().optional(),
+          type: identifier().optional(),
           enabled: z.boolean(),
           stale: z.boolean().optional(),
           impressionData: z.boolean().optional(),
@@ -195,7 +208,7 @@ export const ClientFeaturesSchema = z
       .array(
         z.object({
           id: z.number().int(),
-          name: z.string().optional(),
+          name: identifier().optional(),
           description: z.string().nullish(),
           constraints: z.array(ConstraintSchema),
         }),

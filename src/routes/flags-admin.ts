@@ -37,6 +37,7 @@ import {
   FlagCreate,
   FlagFields,
   FlagPatch,
+  identifier,
   OverrideInput,
   ScheduleSchema,
   SegmentInput,
@@ -51,6 +52,7 @@ const reader = requireRole("admin", "viewer");
 const writer = requireRole("admin");
 const tags = ["flags"];
 const KeyParam = z.object({ key: z.string().min(1).describe("The flag key (URL-encoded)") });
+const UserParam = KeyParam.extend({ userId: identifier().max(200).describe("The user id (URL-encoded)") });
 const IfMatch = z.object({ "if-match": z.string().optional().describe('The flag\'s ETag, e.g. "3"') });
 const SegmentParam = z.object({ id: z.coerce.number().int().positive() });
 const Overrides = z.array(z.record(z.string(), z.unknown()));
@@ -542,7 +544,7 @@ export const flagAdminRoutes = createRouter()
       summary: "Set one user's override (wins over every rule while active)",
       security: signedIn,
       middleware: [writer] as const,
-      request: { params: KeyParam.extend({ userId: z.string().min(1).max(200) }), body: jsonBody(OverrideInput) },
+      request: { params: UserParam, body: jsonBody(OverrideInput) },
       responses: { 200: jsonResponse("The override", z.record(z.string(), z.unknown())), 404: problem("No such flag") },
     }),
     async (c) => {
@@ -559,7 +561,7 @@ export const flagAdminRoutes = createRouter()
       summary: "Remove one user's override",
       security: signedIn,
       middleware: [writer] as const,
-      request: { params: KeyParam.extend({ userId: z.string().min(1).max(200) }) },
+      request: { params: UserParam },
       responses: { 204: { description: "Removed" }, 404: problem("No such override") },
     }),
     async (c) => {

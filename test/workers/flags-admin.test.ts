@@ -76,6 +76,64 @@ describe("flag CRUD", () => {
     }
   });
 
+  it("refuses invisible and reordering characters in every name shown to admins (422 naming the field)", async () => {
+    // A right-to-left override, zero-width space/non-joiner/joiner, word joiner, BOM, and a C1 control.
+    const hidden = ["\u202E", "\u200B", "\u200C", "\u200D", "\u2060", "\uFEFF", "\u0085"];
+    const refused = async (method: string, target: string, json: unknown, field: string) => {
+      const res = await call(method, target, { token: admin.access, json });
+      expect(res.status, `${field}: ${JSON.stringify(res.body)}`).toBe(422);
+      expect(res.body.errors.map((e: { field: string }) => e.field)).toContain(field);
+      expect(JSON.stringify(res.body.errors)).toMatch(/control or format characters/);
+    };
+    for (const ch of hidden) await refused("POST", "/api/admin/flags", { key: `look${ch}alike` }, "body.key");
+    const base = { key: uniqueKey("names") };
+    const strategy = { name: "default", constraints: [{ contextName: `ro\u200Ble`, operator: "IN", values: ["a"] }] };
+    await refused("POST", "/api/admin/flags", { ...base, tags: ["ok", "t\u202Eag"] }, "body.tags.1");
+    await refused("POST", "/api/admin/flags", { ...base, environments: ["prod\uFEFF"] }, "body.environments.0");
+    await refused("POST", "/api/admin/flags", { ...base, kind: "rel\u2060ease" }, "body.kind");
+    await refused(
+      "POST",
+      "/api/admin/flags",
+      { ...base, strategies: [strategy] },
+      "body.strategies.0.constraints.0.contextName",
+    );
+    await refused(
+      "POST",
+      "/api/admin/flags",
+      { ...base, variants: [{ name: "blue\u200D", weight: 1000 }] },
+      "body.variants.0.name",
+    );
+    await refused(
+      "POST",
+      "/api/admin/flags",
+      { ...base, dependencies: [{ feature: "pa\u202Erent" }] },
+      "body.dependencies.0.feature",
+    );
+    await refused("POST", "/api/admin/flags/segments", { name: "clin\u200Bicians", constraints: [] }, "body.name");
+    await refused(
+      "POST",
+      "/api/admin/flags/import",
+      { features: [{ name: "imp\u202Eorted", enabled: true }] },
+      "body.features.0.name",
+    );
+    const key = uniqueKey("override-user");
+    await createFlag({ key });
+    await refused(
+      "PUT",
+      path(key, `/overrides/${encodeURIComponent("user\u200B1")}`),
+      { value: true, reason: "r" },
+      "param.userId",
+    );
+    await refused(
+      "POST",
+      path(key, "/overrides"),
+      { userIds: ["u\u202E2"], value: true, reason: "r" },
+      "body.userIds.0",
+    );
+    // Visible scripts, emoji and spaces stay allowed.
+    expect((await createFlag({ key: uniqueKey("שלום 世界 🚀"), tags: ["ünï cödé"] })).status).toBe(201);
+  });
+
   it("PATCH changes only the fields sent and bumps the version; toggle and archive", async () => {
     const key = uniqueKey("patch");
     await createFlag({ key, description: "before", tags: ["a"], strategies: [{ name: "default" }] });
