@@ -2,12 +2,17 @@ import { describe, expect, it } from "vitest";
 import type { ApiError } from "../../src/errors.ts";
 import { extractDocument } from "../../src/kb/extract/index.ts";
 import {
+  deflatedZip,
   docx,
+  docxParts,
   pdf,
   pdfTextPage,
+  pdfTextString,
   pngBytes,
   utf8,
   utf16,
+  withPdfInfo,
+  wordCoreProperties,
   wordParagraph,
   wordTable,
   zip,
@@ -251,6 +256,68 @@ describe("generated PDF", () => {
         { text: "Fourth page.", page: 4, headingPath: [] },
       ],
     });
+  });
+});
+
+describe("document titles", () => {
+  const wordBody =
+    wordParagraph("Ward infection guide", "Title") + wordParagraph("Wear a mask near coughing patients.");
+  const wordFile = (titleXml: string) =>
+    deflatedZip({ ...docxParts(wordBody), "docProps/core.xml": wordCoreProperties(titleXml) });
+
+  it("the real CDC PDF has no Title; once a PDF editor sets one (an incremental update), it is read", async () => {
+    expect((await extractDocument(samples.cdcPdf.bytes)).document.title).toBeUndefined();
+    const titled = withPdfInfo(
+      samples.cdcPdf.bytes,
+      `/Title ${pdfTextString("Guide to Infection Prevention for Outpatient Settings – CDC")} /Producer (PDFium)`,
+    );
+    const { document } = await extractDocument(titled);
+    expect(document.title).toBe("Guide to Infection Prevention for Outpatient Settings – CDC");
+    expect(document.blocks).toHaveLength(10);
+  });
+
+  it("a DOCX's title is its core property dc:title (deflated, as Word saves it), before the Title style", async () => {
+    const { document } = await extractDocument(await wordFile("Mask policy &amp; fitting"), { filename: "m.docx" });
+    expect(document.title).toBe("Mask policy & fitting");
+    expect(document.blocks[0]).toEqual({
+      text: "Wear a mask near coughing patients.",
+      headingPath: ["Ward infection guide"],
+    });
+  });
+
+  it("an empty dc:title (Word's default) falls back to the Title-styled paragraph", async () => {
+    const { document } = await extractDocument(await wordFile(""), { filename: "m.docx" });
+    expect(document.title).toBe("Ward infection guide");
+  });
+
+  it.each([
+    ["a file name", "Microsoft Word - ward-guide.docx"],
+    ["Untitled", "Untitled"],
+    ["Word's default name", "Document1"],
+    ["blank", "  "],
+  ])("a placeholder title (%s) counts as none", async (_, title) => {
+    const { document } = await extractDocument(pdf([pdfTextPage(["Some text."])], title));
+    expect(document.title).toBeUndefined();
+  });
+
+  it("keeps a long title to 500 characters", async () => {
+    const { document } = await extractDocument(pdf([pdfTextPage(["Some text."])], "A".repeat(800)));
+    expect(document.title).toBe("A".repeat(500));
+  });
+
+  // Postgres refuses U+0000 in text: nothing taken from a file may carry one into a title, heading or chunk.
+  it.each([
+    [
+      "PDF Title and text",
+      async () => withPdfInfo(pdf([pdfTextPage(["Dose\\000 table"])]), `/Title ${pdfTextString("Dose\u0000guide")}`),
+    ],
+    ["DOCX core title", async () => wordFile("Dose&#0;guide")],
+    ["HTML title and heading", async () => utf8("<title>Dose&#0;guide</title><h2>A&#0;B</h2><p>Dose&#0;table</p>")],
+    ["Markdown heading", async () => utf8("# Dose&#0;guide\n\n## A&#x0;B\n\nDose&#0;table")],
+  ])("no NUL survives extraction: %s", async (_, file) => {
+    const { document } = await extractDocument(await file(), { filename: "f" });
+    expect(document.title).toMatch(/^Dose\W?guide$/);
+    expect(JSON.stringify(document)).not.toContain("\\u0000");
   });
 });
 

@@ -1,13 +1,21 @@
+import { decodeXML } from "entities";
 import { ApiError } from "../../errors.ts";
 import { extractHtml } from "./html.ts";
 import type { ExtractedDocument } from "./port.ts";
+import { readZipEntry } from "./zip.ts";
+
+const CORE_PROPERTIES = "docProps/core.xml";
+const CORE_PROPERTIES_MAX_BYTES = 256 * 1024; // a few hundred bytes in practice
+// dc:title, whatever prefix the file gives the Dublin Core namespace; core.xml has no other "title".
+const CORE_TITLE = /<(?:[\w.-]+:)?title\b[^>]*>([\s\S]*?)<\/(?:[\w.-]+:)?title\s*>/;
 
 // Word's Title style (by name, or by id when styles.xml is absent) is the top heading; mammoth maps Heading 1-6.
 const STYLE_MAP = ["p[style-name='Title'] => h1:fresh", "p.Title => h1:fresh"];
 
 /**
  * Text of a DOCX: mammoth turns Word's structure into HTML (headings from heading styles, lists, tables),
- * then the HTML extractor gives heading paths. Images are not read.
+ * then the HTML extractor gives heading paths. Images are not read. The title is the one in the file's
+ * properties (File > Info in Word), else the first Title-styled or top-level heading.
  */
 export async function extractDocx(bytes: Uint8Array): Promise<ExtractedDocument> {
   // Loaded on the first DOCX only: it is large and most requests never need it.
@@ -29,5 +37,15 @@ export async function extractDocx(bytes: Uint8Array): Promise<ExtractedDocument>
       cause: error,
     });
   }
-  return extractHtml(html);
+  const extracted = await extractHtml(html);
+  const title = await coreTitle(bytes);
+  return title ? { ...extracted, title } : extracted;
+}
+
+/** dc:title of the document's core properties; Word writes an empty one when none was set. */
+async function coreTitle(bytes: Uint8Array): Promise<string | undefined> {
+  const xml = await readZipEntry(bytes, CORE_PROPERTIES, CORE_PROPERTIES_MAX_BYTES);
+  const match = xml && CORE_TITLE.exec(new TextDecoder().decode(xml));
+  const title = match ? decodeXML(match[1]!).trim() : "";
+  return title || undefined;
 }

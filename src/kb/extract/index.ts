@@ -38,8 +38,21 @@ export async function extractDocument(
       "The document has no extractable text: nothing is left once markup, images and whitespace are removed.",
     );
   }
-  const title = extracted.title ? normaliseLine(extracted.title) : "";
+  const title = documentTitle(extracted.title);
   return { format, mimeType, document: title ? { title, blocks } : { blocks } };
+}
+
+const MAX_TITLE_LENGTH = 500; // as long as a title an admin may give
+// Titles tools fill in when the author gave none: a file name, "Untitled", "Document1".
+const PLACEHOLDER_TITLE =
+  /^(?:untitled(?: document)?|document ?\d*|title|[^ ]+\.(?:pdf|docx?|html?|md|markdown|txt))$/i;
+
+/** The document's own title on one line, or undefined when it only says what a tool put there. */
+function documentTitle(raw: string | undefined): string | undefined {
+  // normaliseLine turns control characters (a NUL in a PDF's Title) into spaces.
+  const title = normaliseLine(raw ?? "").replace(/^Microsoft Word - /i, "");
+  if (!title || PLACEHOLDER_TITLE.test(title)) return undefined;
+  return [...title].slice(0, MAX_TITLE_LENGTH).join("").trim();
 }
 
 // detectFormat has accepted these bytes as text, so decoding cannot fail here.
