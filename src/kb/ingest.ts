@@ -133,6 +133,7 @@ export async function ingestDocument(
       embeddingModel: withVectors ? index.model : null,
       embeddingDimensions: withVectors ? index.dimensions : null,
       timings,
+      title: extracted.document.title,
     });
     if (flipped.staleChunkIds.length) await store.deleteChunks(index, flipped.staleChunkIds);
     if (flipped.gone) {
@@ -212,6 +213,8 @@ async function flipToGeneration(
     embeddingModel: string | null;
     embeddingDimensions: number | null;
     timings: Record<string, number>;
+    /** The document's own title, if extraction found one. */
+    title: string | undefined;
   },
 ): Promise<{ flipped: boolean; gone: boolean; staleChunkIds: string[] }> {
   return withPoolDb(config, (db) =>
@@ -235,6 +238,13 @@ async function flipToGeneration(
         })
         .where(and(eq(documents.id, job.documentId), lt(documents.activeGeneration, job.generation)))
         .returning({ id: documents.id });
+      if (flipped.length && summary.title) {
+        // Only a title that is the file name gives way; one the admin gave never does.
+        await tx
+          .update(documents)
+          .set({ title: summary.title, titleSource: "document" })
+          .where(and(eq(documents.id, job.documentId), ne(documents.titleSource, "given")));
+      }
       // Everything but the active generation goes: older ones, or ours if a newer one won meanwhile.
       const active = sql`(select active_generation from kb_documents where id = ${job.documentId})`;
       const stale = await tx

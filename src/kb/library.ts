@@ -1,6 +1,13 @@
 import { and, count, eq, inArray, sql, sum } from "drizzle-orm";
 import { createDb, type Database, queryRows } from "../adapters/db/client.ts";
-import { chunks, type DocumentStatus, documents, embeddingIndexes, importBatches } from "../adapters/db/schema/kb.ts";
+import {
+  chunks,
+  type DocumentStatus,
+  documents,
+  embeddingIndexes,
+  importBatches,
+  type TitleSource,
+} from "../adapters/db/schema/kb.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
@@ -17,6 +24,8 @@ export type DocumentRow = typeof documents.$inferSelect;
 
 export interface NewDocument {
   title: string;
+  /** "file_name": ingestion replaces the title with the document's own when it has one. */
+  titleSource: TitleSource;
   sourceType: string;
   externalId?: string | undefined;
   tags: string[];
@@ -62,6 +71,7 @@ export async function acceptDocument(
     .values({
       id,
       title: input.title,
+      titleSource: input.titleSource,
       sourceType: input.sourceType,
       externalId: input.externalId ?? null,
       tags: input.tags,

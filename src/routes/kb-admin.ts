@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { and, arrayContains, asc, count, desc, eq, ilike, type SQL } from "drizzle-orm";
 import { streamSSE } from "hono/streaming";
 import { createDb } from "../adapters/db/client.ts";
-import { chunks, documentStatuses, documents } from "../adapters/db/schema/kb.ts";
+import { chunks, documentStatuses, documents, titleSources } from "../adapters/db/schema/kb.ts";
 import { recordAudit } from "../audit/record.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { detectFormat } from "../kb/extract/index.ts";
@@ -42,6 +42,11 @@ const Document = z
     external_id: z.string().nullable(),
     source_type: z.string(),
     title: z.string(),
+    title_source: z
+      .enum(titleSources)
+      .describe(
+        "given: sent with the upload or import, kept; file_name: the file's name until ingestion finds the document's own title; document: that title",
+      ),
     tags: z.array(z.string()),
     metadata: z.record(z.string(), z.unknown()),
     mime_type: z.string(),
@@ -72,6 +77,7 @@ const toDocument = (d: DocumentRow): z.infer<typeof Document> => ({
   external_id: d.externalId,
   source_type: d.sourceType,
   title: d.title,
+  title_source: d.titleSource,
   tags: d.tags,
   metadata: d.metadata as Record<string, unknown>,
   mime_type: d.mimeType,
@@ -220,7 +226,9 @@ export const kbAdminRoutes = createRouter()
       if (bytes.byteLength === 0) throw fieldError("file", "is empty");
       const format = detectFormat(bytes, { filename: file.name, contentType: file.type });
       const { document, duplicate } = await acceptDocument(c.env, config, {
+        // The file name stands in until ingestion finds the document's own title.
         title: fields.data.title ?? (file.name || "Untitled"),
+        titleSource: fields.data.title ? "given" : "file_name",
         sourceType: fields.data.source_type,
         externalId: fields.data.external_id,
         tags: fields.data.tags,

@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import { ingestDocument } from "../../src/kb/ingest.ts";
 import { createVectorStore } from "../../src/kb/vectors/index.ts";
 import type { VectorStore } from "../../src/kb/vectors/port.ts";
-import { pdf, zip } from "../fixtures/kb/generate.ts";
+import { pdf, pdfTextString, withPdfInfo, zip } from "../fixtures/kb/generate.ts";
 import { samples } from "../fixtures/kb/samples.ts";
 import { serve, stack } from "./harness.ts";
 import { app, call, config, db, signedInUser } from "./identity-helpers.ts";
@@ -280,6 +280,80 @@ describe.skipIf(!hasVector)("bulk import", () => {
     expect((await post("nope\n", "application/x-ndjson")).status).toBe(422);
     expect((await post("<xml/>", "application/xml")).status).toBe(415);
   });
+});
+
+describe.skipIf(!hasVector)("document titles", () => {
+  const cdcName = samples.cdcPdf.name;
+  // The real CDC PDF after a PDF editor set its Info (unique per run, so never a duplicate of another test's).
+  const cdcWith = (info: string) => withPdfInfo(samples.cdcPdf.bytes, `${info} /Subject (${crypto.randomUUID()})`);
+  const titleOf = async (token: string, id: string) =>
+    (await call("GET", `/api/admin/kb/documents/${id}`, { token })).body as { title: string; title_source: string };
+
+  it("an upload without a title is named after its file until ingestion finds the document's own", async () => {
+    const admin = await signedInUser("admin");
+    const markdown = await upload(admin.access, {
+      bytes: unique(new TextDecoder().decode(samples.medlineplusMarkdown.bytes)),
+      name: samples.medlineplusMarkdown.name,
+      type: "text/markdown",
+    });
+    const titledPdf = await upload(admin.access, {
+      bytes: cdcWith(`/Title ${pdfTextString("Guide to Infection Prevention for Outpatient Settings")}`),
+      name: cdcName,
+      type: "application/pdf",
+    });
+    const untitledPdf = await upload(admin.access, { bytes: cdcWith(""), name: cdcName, type: "application/pdf" });
+    for (const res of [markdown, titledPdf, untitledPdf]) {
+      expect(res.status).toBe(202);
+      expect(res.body).toMatchObject({ title: res === markdown ? "medlineplus-hypoglycemia.md" : cdcName });
+      expect(res.body.title_source).toBe("file_name");
+      expect(await ingestNow(res.body.id)).toBe("indexed");
+    }
+    expect(await titleOf(admin.access, markdown.body.id)).toMatchObject({
+      title: "Hypoglycemia",
+      title_source: "document",
+    });
+    expect(await titleOf(admin.access, titledPdf.body.id)).toMatchObject({
+      title: "Guide to Infection Prevention for Outpatient Settings",
+      title_source: "document",
+    });
+    // No Title in the file: the file name stays, as before.
+    expect(await titleOf(admin.access, untitledPdf.body.id)).toMatchObject({
+      title: cdcName,
+      title_source: "file_name",
+    });
+    // A reindex reads the same title again.
+    await call("POST", `/api/admin/kb/documents/${titledPdf.body.id}/reindex`, { token: admin.access });
+    expect(await ingestNow(titledPdf.body.id)).toBe("indexed");
+    expect((await titleOf(admin.access, titledPdf.body.id)).title).toBe(
+      "Guide to Infection Prevention for Outpatient Settings",
+    );
+  }, 60_000);
+
+  it("a title the admin gives always wins over the document's", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(
+      admin.access,
+      { bytes: cdcWith(`/Title (Outpatient guide)`), name: cdcName, type: "application/pdf" },
+      { title: "Clinic infection handbook" },
+    );
+    expect(res.body).toMatchObject({ title: "Clinic infection handbook", title_source: "given" });
+    expect(await ingestNow(res.body.id)).toBe("indexed");
+    expect(await titleOf(admin.access, res.body.id)).toMatchObject({
+      title: "Clinic infection handbook",
+      title_source: "given",
+    });
+  }, 30_000);
+
+  it("a PDF Title holding a NUL is stored without it", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, {
+      bytes: cdcWith(`/Title ${pdfTextString("Outpatient\u0000guide")}`),
+      name: cdcName,
+      type: "application/pdf",
+    });
+    expect(await ingestNow(res.body.id)).toBe("indexed");
+    expect((await titleOf(admin.access, res.body.id)).title).toBe("Outpatient guide");
+  }, 30_000);
 });
 
 describe.skipIf(!hasVector)("lifecycle routes, access and audit", () => {

@@ -15,6 +15,10 @@ import {
 export const documentStatuses = ["queued", "processing", "ready", "failed"] as const;
 export type DocumentStatus = (typeof documentStatuses)[number];
 
+/** Where a title came from: given (by the admin or the import), the file name, or the document itself. */
+export const titleSources = ["given", "file_name", "document"] as const;
+export type TitleSource = (typeof titleSources)[number];
+
 /** One source document; its chunks of the active generation are what retrieval sees. */
 export const documents = pgTable(
   "kb_documents",
@@ -23,6 +27,8 @@ export const documents = pgTable(
     externalId: text("external_id"),
     sourceType: text("source_type").notNull().default("upload"),
     title: text("title").notNull(),
+    // A file-name title is replaced by the document's own once extraction finds one; a given one never is.
+    titleSource: text("title_source", { enum: titleSources }).notNull().default("given"),
     tags: text("tags").array().notNull().default(sql`'{}'::text[]`),
     metadata: jsonb("metadata").notNull().default(sql`'{}'::jsonb`),
     mimeType: text("mime_type").notNull(),

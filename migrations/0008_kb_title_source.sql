@@ -1,0 +1,1 @@
+ALTER TABLE "kb_documents" ADD COLUMN "title_source" text DEFAULT 'given' NOT NULL;
