@@ -156,16 +156,26 @@ export const BulkOverrideInput = z
   })
   .openapi("FlagBulkOverrideInput");
 
-/** The evaluation context a client sends (Unleash's fields; custom ones in properties). */
+// Unleash SDKs send unset context fields as null: null is taken as absent.
+const absentIfNull = <T extends z.ZodType>(schema: T) =>
+  schema
+    .nullish()
+    .transform((value) => value ?? undefined)
+    .optional();
+
+const withoutNulls = (properties: Record<string, string | null>) =>
+  Object.fromEntries(Object.entries(properties).filter(([, value]) => value !== null)) as Record<string, string>;
+
+/** The evaluation context a client sends (Unleash's fields; custom ones in properties); null means absent. */
 export const ContextSchema = z
   .object({
-    userId: z.string().max(200).optional(),
-    sessionId: z.string().max(200).optional(),
-    remoteAddress: z.string().max(100).optional(),
-    environment: z.string().max(100).optional(),
-    appName: z.string().max(200).optional(),
-    currentTime: IsoTime.optional(),
-    properties: z.record(z.string(), z.string().max(1000)).optional(),
+    userId: absentIfNull(z.string().max(200)),
+    sessionId: absentIfNull(z.string().max(200)),
+    remoteAddress: absentIfNull(z.string().max(100)),
+    environment: absentIfNull(z.string().max(100)),
+    appName: absentIfNull(z.string().max(200)),
+    currentTime: absentIfNull(IsoTime),
+    properties: absentIfNull(z.record(z.string(), z.string().max(1000).nullable()).transform(withoutNulls)),
   })
   .openapi("FlagContext");
 

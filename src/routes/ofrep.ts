@@ -33,7 +33,10 @@ const KNOWN_FIELDS = ["sessionId", "remoteAddress", "environment", "appName", "c
 
 const OfrepContext = z
   .object({
-    targetingKey: z.string().optional().describe("Ignored for the caller's own user id, which always applies"),
+    targetingKey: z
+      .string()
+      .nullish()
+      .describe("Ignored for the caller's own user id, which always applies; null (as Unleash SDKs send it): absent"),
   })
   .catchall(z.unknown())
   .openapi("OfrepContext", {

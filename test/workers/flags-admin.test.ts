@@ -402,6 +402,32 @@ describe("overrides and schedules", () => {
   });
 });
 
+describe("the playground", () => {
+  it("takes null context fields and properties (as Unleash SDKs send them) as absent", async () => {
+    const key = uniqueKey("null-context");
+    await createFlag({
+      key,
+      enabled: true,
+      strategies: [{ name: "default", constraints: [{ contextName: "plan", operator: "NOT_IN", values: ["free"] }] }],
+    });
+    const absent = await playground({}, [key]);
+    const nulls = await playground(
+      {
+        userId: null,
+        sessionId: null,
+        remoteAddress: null,
+        environment: null,
+        appName: null,
+        currentTime: null,
+        properties: { plan: null },
+      },
+      [key],
+    );
+    expect(nulls.status, JSON.stringify(nulls.body)).toBe(200);
+    expect(nulls.body.flags[key]).toEqual(absent.body.flags[key]);
+  });
+});
+
 describe("segments", () => {
   it("a segment is reusable across flags, cannot be deleted while used", async () => {
     const segment = await call("POST", "/api/admin/flags/segments", {

@@ -154,6 +154,21 @@ describe("POST /api/flags/evaluate", () => {
     }
   });
 
+  it("takes null context fields and properties (as Unleash SDKs send them) as absent", async () => {
+    const key = uniqueFlagKey("nulls");
+    await createFlag(admin.access, {
+      key,
+      enabled: true,
+      strategies: [{ name: "default", constraints: [{ contextName: "plan", operator: "IN", values: ["pro"] }] }],
+    });
+    const nulls = { userId: null, sessionId: null, appName: null, currentTime: null, properties: { x: null } };
+    const res = await evaluateFor(bob.access, nulls);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.flags[key]).toMatchObject({ enabled: false, reason: "DEFAULT" });
+    const pro = await evaluateFor(bob.access, { ...nulls, properties: { x: null, plan: "pro" } });
+    expect(pro.body.flags[key]).toMatchObject({ enabled: true, reason: "TARGETING_MATCH" });
+  });
+
   it("evaluates the caller as itself: a context naming another user never gets that user's override", async () => {
     const key = uniqueFlagKey("override");
     await createFlag(admin.access, { key, enabled: false });

@@ -166,6 +166,18 @@ describe("OFREP single-flag evaluation: POST /ofrep/v1/evaluate/flags/{key}", ()
     }
   });
 
+  it("takes null attributes (as Unleash SDKs send them) as absent, in single and bulk evaluation", async () => {
+    const nulls = { targetingKey: null, userId: null, sessionId: null, plan: null, properties: { plan: null } };
+    const res = await single(K.targeted, { context: nulls }, alice.access);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ value: false, reason: "DEFAULT" });
+    const withPlan = { ...nulls, properties: { plan: "pro", seats: null } };
+    expect((await single(K.targeted, { context: withPlan }, alice.access)).body).toMatchObject({ value: true });
+    const all = await bulk({ context: nulls }, alice.access);
+    expect(all.status, JSON.stringify(all.body)).toBe(200);
+    expect(flagOf(all.body, K.targeted)).toMatchObject({ value: false });
+  });
+
   it("evaluates a signed-in caller as itself: a context cannot claim another user's override", async () => {
     const own = await single(K.overridden, { context: { targetingKey: alice.id } }, alice.access);
     expect(own.body).toMatchObject({ value: true, reason: "OVERRIDE", metadata: { enabled: true } });
