@@ -59,7 +59,12 @@ function appPort(): number {
 }
 
 /** Local defaults < the stack's variables < every configuration variable set in the environment. */
-function workerVariables(stack: LocalStack, operatorToken: string, signingKeys: string): Record<string, string> {
+function workerVariables(
+  stack: LocalStack,
+  operatorToken: string,
+  signingKeys: string,
+  appUrl: string,
+): Record<string, string> {
   const fromEnvironment: Record<string, string> = {};
   for (const name of configVariableNames) {
     const value = process.env[name];
@@ -69,7 +74,8 @@ function workerVariables(stack: LocalStack, operatorToken: string, signingKeys: 
   return {
     ENVIRONMENT: "development",
     LOG_LEVEL: "debug",
-    CORS_ORIGINS: "http://localhost:5173,http://127.0.0.1:8787,http://localhost:8787",
+    // The web client's dev server, and the app's own origin (as PORT and --https make it) under both names.
+    CORS_ORIGINS: ["http://localhost:5173", appUrl, appUrl.replace("//127.0.0.1:", "//localhost:")].join(","),
     OPERATOR_TOKEN: operatorToken,
     JWT_SIGNING_KEYS: signingKeys,
     ...stack.env,
@@ -179,7 +185,8 @@ async function main(): Promise<void> {
   }
 
   const operatorToken = randomBytes(24).toString("base64url");
-  const variables = workerVariables(stack, operatorToken, await devSigningKeys());
+  const appUrl = `${options.https ? "https" : "http"}://127.0.0.1:${port}`;
+  const variables = workerVariables(stack, operatorToken, await devSigningKeys(), appUrl);
   const config = parseConfig(variables);
   if (!config.ok) {
     console.error("The Worker's configuration is invalid:");
@@ -195,7 +202,6 @@ async function main(): Promise<void> {
   }
 
   await writeEnvFile(variables);
-  const appUrl = `${options.https ? "https" : "http"}://127.0.0.1:${port}`;
   printSummary(stack, appUrl, process.env.OPERATOR_TOKEN ? undefined : operatorToken);
   wrangler = startWrangler(options, port);
   wrangler.on("error", (error) => {
