@@ -5,6 +5,7 @@ import { createDb } from "../adapters/db/client.ts";
 import { chunks, documentStatuses, documents, titleSources } from "../adapters/db/schema/kb.ts";
 import { recordAudit } from "../audit/record.ts";
 import { ApiError, fieldError } from "../errors.ts";
+import { findUnsafeJson } from "../input/unsafe.ts";
 import { detectFormat } from "../kb/extract/index.ts";
 import { recordedIndex } from "../kb/index-spec.ts";
 import {
@@ -140,6 +141,15 @@ const ImportLine = z.object({
   metadata: Metadata.optional(),
 });
 
+/**
+ * The first field (of a parsed upload or import line) carrying what no stored value may: a NUL, or JSON
+ * nested deeper than MAX_JSON_DEPTH. Multipart and JSON Lines bodies are beyond the JSON body guard.
+ */
+const unsafeField = (fields: object, prefix: string) =>
+  Object.entries(fields)
+    .map(([name, value]) => findUnsafeJson(value, `${prefix}${name}`))
+    .find((problem) => problem !== undefined);
+
 const loadDocument = async (db: ReturnType<typeof createDb>, id: string) => {
   const [document] = await db.select().from(documents).where(eq(documents.id, id));
   if (!document) throw new ApiError("NOT_FOUND", "No knowledge-base document with this id.");
@@ -222,6 +232,8 @@ export const kbAdminRoutes = createRouter()
           },
         );
       }
+      const unsafe = unsafeField(fields.data, "body.");
+      if (unsafe) throw fieldError(unsafe.field, unsafe.message);
       const bytes = new Uint8Array(await file.arrayBuffer());
       if (bytes.byteLength === 0) throw fieldError("file", "is empty");
       const format = detectFormat(bytes, { filename: file.name, contentType: file.type });
@@ -308,12 +320,16 @@ export const kbAdminRoutes = createRouter()
           return;
         }
         const parsed = ImportLine.safeParse(value);
-        if (parsed.success) records.push(parsed.data);
-        else
+        if (!parsed.success) {
           rejected.push({
             line: i + 1,
             message: parsed.error.issues.map((e) => `${e.path.join(".")} ${e.message}`).join("; "),
           });
+          return;
+        }
+        const unsafe = unsafeField(parsed.data, "");
+        if (unsafe) rejected.push({ line: i + 1, message: `${unsafe.field} ${unsafe.message}` });
+        else records.push(parsed.data);
       });
       if (records.length === 0) {
         throw new ApiError(

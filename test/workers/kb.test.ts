@@ -356,6 +356,90 @@ describe.skipIf(!hasVector)("document titles", () => {
   }, 30_000);
 });
 
+// Nested objects: {"a":{"a":…1}}, `depth` levels.
+const nested = (depth: number) => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+
+describe.skipIf(!hasVector)("NUL and deep nesting in uploads and imports", () => {
+  const storedBy = async (userId: string) =>
+    (await rows<{ n: number }>(sql`select count(*)::int as n from kb_documents where created_by = ${userId}`))[0]?.n;
+
+  it.each([
+    ["a NUL in the title", "title", "Hand\u0000hygiene", "body.title"],
+    ["a NUL in a tag", "tags", "gloves,ha\u0000nds", "body.tags.1"],
+    ["a NUL in external_id", "external_id", "ext-\u0000", "body.external_id"],
+    ["a NUL in a metadata value", "metadata", '{"source":{"name":"CDC\\u0000"}}', "body.metadata.source.name"],
+    ["a NUL in a metadata key", "metadata", '{"bad\\u0000key":1}', "body.metadata"],
+    ["metadata nested 3,000 deep", "metadata", `{"deep":${nested(3000)}}`, "body.metadata.deep"],
+  ])("%s → 422 naming the field, nothing stored", async (_, name, value, field) => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, { bytes: unique("NUL test."), name: "n.txt" }, { [name]: value });
+    expect(res.status).toBe(422);
+    expect(res.body.errors[0].field).toMatch(new RegExp(`^${field.replaceAll(".", "\\.")}(\\.a)*$`));
+    expect(await storedBy(admin.id)).toBe(0);
+  });
+
+  it("a file name with a NUL (it would become the title) is refused by the runtime's multipart parser: 400", async () => {
+    const admin = await signedInUser("admin");
+    // Written by hand, as curl would send it: the test's FormData would not carry the NUL.
+    const boundary = "nul-boundary";
+    const body =
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="guide\u0000.txt"\r\n` +
+      `Content-Type: text/plain\r\n\r\n${unique("NUL name.")}\r\n--${boundary}--\r\n`;
+    const res = await serve(app, "/api/admin/kb/documents", {
+      method: "POST",
+      body,
+      headers: { authorization: `Bearer ${admin.access}`, "content-type": `multipart/form-data; boundary=${boundary}` },
+    });
+    expect(res.status).toBe(400);
+    expect(await storedBy(admin.id)).toBe(0);
+  });
+
+  it("import: a line with a NUL anywhere, or metadata nested too deep, is rejected naming its field", async () => {
+    const admin = await signedInUser("admin");
+    const tag = crypto.randomUUID().slice(0, 8);
+    const line = (fields: Record<string, unknown>) =>
+      JSON.stringify({ external_id: `n-${tag}`, title: "Fine", text: `Fine text ${tag}.`, ...fields });
+    const bad = [
+      line({ title: "Bad\u0000title" }),
+      line({ text: "Bad\u0000text" }),
+      line({ external_id: "bad\u0000id" }),
+      line({ tags: ["ok", "b\u0000d"] }),
+      line({ metadata: { source: { name: "b\u0000d" } } }),
+      line({ metadata: { "b\u0000d": 1 } }),
+      `{"external_id":"d-${tag}","title":"Deep","text":"Deep ${tag}.","metadata":${nested(3000)}}`,
+    ];
+    const post = (body: string) =>
+      serve(app, "/api/admin/kb/import", {
+        method: "POST",
+        body,
+        headers: { authorization: `Bearer ${admin.access}`, "content-type": "application/x-ndjson" },
+      });
+    const res = await post([line({}), ...bad].join("\n"));
+    expect(res.status).toBe(202);
+    const summary = JSON.parse(await res.text());
+    expect(summary).toMatchObject({ received: 8, queued: 1, rejected: 7 });
+    expect(
+      summary.errors.map((e: { line: number; message: string }) => `${e.line} ${e.message.split(" ")[0]}`),
+    ).toEqual([
+      "2 title",
+      "3 text",
+      "4 external_id",
+      "5 tags.1",
+      "6 metadata.source.name",
+      "7 metadata",
+      `8 metadata${".a".repeat(64)}`,
+    ]);
+    expect(summary.errors[0].message).toBe("title must not contain the NUL character (U+0000)");
+    expect(await storedBy(admin.id)).toBe(1);
+
+    const none = await post(bad[0]!);
+    expect(none.status).toBe(422);
+    expect(JSON.parse(await none.text()).errors).toEqual([
+      { field: "line 1", message: "title must not contain the NUL character (U+0000)" },
+    ]);
+  });
+});
+
 describe.skipIf(!hasVector)("lifecycle routes, access and audit", () => {
   it("lists with filters and title search; stats; SSE progress until done; viewers read, only admins write", async () => {
     const admin = await signedInUser("admin");
