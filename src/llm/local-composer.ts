@@ -1,28 +1,36 @@
-import { estimateTokens, sentencesOf } from "../kb/chunk.ts";
+import { estimateTokens } from "../kb/chunk.ts";
 import { analyze } from "../kb/terms.ts";
-import type { ChatChunk, ChatModel, ChatRequest, PromptSource } from "./port.ts";
+import { listAfter, type Paragraph, type Passage, paragraphsOf, passagesOf } from "./paragraphs.ts";
+import type { ChatChunk, ChatModel, ChatRequest } from "./port.ts";
+import { carries, contentTerms, type Focus, focusOf, weightShare } from "./question-focus.ts";
 
-/** The whole answer when no source shares a term with the question (no markers: nothing is cited). */
+/** The whole answer when nothing found answers the question (no markers: nothing is cited). */
 export const NOT_IN_KNOWLEDGE_BASE = "The knowledge base does not cover this question.";
 
 const ANSWER_PREFIX = "From the knowledge base:";
-const MAX_SENTENCES = 3;
-const MAX_PER_SOURCE = 2;
-// Words that shape a question without naming its subject; on their own they must not make a match.
-const QUESTION_WORDS = new Set(
-  analyze("what which who whom whose when where why how do does did can could should would may might must i we you"),
-);
+const MAX_QUOTES = 2;
+// A longer paragraph is weighed and quoted sentence by sentence; a list is quoted up to this length.
+const WHOLE_PARAGRAPH_CHARS = 400;
+const LIST_CHARS = 600;
 
-interface Candidate {
+/** What an answer may quote: a passage with the list it announces, judged as a whole. */
+interface Quote {
   text: string;
-  source: PromptSource;
-  /** Distinct question terms in the sentence. */
-  matches: number;
+  index: number;
+  /** Its terms and its headings'. */
+  terms: Set<string>;
+  /** Share of the focus's weight it holds. */
+  share: number;
+  /** How closely its own section heading states the question (Jaccard of their terms); 0 without one. */
+  heading: number;
 }
 
 /**
- * The answer provider used without an OpenAI key: quotes the source sentences that share the most
- * question terms (Porter-stemmed, as in keyword search) verbatim, each followed by its source marker.
+ * The answer provider used without an OpenAI key. It quotes verbatim (whitespace collapsed) the passages
+ * that carry the question's focus (question-focus.ts): a short paragraph whole or a sentence of a long
+ * one, with the list it announces; the best one, and one more only if it is as good, each followed by
+ * its source marker. When no passage carries the focus, it answers that the knowledge base does not
+ * cover the question, citing nothing.
  */
 export function localComposer(): ChatModel {
   return { provider: "local", model: "local-extractive-v1", stream: composeStream };
@@ -42,32 +50,49 @@ async function* composeStream(request: ChatRequest): AsyncGenerator<ChatChunk> {
 
 /** The extractive answer for a request: deterministic for the same question and sources. */
 export function composeAnswer(request: Pick<ChatRequest, "question" | "sources" | "maxOutputTokens">): string {
-  const terms = new Set(analyze(request.question).filter((term) => !QUESTION_WORDS.has(term)));
-  const candidates = request.sources.flatMap((source) =>
-    sentencesOf(source.text, 0).map(({ start, end }): Candidate => {
-      const text = source.text.slice(start, end).trim();
-      return { text, source, matches: new Set(analyze(text).filter((term) => terms.has(term))).size };
-    }),
+  const paragraphs = request.sources.flatMap(paragraphsOf);
+  const passages = paragraphs.flatMap((paragraph) => passagesOf(paragraph, WHOLE_PARAGRAPH_CHARS));
+  const sourceTerms = request.sources.map(
+    (source) => new Set(passages.filter((p) => p.paragraph.source === source).flatMap((p) => [...p.terms])),
   );
-  // A stable sort: ties keep source rank, then sentence order.
-  candidates.sort((a, b) => b.matches - a.matches);
-  const best = candidates[0]?.matches ?? 0;
-  if (best === 0) return NOT_IN_KNOWLEDGE_BASE;
+  const focus = focusOf(request.question, sourceTerms);
+  const candidates = passages
+    .map((passage) => quoteOf(passage, paragraphs, focus))
+    .filter((quote) => carries(focus, quote.terms))
+    // Most of the focus first, then the section named after the question; a stable sort keeps source
+    // rank, then text order, on ties.
+    .sort((a, b) => b.share - a.share || b.heading - a.heading);
+  const best = candidates[0];
+  if (!best) return NOT_IN_KNOWLEDGE_BASE;
 
-  const picked: Candidate[] = [];
+  const quotes: Quote[] = [];
   for (const candidate of candidates) {
-    if (picked.length === MAX_SENTENCES) break;
-    // A sentence with under half the best match adds noise, not support.
-    if (candidate.matches * 2 < best) break;
-    if (picked.filter((p) => p.source === candidate.source).length === MAX_PER_SOURCE) continue;
-    // Overlapping chunks repeat sentences: quote each once.
-    if (picked.some((p) => p.text === candidate.text)) continue;
-    // The first sentence always goes in, however long: an answer must cite something.
-    if (picked.length > 0 && estimateTokens(quote([...picked, candidate])) > request.maxOutputTokens) continue;
-    picked.push(candidate);
+    if (quotes.length === MAX_QUOTES) break;
+    // Only passages with the best one's evidence join it: a weaker one would cite what does not answer.
+    if (candidate.share !== best.share || candidate.heading !== best.heading) break;
+    // Overlapping chunks repeat paragraphs, and a quoted list holds its items: quote each text once.
+    if (quotes.some((q) => q.text.includes(candidate.text) || candidate.text.includes(q.text))) continue;
+    // The first quote always goes in, however long: an answer must cite something.
+    if (quotes.length > 0 && estimateTokens(render([...quotes, candidate])) > request.maxOutputTokens) continue;
+    quotes.push(candidate);
   }
-  return quote(picked);
+  return render(quotes);
 }
 
-const quote = (picked: Candidate[]) =>
-  `${ANSWER_PREFIX} ${picked.map((p) => `${p.text} [${p.source.index}]`).join(" ")}`;
+const render = (quotes: Quote[]) => `${ANSWER_PREFIX} ${quotes.map((q) => `${q.text} [${q.index}]`).join(" ")}`;
+
+/** A passage with the list its paragraph announces, when the passage ends that paragraph. */
+function quoteOf(passage: Passage, paragraphs: Paragraph[], focus: Focus): Quote {
+  const list = passage.endsParagraph ? listAfter(paragraphs, passage.paragraph, LIST_CHARS) : [];
+  const text = [passage.text, ...list.map((p) => p.text)].join(" ");
+  const terms = new Set([...passage.terms, ...list.flatMap((p) => analyze(p.text))]);
+  const heading = headingMatch(focus, passage.paragraph.source.headingPath);
+  return { text, index: passage.paragraph.source.index, terms, share: weightShare(focus, terms), heading };
+}
+
+function headingMatch(focus: Focus, headingPath: string[] | undefined): number {
+  const heading = new Set(contentTerms(headingPath?.at(-1) ?? ""));
+  if (heading.size === 0) return 0;
+  const shared = [...heading].filter((term) => focus.weights.has(term)).length;
+  return shared / (focus.weights.size + heading.size - shared);
+}

@@ -10,6 +10,8 @@ export interface PromptSource {
   index: number;
   title: string;
   text: string;
+  /** Headings above the passage, outermost first: what the passage is about, for the local composer. */
+  headingPath?: string[];
 }
 
 export interface ChatRequest {

@@ -82,7 +82,7 @@ export function buildPrompt(input: PromptInput): Prompt {
       ...history.map((turn) => ({ role: turn.role, content: turn.content })),
       { role: "user", content: input.question },
     ],
-    sources: input.sources.map((s) => ({ index: s.index, title: s.title, text: s.text })),
+    sources: input.sources.map((s) => ({ index: s.index, title: s.title, text: s.text, headingPath: s.headingPath })),
     historyTurns: history.length,
   };
 }
