@@ -1,0 +1,34 @@
+// How the commands print values: one line per item, in aligned columns.
+import type { Json } from "./command.ts";
+import type { Reply } from "./http.ts";
+
+/** A value for one column: quoted as JSON when it holds a space, a comma or a control character. */
+export const cell = (value: unknown): string => {
+  const text = String(value);
+  return /[\s,"\p{Cc}]/u.test(text) || text === "" ? JSON.stringify(text) : text;
+};
+
+/** Rows as aligned columns (the last one unpadded). */
+export function table(rows: string[][]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? "").length))) ?? [];
+  return rows.map((row) =>
+    row
+      .map((value, i) => (i === row.length - 1 ? value : value.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+/** Every item of a paginated admin list (`items`, `total`), page after page. */
+export async function allPages(
+  fetchPage: (page: number) => Promise<Reply>,
+): Promise<{ items: Json[]; failure?: Reply }> {
+  const items: Json[] = [];
+  for (let page = 1; ; page++) {
+    const res = await fetchPage(page);
+    if (!res.ok) return { items, failure: res };
+    const batch = (res.json.items ?? []) as Json[];
+    items.push(...batch);
+    if (batch.length === 0 || items.length >= Number(res.json.total ?? 0)) return { items };
+  }
+}
