@@ -272,7 +272,8 @@ async function handleFailure(
   const permanent = !isTransient(error);
   const final = permanent || attempt >= config.KB_INGEST_MAX_ATTEMPTS;
   const reason = failureReason(error);
-  const message = error instanceof Error ? error.message : String(error);
+  // A library's message may quote the file (a NUL included), and Postgres would refuse to store it.
+  const message = (error instanceof Error ? error.message : String(error)).replaceAll("\u0000", "\uFFFD");
   const readable = final
     ? `${message}${permanent ? "" : ` (gave up after ${attempt} attempts)`}`
     : `Attempt ${attempt} of ${config.KB_INGEST_MAX_ATTEMPTS} failed: ${message}; retrying.`;

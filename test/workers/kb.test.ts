@@ -159,6 +159,18 @@ describe.skipIf(!hasVector)("upload: bad files and bad input", () => {
     expect(await ingestDocument(env, config, job, config.KB_INGEST_MAX_ATTEMPTS, { store: broken })).toBe("failed");
     expect((await documentRow(res.body.id))?.error).toMatch(/gave up after 5 attempts/);
   });
+
+  it("a failure whose message quotes a NUL is still recorded (without it)", async () => {
+    const admin = await signedInUser("admin");
+    const res = await upload(admin.access, { bytes: unique("NUL in an error."), name: "e.txt" });
+    const broken: VectorStore = {
+      ...createVectorStore(config),
+      upsert: async () => Promise.reject(new Error("bad byte \u0000 in reply")),
+    };
+    const job = { documentId: res.body.id, generation: 1 };
+    expect(await ingestDocument(env, config, job, config.KB_INGEST_MAX_ATTEMPTS, { store: broken })).toBe("failed");
+    expect((await documentRow(res.body.id))?.error).toMatch(/^bad byte \uFFFD in reply/);
+  });
 });
 
 describe.skipIf(!hasVector)("ingestion is idempotent and atomic", () => {
