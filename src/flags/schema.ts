@@ -191,39 +191,61 @@ export const EvaluationSchema = z
   })
   .openapi("FlagEvaluation");
 
-/** The Unleash client-API document (import body, `GET /api/client/features`); unknown fields pass through. */
+/** One feature of the Unleash client API; unknown fields pass through. */
+export const UnleashFeatureSchema = z
+  .object({
+    name: FlagKey,
+    description: z.string().nullish(),
+    type: identifier().optional(),
+    enabled: z.boolean(),
+    stale: z.boolean().optional(),
+    impressionData: z.boolean().optional(),
+    project: z.string().optional(),
+    strategies: z.array(StrategySchema).default([]),
+    variants: z
+      .array(VariantSchema)
+      .nullish()
+      .transform((v) => v ?? []),
+    dependencies: z.array(DependencySchema).optional(),
+  })
+  .catchall(z.unknown())
+  .openapi("UnleashFeature");
+
+/** One segment of the Unleash client API. */
+export const UnleashSegmentSchema = z
+  .object({
+    id: z.number().int(),
+    name: identifier().optional(),
+    description: z.string().nullish(),
+    constraints: z.array(ConstraintSchema),
+  })
+  .openapi("UnleashSegment");
+
+/** The Unleash client-API document (`GET /api/client/features`, export); unknown fields pass through. */
 export const ClientFeaturesSchema = z
   .object({
     version: z.number().int().default(2),
-    features: z.array(
-      z
-        .object({
-          name: FlagKey,
-          description: z.string().nullish(),
-          type: identifier().optional(),
-          enabled: z.boolean(),
-          stale: z.boolean().optional(),
-          impressionData: z.boolean().optional(),
-          project: z.string().optional(),
-          strategies: z.array(StrategySchema).default([]),
-          variants: z
-            .array(VariantSchema)
-            .nullish()
-            .transform((v) => v ?? []),
-          dependencies: z.array(DependencySchema).optional(),
-        })
-        .catchall(z.unknown()),
-    ),
-    segments: z
-      .array(
-        z.object({
-          id: z.number().int(),
-          name: identifier().optional(),
-          description: z.string().nullish(),
-          constraints: z.array(ConstraintSchema),
-        }),
-      )
-      .default([]),
+    features: z.array(UnleashFeatureSchema),
+    segments: z.array(UnleashSegmentSchema).default([]),
   })
   .catchall(z.unknown())
   .openapi("UnleashClientFeatures");
+
+// Any JSON object, documented as `schema`: import checks each entry on its own, so one bad entry can be skipped.
+const entryOf = (schema: string) =>
+  z
+    .custom<Record<string, unknown>>(
+      (value) => typeof value === "object" && value !== null && !Array.isArray(value),
+      "must be an object",
+    )
+    .openapi({ type: "object", allOf: [{ $ref: `#/components/schemas/${schema}` }] });
+
+/** The import body: an Unleash client-API document whose features and segments are checked one by one. */
+export const ImportDocumentSchema = z
+  .object({
+    version: z.number().int().default(2),
+    features: z.array(entryOf("UnleashFeature")),
+    segments: z.array(entryOf("UnleashSegment")).default([]),
+  })
+  .catchall(z.unknown())
+  .openapi("UnleashImportDocument");

@@ -12,7 +12,6 @@ import {
   definitionOf,
   deleteFlag,
   deleteSegment,
-  importFeatures,
   listOverrides,
   type Precondition,
   removeExpiredOverrides,
@@ -23,6 +22,7 @@ import {
 } from "../flags/admin.ts";
 import { evaluate } from "../flags/evaluate.ts";
 import { flagExposures, flagHistory } from "../flags/history.ts";
+import { importFeatures } from "../flags/import.ts";
 import { clientFeatures, unleashFromFlag } from "../flags/interchange.ts";
 import type { FlagDefinition } from "../flags/model.ts";
 import { publishCommitted } from "../flags/publish.ts";
@@ -37,6 +37,7 @@ import {
   FlagCreate,
   FlagFields,
   FlagPatch,
+  ImportDocumentSchema,
   identifier,
   OverrideInput,
   ScheduleSchema,
@@ -135,19 +136,29 @@ export const flagAdminRoutes = createRouter()
       summary: "Import an Unleash client-API document (merge or replace the rule set)",
       security: signedIn,
       middleware: [writer] as const,
+      description:
+        "`mode=merge` (default) adds or replaces the document's flags and segments; `mode=replace` makes it the whole " +
+        "rule set. `invalid=refuse` (default): one feature or segment the platform refuses refuses the whole document " +
+        "(422 naming each field). `invalid=skip`: every valid feature and segment is stored, and `refused` lists " +
+        "the others (`{features, segments}`, each `{index, name | id, errors}`); a skipped entry counts as absent.",
       request: {
-        query: z.object({ mode: z.enum(["merge", "replace"]).default("merge") }),
-        body: jsonBody(ClientFeaturesSchema),
+        query: z.object({
+          mode: z.enum(["merge", "replace"]).default("merge"),
+          invalid: z
+            .enum(["refuse", "skip"])
+            .default("refuse")
+            .describe("What a refused feature or segment does: refuse the document, or skip that entry"),
+        }),
+        body: jsonBody(ImportDocumentSchema),
       },
       responses: {
-        200: jsonResponse("What changed", z.record(z.string(), z.unknown())),
+        200: jsonResponse("What changed (and, with invalid=skip, what was refused)", z.record(z.string(), z.unknown())),
         422: problem("A rule is invalid (the field is named)"),
       },
     }),
     async (c) => {
-      const { mode } = c.req.valid("query");
-      const doc = c.req.valid("json");
-      const committed = await importFeatures(c.var.config, actor(c), doc as Parameters<typeof importFeatures>[2], mode);
+      const { mode, invalid } = c.req.valid("query");
+      const committed = await importFeatures(c.var.config, actor(c), c.req.valid("json"), mode, invalid);
       const summary = await published(c, committed);
       return c.json({ ...summary, version: committed.version }, 200);
     },

@@ -508,6 +508,94 @@ describe("import and export of the Unleash client API", () => {
     expect(notModified.status).toBe(304);
   });
 
+  it("invalid=skip stores every valid feature and segment and reports each refused one with its reasons", async () => {
+    const segmentId = 900_000 + Math.floor(Math.random() * 90_000);
+    const [good, dependent, segmented, regex, missing, cycleA, cycleB, operator, hidden, badSegmentUser] = [
+      "good",
+      "dependent",
+      "segmented",
+      "regex",
+      "missing",
+      "cycle-a",
+      "cycle-b",
+      "operator",
+      "hidden\u202E",
+      "bad-segment-user",
+    ].map(uniqueKey);
+    const on = (name: string, extra: Record<string, unknown> = {}) => ({ name, enabled: true, ...extra });
+    const doc = {
+      version: 2,
+      segments: [
+        { id: segmentId, name: "pros", constraints: [{ contextName: "plan", operator: "IN", values: ["pro"] }] },
+        { id: segmentId + 1, constraints: [{ contextName: "email", operator: "REGEX", value: "(" }] },
+      ],
+      features: [
+        on(good, { strategies: [{ name: "default" }] }),
+        on(dependent, { dependencies: [{ feature: good }] }),
+        on(segmented, { strategies: [{ name: "default", segments: [segmentId] }] }),
+        on(regex, {
+          strategies: [{ name: "default", constraints: [{ contextName: "x", operator: "REGEX", value: "(" }] }],
+        }),
+        on(missing, { strategies: [{ name: "default", segments: [987_654_321] }] }),
+        on(cycleA, { dependencies: [{ feature: cycleB }] }),
+        on(cycleB, { dependencies: [{ feature: cycleA }] }),
+        on(operator, { strategies: [{ name: "default", constraints: [{ contextName: "x", operator: "LIKE" }] }] }),
+        on(hidden),
+        on(badSegmentUser, { strategies: [{ name: "default", segments: [segmentId + 1] }] }),
+        on(good),
+      ],
+    };
+    // The default stays all or nothing.
+    const whole = await call("POST", "/api/admin/flags/import", { token: admin.access, json: doc });
+    expect(whole.status).toBe(422);
+    expect((await call("GET", path(good), { token: admin.access })).status).toBe(404);
+
+    const res = await call("POST", "/api/admin/flags/import?mode=merge&invalid=skip", {
+      token: admin.access,
+      json: doc,
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ mode: "merge", created: [good, dependent, segmented], segments: 1 });
+    const fieldsOf = (entries: { errors: { field: string }[] }[]) => entries.map((e) => e.errors.map((x) => x.field));
+    expect(res.body.refused.segments).toEqual([
+      { index: 1, id: segmentId + 1, errors: [expect.objectContaining({ message: expect.any(String) })] },
+    ]);
+    expect(fieldsOf(res.body.refused.segments)).toEqual([["body.segments[1].constraints[0].value"]]);
+    expect(res.body.refused.features.map((e: { index: number; name: string }) => [e.index, e.name])).toEqual([
+      [3, regex],
+      [4, missing],
+      [5, cycleA],
+      [6, cycleB],
+      [7, operator],
+      [8, hidden],
+      [9, badSegmentUser],
+      [10, good],
+    ]);
+    expect(fieldsOf(res.body.refused.features)).toEqual([
+      ["body.features[3].strategies[0].constraints[0].value"],
+      ["body.features[4].strategies[0].segments[0]"],
+      ["body.features[5].dependencies[0].feature"],
+      ["body.features[6].dependencies[0].feature"],
+      ["body.features.7.strategies.0.constraints.0.operator"],
+      ["body.features.8.name"],
+      ["body.features[9].strategies[0].segments[0]"],
+      ["body.features[10].name"],
+    ]);
+    for (const key of [good, dependent, segmented]) {
+      expect((await call("GET", path(key), { token: admin.access })).status, key).toBe(200);
+    }
+    for (const key of [regex, missing, cycleA, cycleB, operator, badSegmentUser]) {
+      expect((await call("GET", path(key), { token: admin.access })).status, key).toBe(404);
+    }
+    const segments = await call("GET", "/api/admin/flags/segments", { token: admin.access });
+    expect(segments.body.items.map((s: { id: number }) => s.id)).toContain(segmentId);
+    expect(segments.body.items.map((s: { id: number }) => s.id)).not.toContain(segmentId + 1);
+
+    const badChoice = await call("POST", "/api/admin/flags/import?invalid=ignore", { token: admin.access, json: doc });
+    expect(badChoice.status).toBe(422);
+    expect(badChoice.body.errors[0].field).toBe("query.invalid");
+  });
+
   it("an invalid document is refused whole, naming the feature and field", async () => {
     const before = await call("GET", "/api/admin/flags/export", { token: admin.access });
     const res = await call("POST", "/api/admin/flags/import?mode=replace", {
