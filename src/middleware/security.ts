@@ -17,11 +17,23 @@ export const securityHeaders = secureHeaders({
  */
 export const noStoreByDefault = createMiddleware<AppEnv>(async (c, next) => {
   await next();
+  if (!hasMutableHeaders(c.res)) c.res = new Response(c.res.body, c.res);
   const headers = c.res.headers;
   if (c.res.status !== 101 && !headers.has("cache-control") && !headers.has("etag")) {
     headers.set("Cache-Control", "no-store");
   }
 });
+
+// A response passed on from a Durable Object (WebSocket upgrade, SSE) has immutable headers, and the
+// middleware around this one adds headers to every response: such a response gets a copy.
+function hasMutableHeaders(res: Response): boolean {
+  try {
+    res.headers.set("X-Content-Type-Options", "nosniff"); // secureHeaders sets the same value
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** CORS for the origins listed in CORS_ORIGINS; every other origin (or none) gets no CORS header at all. */
 export const corsFromConfig = createMiddleware<AppEnv>((c, next) => {
