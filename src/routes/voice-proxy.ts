@@ -1,7 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createMiddleware } from "hono/factory";
 import { createDb } from "../adapters/db/client.ts";
-import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { bodyRules } from "../middleware/body.ts";
@@ -35,12 +33,6 @@ bodyRules.set("POST /api/voice/transcribe", {
 // 4096 characters of text, each at most 6 bytes as a JSON escape, and the other fields.
 bodyRules.set("POST /api/voice/synthesize", { media: ["application/json"], maxBytes: () => 32 * 1024 });
 bodyRules.set("POST /api/voice/realtime-session", { media: ["application/json"], maxBytes: () => 4 * 1024 });
-
-/** 503 before any other check when there is no key: these routes have no local provider. */
-const requireSpeechProvider = createMiddleware<AppEnv>(async (c, next) => {
-  requireOpenAiKey(c.var.config);
-  await next();
-});
 
 const notReady = problem("No speech provider configured (OPENAI_API_KEY unset)");
 const upstream = {
@@ -119,7 +111,7 @@ export const voiceProxyRoutes = createRouter()
       description:
         "The secret is bound to VOICE_REALTIME_MODEL, the grounded instructions, the search_knowledge_base tool (the client runs it, e.g. with POST /api/kb/search) and your voice preferences.",
       security: signedIn,
-      middleware: [requireUser, requireSpeechProvider] as const,
+      middleware: [requireUser] as const,
       request: {
         body: {
           required: false,
@@ -142,6 +134,9 @@ export const voiceProxyRoutes = createRouter()
     }),
     async (c) => {
       const config = c.var.config;
+      const { expires_in_seconds } = c.req.valid("json");
+      // These routes have no local provider: 503 once the input is known to be good, so bad input is still 422.
+      requireOpenAiKey(config);
       const preferences = await loadPreferences(createDb(config), principalOf(c).userId);
       const secret = await mintClientSecret(
         config,
@@ -160,7 +155,7 @@ export const voiceProxyRoutes = createRouter()
             output: { format: PCM_24K, voice: preferences.voice, speed: preferences.speed },
           },
         },
-        c.req.valid("json").expires_in_seconds ?? SECRET_SECONDS,
+        expires_in_seconds ?? SECRET_SECONDS,
       );
       return c.json({ value: secret.value, expires_at: secret.expires_at, session: secret.session }, 200, {
         "Cache-Control": "no-store",
@@ -174,7 +169,7 @@ export const voiceProxyRoutes = createRouter()
       tags: ["voice"],
       summary: "Transcribe an audio clip (multipart: file, language?, prompt?, model?)",
       security: signedIn,
-      middleware: [requireUser, requireSpeechProvider] as const,
+      middleware: [requireUser] as const,
       request: { body: { required: true, content: { "multipart/form-data": { schema: TranscribeForm } } } },
       responses: {
         200: jsonResponse("The transcript", Transcript),
@@ -197,6 +192,7 @@ export const voiceProxyRoutes = createRouter()
           errors: [{ field: "form.file", message: "is empty" }],
         });
       }
+      requireOpenAiKey(c.var.config);
       const transcript = await transcribe(c.var.config, {
         file: await audioUpload(file),
         model: form.model ?? DEFAULT_TRANSCRIPTION_MODEL,
@@ -213,7 +209,7 @@ export const voiceProxyRoutes = createRouter()
       tags: ["voice"],
       summary: "Speak a text (up to 4096 characters); the audio streams back as it is made",
       security: signedIn,
-      middleware: [requireUser, requireSpeechProvider] as const,
+      middleware: [requireUser] as const,
       request: { body: jsonBody(SynthesizeBody) },
       responses: {
         200: {
@@ -231,6 +227,7 @@ export const voiceProxyRoutes = createRouter()
     }),
     async (c) => {
       const body = c.req.valid("json");
+      requireOpenAiKey(c.var.config);
       const preferences =
         body.voice === undefined || body.speed === undefined
           ? await loadPreferences(createDb(c.var.config), principalOf(c).userId)

@@ -327,4 +327,28 @@ describe("all three routes", () => {
     const body = await expectProblem(res, 503, "NOT_READY");
     expect(body.detail).toContain("OPENAI_API_KEY");
   });
+
+  const badRequests = {
+    "realtime-session": () => ({
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"expires_in_seconds":5}',
+    }),
+    transcribe: () => {
+      const form = new FormData();
+      form.set("language", "en");
+      return { method: "POST", body: form };
+    },
+    synthesize: () => ({ method: "POST", headers: { "content-type": "application/json" }, body: '{"text":""}' }),
+  };
+
+  it.each(Object.entries(badRequests))("%s: bad input is 422 even when there is no key", async (route, init) => {
+    const base = init() as RequestInit & { headers?: Record<string, string> };
+    const res = await serve(app, `/api/voice/${route}`, {
+      ...base,
+      headers: { ...base.headers, authorization: `Bearer ${user.access}` },
+    });
+    const body = await expectProblem(res, 422, "VALIDATION_FAILED");
+    expect(body.errors?.length).toBeGreaterThan(0);
+  });
 });
