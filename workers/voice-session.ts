@@ -6,6 +6,7 @@ import { toApiError } from "../src/errors.ts";
 import { estimateTokens } from "../src/kb/chunk.ts";
 import { costUsd, priceFor } from "../src/llm/pricing.ts";
 import { type MetricEvent, recordMetrics } from "../src/metrics/record.ts";
+import { describeError } from "../src/observability/errors.ts";
 import { log } from "../src/observability/log.ts";
 import { type AnswerEvent, answerQuestion } from "../src/rag/answer.ts";
 import type { Citation } from "../src/rag/citations.ts";
@@ -183,14 +184,17 @@ export class VoiceSession extends DurableObject<Env> {
       await handled;
     } catch (error) {
       const failure = toApiError(error);
-      if (failure.code === "INTERNAL") log("error", "voice event failed", { error: (error as Error).message });
-      this.send(
-        errorEvent({
-          code: failure.code.toLowerCase(),
-          message: failure.message,
-          event_id: parsed.event.event_id ?? null,
-        }),
-      );
+      const refusal = errorEvent({
+        type: failure.code === "INTERNAL" ? "server_error" : "invalid_request_error",
+        code: failure.code.toLowerCase(),
+        message: clientMessage(failure),
+        event_id: parsed.event.event_id ?? null,
+      });
+      this.logFailure("voice event failed", failure.code, error, {
+        event: parsed.event.type,
+        error_event_id: refusal.event_id,
+      });
+      this.send(refusal);
     }
   }
 
@@ -504,10 +508,10 @@ export class VoiceSession extends DurableObject<Env> {
     seconds: () => number,
   ): Promise<void> {
     const state = this.state as State;
-    const config = requireConfig(this.env);
     let text = "";
     let citations: Citation[] = [];
     let failure: { code: string; message: string } | undefined;
+    let thrown: unknown;
     let usage = { prompt: estimateTokens(question), completion: 0 };
     try {
       for await (const event of this.answer(question, abort.signal)) {
@@ -519,8 +523,23 @@ export class VoiceSession extends DurableObject<Env> {
         else if (event.type === "error") failure = event;
         else usage = { prompt: event.answer.usage.promptTokens, completion: event.answer.usage.completionTokens };
       }
+    } catch (error) {
+      // Whatever throws, a started response still ends: as failed, unless the client stopped it.
+      if (!abort.signal.aborted) {
+        failure = toApiError(error);
+        thrown = error;
+      }
     } finally {
       this.running = undefined;
+    }
+    const refusal =
+      failure &&
+      errorEvent({ type: "server_error", code: failure.code.toLowerCase(), message: clientMessage(failure) });
+    if (failure && refusal) {
+      this.logFailure("voice response failed", failure.code, thrown, {
+        response_id: response.id,
+        error_event_id: refusal.event_id,
+      });
     }
     const cancelled = abort.signal.aborted;
     const status = failure ? "failed" : cancelled ? "cancelled" : "completed";
@@ -534,11 +553,9 @@ export class VoiceSession extends DurableObject<Env> {
     this.send(serverEvent("response.output_item.done", { response_id: response.id, output_index: 0, item: done }));
     if (!failure) {
       state.items.push(done);
-      await this.save();
       this.send(serverEvent("conversation.item.done", { previous_item_id: previous, item: done }));
     }
-    if (failure)
-      this.send(errorEvent({ type: "server_error", code: failure.code.toLowerCase(), message: failure.message }));
+    if (refusal) this.send(refusal);
     const finished = {
       ...response,
       status,
@@ -548,7 +565,8 @@ export class VoiceSession extends DurableObject<Env> {
         : {
             status_details: {
               type: status,
-              ...(cancelled
+              ...(failure ? { error: { type: "server_error", code: failure.code.toLowerCase() } } : {}),
+              ...(cancelled && !failure
                 ? { reason: abort.signal.reason === "turn_detected" ? "turn_detected" : "client_cancelled" }
                 : {}),
             },
@@ -558,11 +576,17 @@ export class VoiceSession extends DurableObject<Env> {
     } as RealtimeResponse & { usage: ReturnType<typeof responseUsage> };
     this.send(serverEvent("response.done", { response: finished }));
     this.metric({ name: "voice_turn_latency_seconds", labels: { outcome: status }, value: seconds() });
-    await addVoiceUsage(createDb(config), state.sessionId, {
-      turns: 1,
-      inputTokens: usage.prompt,
-      outputTokens: usage.completion,
-    });
+    // Bookkeeping after the client has its answer: a failure here is logged, never a hanging response.
+    try {
+      await this.save();
+      await addVoiceUsage(createDb(requireConfig(this.env)), state.sessionId, {
+        turns: 1,
+        inputTokens: usage.prompt,
+        outputTokens: usage.completion,
+      });
+    } catch (error) {
+      this.logFailure("voice turn not recorded", toApiError(error).code, error, { response_id: response.id });
+    }
   }
 
   /** A grounded answer: stored in the session's conversation when it has one, else from the session's own turns. */
@@ -613,33 +637,38 @@ export class VoiceSession extends DurableObject<Env> {
       finished: async (exchange) => {
         const audioOutMs = Math.round(this.audioOutMs);
         this.audioOutMs = 0;
-        const usage = { promptTokens: exchange.inputTokens, completionTokens: exchange.outputTokens };
-        const cost = costUsd(priceFor(config, upstream.model), usage) ?? null;
-        await addVoiceUsage(db, state.sessionId, {
-          turns: 1,
-          inputTokens: exchange.inputTokens,
-          outputTokens: exchange.outputTokens,
-          costUsd: cost ?? 0,
-          audioOutMs,
-        });
-        await recordUsage(config, {
-          userId: state.userId,
-          conversationId: state.conversationId,
-          channel: "voice",
-          provider: "openai",
-          model: upstream.model,
-          outcome: "answered",
-          usage,
-          costUsd: cost,
-          latencyMs: exchange.latencyMs,
-          firstTokenMs: null,
-        });
-        if (state.conversationId && exchange.question) {
-          await storeExchange(db, state.conversationId, {
-            ...exchange,
+        // The client already has its response.done: a turn that cannot be recorded is logged, not thrown.
+        try {
+          const usage = { promptTokens: exchange.inputTokens, completionTokens: exchange.outputTokens };
+          const cost = costUsd(priceFor(config, upstream.model), usage) ?? null;
+          await addVoiceUsage(db, state.sessionId, {
+            turns: 1,
+            inputTokens: exchange.inputTokens,
+            outputTokens: exchange.outputTokens,
+            costUsd: cost ?? 0,
+            audioOutMs,
+          });
+          await recordUsage(config, {
+            userId: state.userId,
+            conversationId: state.conversationId,
+            channel: "voice",
             provider: "openai",
             model: upstream.model,
+            outcome: "answered",
+            usage,
+            costUsd: cost,
+            latencyMs: exchange.latencyMs,
+            firstTokenMs: null,
           });
+          if (state.conversationId && exchange.question) {
+            await storeExchange(db, state.conversationId, {
+              ...exchange,
+              provider: "openai",
+              model: upstream.model,
+            });
+          }
+        } catch (error) {
+          this.logFailure("voice turn not recorded", toApiError(error).code, error, {});
         }
       },
       observe: (fact) => {
@@ -720,6 +749,19 @@ export class VoiceSession extends DurableObject<Env> {
     if (this.state) await this.ctx.storage.put("state", this.state);
   }
 
+  /** A failure in the log: its code, ids and the error's kind, never what the user said. */
+  private logFailure(message: string, code: string, error: unknown, fields: Record<string, unknown>): void {
+    log(code === "INTERNAL" ? "error" : "warn", message, {
+      code,
+      session_id: this.state?.sessionId,
+      ...fields,
+      // A bug or a failing dependency is logged with its cause (described without the data it carried).
+      ...(error !== undefined && (code === "INTERNAL" || code.startsWith("UPSTREAM_"))
+        ? { error: describeError(error) }
+        : {}),
+    });
+  }
+
   /** Metrics go out after the event that caused them, never holding it up. */
   private metric(event: MetricEvent): void {
     this.ctx.waitUntil(recordMetrics(this.env, undefined, event));
@@ -732,7 +774,7 @@ export class VoiceSession extends DurableObject<Env> {
     try {
       await setVoiceAudioIn(createDb(requireConfig(this.env)), state.sessionId, Math.round(state.audioMs));
     } catch (error) {
-      log("warn", "voice session usage not saved; next sync retries", { error: (error as Error).message });
+      log("warn", "voice session usage not saved; next sync retries", { error: describeError(error) });
     }
   }
 
@@ -770,6 +812,12 @@ export class VoiceSession extends DurableObject<Env> {
     }
   }
 }
+
+/** What a client is told: an internal failure says only where to find it in the log (the error event's id). */
+const clientMessage = (failure: { code: string; message: string }) =>
+  failure.code === "INTERNAL"
+    ? "An unexpected error occurred. Quote this error event's event_id when reporting it."
+    : failure.message;
 
 /** The text of the last user item: undefined when there is none, null when it is audio without a transcript. */
 function lastUserText(items: Item[]): string | null | undefined {

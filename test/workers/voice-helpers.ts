@@ -1,3 +1,4 @@
+import { vi } from "vitest";
 import { validateServerEvent } from "../realtime-conformance.ts";
 import { serve } from "./harness.ts";
 import { app, type TestUser } from "./identity-helpers.ts";
@@ -41,3 +42,25 @@ export const textItem = (text: string) => ({
   type: "conversation.item.create",
   item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
 });
+
+/** Every warn and error line logged from now on (the Durable Objects share the test's isolate), parsed. */
+export function capturedLogs(): { lines: Record<string, unknown>[]; raw: string[] } {
+  const raw: string[] = [];
+  for (const level of ["warn", "error"] as const) {
+    vi.spyOn(console, level).mockImplementation((line: unknown) => {
+      raw.push(String(line));
+    });
+  }
+  return {
+    raw,
+    get lines() {
+      return raw.flatMap((line) => {
+        try {
+          return [JSON.parse(line) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      });
+    },
+  };
+}

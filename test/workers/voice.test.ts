@@ -1,8 +1,9 @@
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import { setLogLevel } from "../../src/observability/log.ts";
 import { OPERATOR_TOKEN, serve } from "./harness.ts";
 import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
-import { bearer, type Event, open, textItem } from "./voice-helpers.ts";
+import { bearer, capturedLogs, type Event, open, textItem } from "./voice-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const WORD = `thrennic${run.replace(/\d/g, "")}`;
@@ -161,6 +162,43 @@ describe("realtime voice: local mode turns", () => {
     await s.until((e) => e.type === "error" && e.error.code === "audio_flood");
     for (let i = 0; i < 50 && !s.closed(); i++) await new Promise((r) => setTimeout(r, 20));
     expect(s.closed()?.code).toBe(1008);
+  });
+});
+
+describe("realtime voice: every response ends", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+    setLogLevel("error");
+  });
+
+  it("ends a response whose answer throws with an error and response.done failed, logged without the question", async () => {
+    const conversation = await call("POST", "/api/conversations", { token: alice.access, json: {} });
+    const s = await open(`/v1/realtime?conversation_id=${conversation.body.id}`, bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    // The conversation goes away under the session: answering the turn now throws.
+    const deleted = await call("DELETE", `/api/conversations/${conversation.body.id}`, { token: alice.access });
+    expect(deleted.status).toBe(204);
+    const logs = capturedLogs();
+    setLogLevel("warn");
+    const question = `private question ${WORD} about status epilepticus`;
+    s.send(textItem(question));
+    s.send({ type: "response.create" });
+    const done = await s.until((e) => e.type === "response.done");
+    expect(done.response.status).toBe("failed");
+    expect(done.response.status_details).toEqual({
+      type: "failed",
+      error: { type: "server_error", code: "not_found" },
+    });
+    const error = s.events.find((e) => e.type === "error");
+    expect(error?.error).toMatchObject({ type: "server_error", code: "not_found" });
+    expect(s.events.indexOf(error as Event)).toBeLessThan(s.events.indexOf(done));
+    expect(s.problems).toEqual([]);
+    const line = logs.lines.find((l) => l.message === "voice response failed");
+    expect(line).toMatchObject({ level: "warn", code: "NOT_FOUND", response_id: done.response.id });
+    expect(logs.raw.join("\n")).not.toContain(WORD);
+    // The session is not stuck: the next response.create is answered (and fails the same way).
+    s.send({ type: "response.create" });
+    await s.until(() => s.events.filter((e) => e.type === "response.done").length === 2);
   });
 });
 
