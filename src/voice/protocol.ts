@@ -1,6 +1,7 @@
 // OpenAI Realtime (GA) wire protocol: client events parsed with zod, server events built fully formed, so
 // a client written for OpenAI Realtime works here by changing its URL.
 import { z } from "zod";
+import { findUnsafeJson } from "../input/unsafe.ts";
 import {
   base64Schema,
   clientItemSchema,
@@ -151,6 +152,12 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
 const paramOf = (path: readonly PropertyKey[]) =>
   path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("");
 
+// findUnsafeJson names fields "event.item.content.0.text"; OpenAI's param for that is "item.content[0].text".
+const paramOfField = (field: string) => {
+  const path = field.split(".").slice(1);
+  return paramOf(path.map((p) => (/^\d+$/.test(p) ? Number(p) : p)));
+};
+
 const valueAt = (root: unknown, path: readonly PropertyKey[]) =>
   path.reduce<unknown>(
     (node, key) => (isRecord(node) || Array.isArray(node) ? (node as Record<PropertyKey, unknown>)[key] : undefined),
@@ -170,6 +177,12 @@ export function parseClientEvent(text: string): ParsedClientEvent {
     ok: false,
     error: errorEvent({ code, message, param, event_id: eventId }),
   });
+  // Nothing that cannot be stored (a NUL) or walked safely (deep nesting) gets past the door, in either mode.
+  const unsafe = findUnsafeJson(raw, "event");
+  if (unsafe) {
+    const param = paramOfField(unsafe.field) || null;
+    return fail("invalid_value", `Invalid value${param ? ` for '${param}'` : ""}: ${unsafe.message}.`, param);
+  }
   if (!isRecord(raw) || typeof raw.type !== "string")
     return fail("invalid_event", "The 'type' field is missing.", null);
   if (!CLIENT_EVENT_TYPES.includes(raw.type)) {

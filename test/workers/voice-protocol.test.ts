@@ -281,6 +281,27 @@ describe("client events", () => {
       "response.conversation",
       null,
     ],
+    // A NUL cannot be stored, whatever the field: refused before the schema, named as OpenAI names params.
+    [
+      '{"event_id": "evt_4", "type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a\\u0000"}]}}',
+      "invalid_value",
+      "item.content[0].text",
+      "evt_4",
+    ],
+    ['{"type": "conversation.item.delete", "item_id": "item\\u0000"}', "invalid_value", "item_id", null],
+    [
+      '{"type": "response.create", "response": {"metadata": {"k\\u0000": "v"}}}',
+      "invalid_value",
+      "response.metadata",
+      null,
+    ],
+    ['{"type\\u0000": "x"}', "invalid_value", null, null],
+    [
+      `{"type": "response.create", "response": {"metadata": ${"[".repeat(100)}${"]".repeat(100)}}}`,
+      "invalid_value",
+      `response.metadata${"[0]".repeat(62)}`,
+      null,
+    ],
   ])("rejects %s with %s", (text, code, param, eventId) => {
     const error = rejected(text);
     expect(error.event_id).toMatch(/^event_/);

@@ -165,7 +165,7 @@ describe("realtime voice: local mode turns", () => {
   });
 });
 
-describe("realtime voice: every response ends", () => {
+describe("realtime voice: every response ends, and bad input is refused at the door", () => {
   afterEach(() => {
     vi.restoreAllMocks();
     setLogLevel("error");
@@ -199,6 +199,57 @@ describe("realtime voice: every response ends", () => {
     // The session is not stuck: the next response.create is answered (and fails the same way).
     s.send({ type: "response.create" });
     await s.until(() => s.events.filter((e) => e.type === "response.done").length === 2);
+  });
+
+  it("refuses a NUL anywhere in an event, naming the field, and stores nothing", async () => {
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    s.send({
+      type: "conversation.item.create",
+      event_id: "evt_nul",
+      item: { id: "item_nul", type: "message", role: "user", content: [{ type: "input_text", text: "a\u0000b" }] },
+    });
+    const refused = await s.until((e) => e.type === "error");
+    expect(refused.error).toMatchObject({
+      type: "invalid_request_error",
+      code: "invalid_value",
+      param: "item.content[0].text",
+      event_id: "evt_nul",
+    });
+    expect(refused.error.message).toContain("U+0000");
+    s.send({ type: "conversation.item.retrieve", item_id: "item_nul" });
+    await s.until((e) => e.type === "error" && e.error.code === "item_not_found");
+    s.send({ type: "session.update", session: { type: "realtime", instructions: "x\u0000" } });
+    await s.until((e) => e.type === "error" && e.error.param === "session.instructions");
+    expect(s.events.some((e) => e.type === "conversation.item.added" || e.type === "session.updated")).toBe(false);
+    expect(s.problems).toEqual([]);
+  });
+
+  it("answers JSON that is not an event, or nested too deep, with invalid_request_error, never an internal error", async () => {
+    const s = await open("/v1/realtime", bearer(alice));
+    await s.until((e) => e.type === "session.created");
+    const deep = `${'{"a":'.repeat(200_000)}1${"}".repeat(200_000)}`;
+    const frames = [
+      "null",
+      "[]",
+      "42",
+      '"text"',
+      '{"type":null}',
+      '{"type":"conversation.item.create","item":null}',
+      '{"type":"conversation.item.create","item":{"type":"message","role":"user","content":"hi"}}',
+      `{"type":"session.update","session":{"type":"realtime","tools":[{"type":"function","name":"f","parameters":${deep}}]}}`,
+      `{"type":"response.create","response":{"metadata":${deep}}}`,
+    ];
+    for (const frame of frames) s.send(frame);
+    await s.until(() => s.events.filter((e) => e.type === "error").length === frames.length);
+    const errors = s.events.filter((e) => e.type === "error").map((e) => e.error);
+    for (const error of errors) expect(error.type).toBe("invalid_request_error");
+    expect(errors.at(-2)).toMatchObject({ code: "invalid_value" });
+    expect(errors.at(-2).param).toMatch(/^session\.tools\[0\]\.parameters(\.a)+$/);
+    expect(errors.at(-1)).toMatchObject({ code: "invalid_value" });
+    s.send({ type: "session.update", session: { type: "realtime", instructions: "Be brief." } });
+    await s.until((e) => e.type === "session.updated");
+    expect(s.problems).toEqual([]);
   });
 });
 
