@@ -41,10 +41,13 @@ export function exposed(c: Context<AppEnv>, context: EvaluationContext, evaluati
 }
 
 // A caller signed in through the database is trusted this long by the flag routes (never past its token's
-// expiry), so steady-state evaluation needs no database; a deactivation or revocation reaches them this late.
+// expiry), so steady-state evaluation needs no database. A logout, deactivation, role change or revoked key made
+// in this isolate forgets its callers at once (forgetFlagCallersOf); made in another one, it reaches them this late.
 const FLAG_CALLER_CACHE_MS = 30_000;
 const MAX_CALLERS = 10_000;
 const callers = new Map<string, { principal: Principal; until: number }>();
+// Bumped by every forgetFlagCallersOf: a sign-in that overlapped one is not remembered (it may predate the change).
+let forgotten = 0;
 
 /**
  * requireUser for the flag evaluation routes. The principal is remembered per credential for
@@ -57,20 +60,52 @@ export const flagCaller = createMiddleware<AppEnv>(async (c, next) => {
   const cached = credential ? callers.get(credential) : undefined;
   let principal = cached && cached.until > now ? cached.principal : undefined;
   if (!principal) {
-    try {
-      principal = await signIn(c);
-    } catch (error) {
-      if (error instanceof ApiError && error.status < 500) throw error;
-      principal = await tokenOnly(c, error);
-    }
+    const before = forgotten;
+    principal = await admitFlagCaller(c);
     if (callers.size >= MAX_CALLERS) callers.delete(callers.keys().next().value as string);
     const until = Math.min(now + FLAG_CALLER_CACHE_MS, (principal.tokenExpiresAt ?? Number.POSITIVE_INFINITY) * 1000);
-    callers.set(credential, { principal, until });
+    if (forgotten === before) callers.set(credential, { principal, until });
   }
   c.set("principal", principal);
   setRequestUser(c, principal.userId);
   await next();
 });
+
+/**
+ * The caller as the flag routes admit it now, never from memory: signed in through the database, or on its
+ * access token alone when the database does not answer. Throws the refusal (an ApiError) otherwise.
+ */
+export async function admitFlagCaller(c: Context<AppEnv>): Promise<Principal> {
+  try {
+    return await signIn(c);
+  } catch (error) {
+    if (error instanceof ApiError && error.status < 500) throw error;
+    return tokenOnly(c, error);
+  }
+}
+
+/** Whose access just ended or changed: a user (every credential of theirs), one session, or one API key. */
+export interface EndedAccess {
+  userId?: string;
+  sessionId?: string;
+  apiKeyId?: string;
+}
+
+/**
+ * Forgets the remembered flag callers of a user, session or API key in this isolate, so the change applies to
+ * the flag routes at once. Call it after the change is committed (logout, session or key revoked, password
+ * changed or reset, user deactivated, deleted or given another role).
+ */
+export function forgetFlagCallersOf(ended: EndedAccess): void {
+  forgotten++;
+  for (const [credential, { principal }] of callers) {
+    const matches =
+      (ended.userId !== undefined && principal.userId === ended.userId) ||
+      (ended.sessionId !== undefined && principal.sessionId === ended.sessionId) ||
+      (ended.apiKeyId !== undefined && principal.apiKeyId === ended.apiKeyId);
+    if (matches) callers.delete(credential);
+  }
+}
 
 /** The caller from its access token alone (signature, issuer, expiry), for when the database is down. */
 async function tokenOnly(c: Context<AppEnv>, databaseError: unknown): Promise<Principal> {

@@ -8,6 +8,7 @@ import { randomToken, sha256Hex } from "../auth/crypto.ts";
 import { revokeAllSessions } from "../auth/sessions.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
+import { forgetFlagCallersOf } from "../flags/request.ts";
 import { principalOf, requireRole } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
@@ -146,6 +147,7 @@ export const adminUserRoutes = createRouter()
           },
         };
       });
+      forgetFlagCallersOf({ userId: id });
       return c.json(publicUser(updated), 200);
     },
   )
@@ -237,6 +239,7 @@ export const adminUserRoutes = createRouter()
           },
         };
       });
+      forgetFlagCallersOf({ userId: id });
       return c.json(publicUser(updated), 200);
     },
   )
@@ -285,6 +288,7 @@ export const adminUserRoutes = createRouter()
           audit: { action: "admin.user.deleted", target: { type: "user", id }, metadata: { permanent: false } },
         };
       });
+      forgetFlagCallersOf({ userId: id });
       return result ? c.json(publicUser(result), 200) : c.body(null, 204);
     },
   );

@@ -16,6 +16,7 @@ import {
   startSession,
 } from "../auth/sessions.ts";
 import { ApiError, fieldError } from "../errors.ts";
+import { forgetFlagCallersOf } from "../flags/request.ts";
 import { recordMetrics } from "../metrics/record.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { clientIpKey, rateLimit } from "../middleware/rate-limit.ts";
@@ -211,6 +212,7 @@ export const authRoutes = createRouter()
             "This refresh token was just used by another request; use the tokens it returned.",
           );
         case "reused":
+          forgetFlagCallersOf({ sessionId: outcome.sessionId });
           await recordAudit(config, {
             action: "auth.refresh_reuse",
             outcome: "denied",
@@ -241,6 +243,7 @@ export const authRoutes = createRouter()
       if (principal.tokenId && principal.tokenExpiresAt) {
         await createRevocationList(config).revoke(principal.tokenId, principal.tokenExpiresAt);
       }
+      forgetFlagCallersOf({ sessionId: principal.sessionId });
       await recordAudit(config, {
         action: "auth.logout",
         target: { type: "session", id: principal.sessionId ?? null },
@@ -323,6 +326,7 @@ export const authRoutes = createRouter()
       if (!own || !(await revokeSession(db, id, "user_revoked"))) {
         throw new ApiError("NOT_FOUND", "You have no live session with this id.");
       }
+      forgetFlagCallersOf({ sessionId: id });
       await recordAudit(c.var.config, { action: "auth.session_revoked", target: { type: "session", id } });
       return c.body(null, 204);
     },
@@ -375,6 +379,7 @@ export const authRoutes = createRouter()
       if (spent.length === 0) throw new ApiError("BAD_REQUEST", "This reset token was already used.");
       await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, pending.userId));
       const ended = await revokeAllSessions(db, pending.userId, "password_reset");
+      forgetFlagCallersOf({ userId: pending.userId });
       await recordAudit(config, {
         action: "auth.password_reset",
         actor: { type: "user", id: pending.userId },

@@ -12,6 +12,7 @@ import { atMost } from "../auth/principal.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
 import { revokeAllSessions } from "../auth/sessions.ts";
 import { ApiError, fieldError } from "../errors.ts";
+import { forgetFlagCallersOf } from "../flags/request.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
@@ -91,6 +92,7 @@ export const userRoutes = createRouter()
         .set({ passwordHash: await hashPassword(new_password), updatedAt: new Date() })
         .where(eq(users.id, user.id));
       const ended = await revokeAllSessions(db, user.id, "password_changed");
+      forgetFlagCallersOf({ userId: user.id });
       if (principal.tokenId && principal.tokenExpiresAt) {
         await createRevocationList(config).revoke(principal.tokenId, principal.tokenExpiresAt);
       }
@@ -196,6 +198,7 @@ export const userRoutes = createRouter()
         .where(and(eq(apiKeys.id, id), eq(apiKeys.userId, principalOf(c).userId), isNull(apiKeys.revokedAt)))
         .returning({ id: apiKeys.id });
       if (revoked.length === 0) throw new ApiError("NOT_FOUND", "You have no active API key with this id.");
+      forgetFlagCallersOf({ apiKeyId: id });
       await recordAudit(c.var.config, { action: "api_key.revoked", target: { type: "api_key", id } });
       return c.body(null, 204);
     },

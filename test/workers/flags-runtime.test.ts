@@ -7,6 +7,7 @@ import { sql } from "drizzle-orm";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { queryRows } from "../../src/adapters/db/client.ts";
 import { createApp } from "../../src/app.ts";
+import { sha256Hex } from "../../src/auth/crypto.ts";
 import { ApiError } from "../../src/errors.ts";
 import { evaluate } from "../../src/flags/evaluate.ts";
 import { EXPOSURE_INDEX, flushExposures } from "../../src/flags/exposures.ts";
@@ -487,6 +488,108 @@ describe("GET /api/flags/stream", () => {
       await stream.close();
     }
   });
+});
+
+describe("ended sessions on the flag routes", () => {
+  const evaluates = async (credential: { token?: string; apiKey?: string }) =>
+    (
+      await request("POST", "/api/flags/evaluate", {
+        token: credential.token,
+        headers: credential.apiKey ? { "x-api-key": credential.apiKey } : {},
+        json: { context: {} },
+      })
+    ).status;
+  const sessionOf = (token: string) => JSON.parse(atob(token.split(".")[1] as string)).sid as string;
+
+  /** Evaluates (so this isolate remembers the caller), ends or changes its access, and expects 401 at once. */
+  async function refusedAtOnce(credential: { token?: string; apiKey?: string }, end: () => Promise<number>) {
+    expect(await evaluates(credential)).toBe(200);
+    expect([200, 204]).toContain(await end());
+    expect(await evaluates(credential)).toBe(401);
+  }
+
+  it("a logout, or a session ended from another one, is refused at once (not after the caller cache's 30 s)", async () => {
+    const user = await signedInUser("user");
+    await refusedAtOnce(
+      { token: user.access },
+      async () => (await request("POST", "/api/auth/logout", { token: user.access })).status,
+    );
+
+    const other = await signedInUser("user");
+    const second = await request("POST", "/api/auth/login", {
+      json: { email: other.email, password: other.password },
+      headers: { "cf-connecting-ip": "198.51.100.77" },
+    });
+    const path = `/api/auth/sessions/${sessionOf(other.access)}`;
+    await refusedAtOnce(
+      { token: other.access },
+      async () => (await request("DELETE", path, { token: second.body.access_token })).status,
+    );
+  });
+
+  it("a deactivation, a role change or a deletion by an admin is refused at once", async () => {
+    const [deactivated, promoted, deleted] = await Promise.all([signedInUser(), signedInUser(), signedInUser()]);
+    await refusedAtOnce(
+      { token: deactivated.access },
+      async () =>
+        (await request("POST", `/api/admin/users/${deactivated.id}/deactivate`, { token: admin.access })).status,
+    );
+    await refusedAtOnce(
+      { token: promoted.access },
+      async () =>
+        (
+          await request("PATCH", `/api/admin/users/${promoted.id}/role`, {
+            token: admin.access,
+            json: { role: "viewer" },
+          })
+        ).status,
+    );
+    await refusedAtOnce(
+      { token: deleted.access },
+      async () => (await request("DELETE", `/api/admin/users/${deleted.id}`, { token: admin.access })).status,
+    );
+  });
+
+  it("a password change, a password reset and a revoked API key are refused at once", async () => {
+    const [changed, reset, keyed] = await Promise.all([signedInUser(), signedInUser(), signedInUser()]);
+    await refusedAtOnce(
+      { token: changed.access },
+      async () =>
+        (
+          await request("POST", "/api/users/me/change-password", {
+            token: changed.access,
+            json: { current_password: changed.password, new_password: "Quartz-Meadow-Falcon-97" },
+          })
+        ).status,
+    );
+    await refusedAtOnce({ token: reset.access }, async () => {
+      const issued = await request("POST", `/api/admin/users/${reset.id}/password-reset`, { token: admin.access });
+      const token = issued.body.reset_token;
+      return (
+        await request("POST", "/api/auth/password-reset", { json: { token, new_password: "Quartz-Meadow-Falcon-98" } })
+      ).status;
+    });
+    const created = await request("POST", "/api/users/me/api-keys", { token: keyed.access, json: { name: "flags" } });
+    await refusedAtOnce(
+      { apiKey: created.body.key },
+      async () =>
+        (await request("DELETE", `/api/users/me/api-keys/${created.body.id}`, { token: keyed.access })).status,
+    );
+  });
+
+  it("a refresh token replayed after its grace window ends its session at once", async () => {
+    const user = await signedInUser();
+    const rotated = await request("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh } });
+    expect(rotated.status).toBe(200);
+    expect(await evaluates({ token: rotated.body.access_token })).toBe(200);
+    // As if the spent token were presented again a minute later (past REFRESH_REUSE_GRACE_SECONDS).
+    await db.execute(
+      sql`update refresh_tokens set used_at = now() - interval '1 minute' where token_hash = ${await sha256Hex(user.refresh)}`,
+    );
+    expect((await request("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh } })).status).toBe(401);
+    expect(await evaluates({ token: rotated.body.access_token })).toBe(401);
+  });
+
 });
 
 describe("exposures", () => {
