@@ -4,8 +4,11 @@ import { createDb } from "../src/adapters/db/client.ts";
 import { thread } from "../src/conversations/store.ts";
 import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
 import { type Env, requireConfig } from "../src/env.ts";
-import { toApiError } from "../src/errors.ts";
+import { type FieldError, toApiError } from "../src/errors.ts";
+import { currentWorkContext, runInWorkContext } from "../src/observability/context.ts";
+import { describeError } from "../src/observability/errors.ts";
 import { log } from "../src/observability/log.ts";
+import { newSpanId, newTraceId } from "../src/observability/trace.ts";
 import { mintTicket, redeemTicket } from "../src/realtime/tickets.ts";
 import { messageJson } from "../src/routes/conversations.ts";
 
@@ -26,6 +29,9 @@ const ClientMessage = z.discriminatedUnion("type", [
     client_message_id: z.string().trim().min(1).max(128),
   }),
 ]);
+
+type ClientFrame = z.output<typeof ClientMessage>;
+type Refusal = { code: string; message: string; errors?: FieldError[] };
 
 interface Attachment {
   userId: string;
@@ -48,12 +54,12 @@ export class ChatRoom extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     const who = await this.caller(request);
     if (!who) return new Response("The ticket is unknown, used or expired: ask for a new one.", { status: 401 });
+    // History first: if it cannot be read the handshake fails whole, leaving no half-open socket behind.
+    const history = await thread(createDb(requireConfig(this.env)), who.conversationId, HISTORY_MESSAGES);
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(who satisfies Attachment);
     send(server, { type: "connected", conversation_id: who.conversationId, user_id: who.userId });
-    const config = requireConfig(this.env);
-    const history = await thread(createDb(config), who.conversationId, HISTORY_MESSAGES);
     send(server, { type: "history", messages: history.map(messageJson) });
     const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
     const headers = offered.includes(CHAT_PROTOCOL) ? { "sec-websocket-protocol": CHAT_PROTOCOL } : undefined;
@@ -61,34 +67,14 @@ export class ChatRoom extends DurableObject<Env> {
   }
 
   override async webSocketMessage(ws: WebSocket, data: string | ArrayBuffer): Promise<void> {
-    if (typeof data !== "string") return send(ws, socketError("BAD_REQUEST", "Send JSON text frames."));
-    if (data.length > MAX_FRAME_BYTES) {
-      return send(ws, socketError("PAYLOAD_TOO_LARGE", `Frames are limited to ${MAX_FRAME_BYTES} bytes.`));
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(data);
-    } catch {
-      return send(ws, socketError("MALFORMED_JSON", "The frame is not JSON."));
-    }
-    const message = ClientMessage.safeParse(parsed);
-    if (!message.success) {
-      const issue = message.error.issues[0];
-      const where = issue?.path.length ? `${issue.path.join(".")} ` : "";
-      return send(
-        ws,
-        socketError(
-          "VALIDATION_FAILED",
-          `${where}${issue?.message ?? "invalid"} (send {type: "message", content, client_message_id} or {type: "ping"}).`,
-        ),
-      );
-    }
-    if (message.data.type === "ping") return send(ws, { type: "pong" });
     const who = ws.deserializeAttachment() as Attachment;
-    const { content, client_message_id } = message.data;
-    // One turn at a time per conversation, in arrival order, as in the REST route.
-    this.turns = this.turns.then(() => this.runTurn(who, content, client_message_id));
-    await this.turns;
+    // Each frame is a request of its own: its id is in every error frame and log line it causes.
+    const context = {
+      requestId: crypto.randomUUID(),
+      trace: { traceId: newTraceId(), spanId: newSpanId(), sampled: true },
+      userId: who.userId,
+    };
+    await runInWorkContext(context, () => this.onFrame(ws, who, data));
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
@@ -104,10 +90,25 @@ export class ChatRoom extends DurableObject<Env> {
     return redeemTicket<Attachment>(this.ctx.storage, request);
   }
 
+  private async onFrame(ws: WebSocket, who: Attachment, data: string | ArrayBuffer): Promise<void> {
+    const frame = parseFrame(data);
+    if ("code" in frame) {
+      // The code only: field names and messages can echo what the client sent.
+      log("warn", "chat frame refused", { code: frame.code });
+      return send(ws, socketError(frame.code, frame.message, frame.errors));
+    }
+    if (frame.type === "ping") return send(ws, { type: "pong" });
+    const { content, client_message_id } = frame;
+    // One turn at a time per conversation, in arrival order, as in the REST route.
+    this.turns = this.turns.then(() => this.runTurn(who, content, client_message_id));
+    await this.turns;
+  }
+
+  /** Runs one turn and broadcasts it; never throws, so the turns after it still run. */
   private async runTurn(who: Attachment, content: string, clientMessageId: string): Promise<void> {
-    const config = requireConfig(this.env);
     this.running = new AbortController();
     try {
+      const config = requireConfig(this.env);
       const events = sendMessage(
         config,
         this.env,
@@ -116,12 +117,16 @@ export class ChatRoom extends DurableObject<Env> {
         { ctx: this.ctx },
       );
       for await (const event of events) {
+        if (event.type === "error") log("warn", "chat turn failed", { code: event.code });
         const frame = toFrame(event);
         if (frame) this.broadcast(frame);
       }
     } catch (error) {
       const failure = toApiError(error);
-      if (failure.code === "INTERNAL") log("error", "chat turn failed", { error: (error as Error).message });
+      log(failure.code === "INTERNAL" ? "error" : "warn", "chat turn failed", {
+        code: failure.code,
+        ...(hasCause(failure.code) ? { error: describeError(error) } : {}),
+      });
       this.broadcast(socketError(failure.code, failure.message));
     } finally {
       this.running = undefined;
@@ -132,6 +137,33 @@ export class ChatRoom extends DurableObject<Env> {
     for (const socket of this.ctx.getWebSockets()) send(socket, frame);
   }
 }
+
+/** A client frame, or why it is refused. */
+function parseFrame(data: string | ArrayBuffer): ClientFrame | Refusal {
+  if (typeof data !== "string") return { code: "BAD_REQUEST", message: "Send JSON text frames." };
+  if (data.length > MAX_FRAME_BYTES) {
+    return { code: "PAYLOAD_TOO_LARGE", message: `Frames are limited to ${MAX_FRAME_BYTES} bytes.` };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return { code: "MALFORMED_JSON", message: "The frame is not JSON." };
+  }
+  const message = ClientMessage.safeParse(parsed);
+  if (message.success) return message.data;
+  const issue = message.error.issues[0];
+  return invalidField(issue?.path.length ? issue.path.join(".") : "frame", issue?.message ?? "invalid");
+}
+
+// A bug or a failing dependency is logged with its cause (described without the data it carried).
+const hasCause = (code: string) => code === "INTERNAL" || code.startsWith("UPSTREAM_");
+
+const invalidField = (field: string, message: string): Refusal => ({
+  code: "VALIDATION_FAILED",
+  message: `${field === "frame" ? "" : `${field} `}${message} (send {type: "message", content, client_message_id} or {type: "ping"}).`,
+  errors: [{ field, message }],
+});
 
 function toFrame(event: TurnEvent): object | undefined {
   switch (event.type) {
@@ -153,7 +185,14 @@ function toFrame(event: TurnEvent): object | undefined {
   }
 }
 
-const socketError = (code: string, message: string) => ({ type: "error", code, message });
+// The requestId is the frame's: the same id is on the log line of the failure.
+const socketError = (code: string, message: string, errors?: FieldError[]) => ({
+  type: "error",
+  code,
+  message,
+  requestId: currentWorkContext()?.requestId,
+  ...(errors ? { errors } : {}),
+});
 
 function send(ws: WebSocket, frame: object): void {
   try {

@@ -1,7 +1,9 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { setLogLevel } from "../../src/observability/log.ts";
 import { serve } from "./harness.ts";
 import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
+import { capturedLogs } from "./voice-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const WORD = `drossmere${run.replace(/\d/g, "")}`;
@@ -129,5 +131,43 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     expect((await call("GET", path, { token: alice.access })).status).toBe(400);
     const theirs = await call("POST", "/api/realtime/tickets", { token: bob.access, json: { conversation_id: id } });
     expect(theirs.status).toBe(404);
+  });
+
+  describe("error frames", () => {
+    afterEach(() => {
+      vi.restoreAllMocks();
+      setLogLevel("error");
+    });
+
+    const socketOf = async (owner: TestUser) => {
+      const id = await conversationOf(owner);
+      const open = await connect(`/api/realtime/ws?conversation_id=${id}`, [`bearer.${owner.access}`]);
+      await open.until!((f) => f.type === "history");
+      return { id, ...open };
+    };
+    const errorsIn = (frames: Frame[]) => frames.filter((f) => f.type === "error");
+
+    it("gives every error frame a requestId that its server log line carries", async () => {
+      const { id, socket, frames, until } = await socketOf(alice);
+      const deleted = await call("DELETE", `/api/conversations/${id}`, { token: alice.access });
+      expect(deleted.status).toBe(204);
+      const logs = capturedLogs();
+      setLogLevel("warn");
+      socket!.send("{not json");
+      socket!.send(JSON.stringify({ type: "message", content: `private ${WORD}`, client_message_id: "gone-1" }));
+      await until!(() => errorsIn(frames).length === 2);
+      const [malformed, failed] = errorsIn(frames);
+      expect(malformed).toMatchObject({ code: "MALFORMED_JSON", requestId: expect.any(String) });
+      expect(failed).toMatchObject({ code: "NOT_FOUND", requestId: expect.any(String) });
+      expect(failed?.requestId).not.toBe(malformed?.requestId);
+      for (const frame of [malformed, failed]) {
+        const line = logs.lines.find((l) => l.request_id === frame?.requestId);
+        expect(line).toMatchObject({ level: "warn", code: frame?.code, user_id: alice.id });
+      }
+      expect(logs.raw.join("\n")).not.toContain(WORD);
+      // The room is not stuck after a failed turn: the next frame is answered.
+      socket!.send(JSON.stringify({ type: "ping" }));
+      await until!((f) => f.type === "pong");
+    });
   });
 });
