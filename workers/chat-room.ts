@@ -5,6 +5,7 @@ import { thread } from "../src/conversations/store.ts";
 import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { type FieldError, toApiError } from "../src/errors.ts";
+import { findUnsafeJson } from "../src/input/unsafe.ts";
 import { currentWorkContext, runInWorkContext } from "../src/observability/context.ts";
 import { describeError } from "../src/observability/errors.ts";
 import { log } from "../src/observability/log.ts";
@@ -138,7 +139,7 @@ export class ChatRoom extends DurableObject<Env> {
   }
 }
 
-/** A client frame, or why it is refused. */
+/** A client frame, or why it is refused: checked for what must never be stored before its schema. */
 function parseFrame(data: string | ArrayBuffer): ClientFrame | Refusal {
   if (typeof data !== "string") return { code: "BAD_REQUEST", message: "Send JSON text frames." };
   if (data.length > MAX_FRAME_BYTES) {
@@ -150,6 +151,8 @@ function parseFrame(data: string | ArrayBuffer): ClientFrame | Refusal {
   } catch {
     return { code: "MALFORMED_JSON", message: "The frame is not JSON." };
   }
+  const unsafe = findUnsafeJson(parsed, "frame");
+  if (unsafe) return invalidField(unsafe.field.replace(/^frame\./, ""), unsafe.message);
   const message = ClientMessage.safeParse(parsed);
   if (message.success) return message.data;
   const issue = message.error.issues[0];

@@ -147,6 +147,47 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     };
     const errorsIn = (frames: Frame[]) => frames.filter((f) => f.type === "error");
 
+    it("refuses a NUL in any field as VALIDATION_FAILED naming it, and stores nothing", async () => {
+      const { id, socket, frames, until } = await socketOf(alice);
+      socket!.send(JSON.stringify({ type: "message", content: "potassium\u0000 level", client_message_id: "nul-1" }));
+      socket!.send(JSON.stringify({ type: "message", content: "potassium level", client_message_id: "nul\u0000-2" }));
+      socket!.send(JSON.stringify({ type: "ping", "odd\u0000key": 1 }));
+      await until!(() => errorsIn(frames).length === 3);
+      const [content, clientId, key] = errorsIn(frames);
+      expect(content).toMatchObject({
+        code: "VALIDATION_FAILED",
+        errors: [{ field: "content", message: expect.stringContaining("U+0000") }],
+      });
+      expect(content?.message).toMatch(/^content .*U\+0000/);
+      expect(clientId).toMatchObject({ code: "VALIDATION_FAILED", errors: [{ field: "client_message_id" }] });
+      expect(key).toMatchObject({ code: "VALIDATION_FAILED", errors: [{ field: "frame" }] });
+      socket!.send(JSON.stringify({ type: "ping" }));
+      await until!((f) => f.type === "pong");
+      expect(frames.some((f) => f.type === "user_message.created")).toBe(false);
+      const stored = await call("GET", `/api/conversations/${id}/messages`, { token: alice.access });
+      expect(stored.body.items).toEqual([]);
+    });
+
+    it("answers JSON that is not a frame, wrong types and deep nesting with VALIDATION_FAILED", async () => {
+      const { socket, frames, until } = await socketOf(alice);
+      const deep = `${"[".repeat(20_000)}${"]".repeat(20_000)}`;
+      const bad = [
+        "null",
+        "[]",
+        "42",
+        '"ping"',
+        '{"type":null}',
+        '{"type":"message","content":42,"client_message_id":"x"}',
+        '{"type":"message","content":"hi","client_message_id":["x"]}',
+        `{"type":"ping","extra":${deep}}`,
+      ];
+      for (const frame of bad) socket!.send(frame);
+      await until!(() => errorsIn(frames).length === bad.length);
+      expect(errorsIn(frames).map((f) => f.code)).toEqual(bad.map(() => "VALIDATION_FAILED"));
+      expect(errorsIn(frames).at(-1)?.errors[0].field).toMatch(/^extra(\.0)+$/);
+      expect(frames.some((f) => f.type === "pong")).toBe(false);
+    });
+
     it("gives every error frame a requestId that its server log line carries", async () => {
       const { id, socket, frames, until } = await socketOf(alice);
       const deleted = await call("DELETE", `/api/conversations/${id}`, { token: alice.access });
