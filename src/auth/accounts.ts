@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { roles, type users } from "../adapters/db/schema/identity.ts";
+import { displayName } from "../input/names.ts";
 import { passwordProblem } from "./password-policy.ts";
 
 /** Emails are compared trimmed and lowercased everywhere. */
@@ -10,6 +11,8 @@ export const EmailField = z
   .trim()
   .toLowerCase()
   .pipe(z.email({ error: "must be a valid email address" }).max(254, "must be at most 254 characters"));
+
+export const FullNameField = displayName(200);
 
 export const PasswordField = z.string({ error: "is required" }).max(1024, "is too long");
 

@@ -3,7 +3,14 @@ import { and, eq, isNull, sql } from "drizzle-orm";
 import { withPoolDb } from "../adapters/db/client.ts";
 import { users } from "../adapters/db/schema/identity.ts";
 import { recordAudit } from "../audit/record.ts";
-import { EmailField, PasswordField, PublicUser, publicUser, withPasswordPolicy } from "../auth/accounts.ts";
+import {
+  EmailField,
+  FullNameField,
+  PasswordField,
+  PublicUser,
+  publicUser,
+  withPasswordPolicy,
+} from "../auth/accounts.ts";
 import { secretsEqual } from "../auth/crypto.ts";
 import { hashPassword } from "../auth/password.ts";
 import { ApiError } from "../errors.ts";
@@ -13,7 +20,7 @@ import { createRouter, jsonBody, jsonResponse, problem } from "./router.ts";
 const BOOTSTRAP_LOCK = 7_424_002;
 
 const Bootstrap = z
-  .object({ email: EmailField, password: PasswordField, full_name: z.string().trim().min(1).max(200) })
+  .object({ email: EmailField, password: PasswordField, full_name: FullNameField })
   .superRefine(withPasswordPolicy("password", "email"));
 
 export const adminBootstrapRoutes = createRouter().openapi(

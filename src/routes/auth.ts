@@ -3,7 +3,14 @@ import { and, eq, gt, isNull } from "drizzle-orm";
 import { createDb } from "../adapters/db/client.ts";
 import { passwordResetTokens, users } from "../adapters/db/schema/identity.ts";
 import { recordAudit } from "../audit/record.ts";
-import { EmailField, PasswordField, PublicUser, publicUser, withPasswordPolicy } from "../auth/accounts.ts";
+import {
+  EmailField,
+  FullNameField,
+  PasswordField,
+  PublicUser,
+  publicUser,
+  withPasswordPolicy,
+} from "../auth/accounts.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import { decoyHash, hashPassword, verifyPassword } from "../auth/password.ts";
 import { passwordProblem } from "../auth/password-policy.ts";
@@ -48,7 +55,7 @@ const Session = z
   .openapi("Session");
 
 const Register = z
-  .object({ email: EmailField, password: PasswordField, full_name: z.string().trim().min(1).max(200) })
+  .object({ email: EmailField, password: PasswordField, full_name: FullNameField })
   .superRefine(withPasswordPolicy("password", "email"));
 
 const Login = z.object({ email: EmailField, password: PasswordField });

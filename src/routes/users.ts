@@ -13,6 +13,7 @@ import { createRevocationList } from "../auth/revocation/index.ts";
 import { revokeAllSessions } from "../auth/sessions.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
+import { displayName } from "../input/names.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
@@ -36,7 +37,7 @@ const CreatedApiKey = ApiKey.extend({ key: z.string().describe("The whole key. S
 );
 
 const CreateApiKey = z.object({
-  name: z.string().trim().min(1).max(100),
+  name: displayName(100),
   role: RoleField.optional().describe("At most your own role; defaults to it."),
   expires_in_days: z.number().int().min(1).optional().describe("Default 90; at most API_KEY_MAX_DAYS (365)."),
 });

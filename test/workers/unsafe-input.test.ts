@@ -90,6 +90,28 @@ describe("input no route may receive gets a 422 naming the field", () => {
   });
 });
 
+describe("names people read in lists cannot hide characters", () => {
+  it("refuses bidi overrides, zero-width spaces and a BOM in full names and API key names; keeps ZWNJ", async () => {
+    for (const full_name of ["Ann\u202EhtimS", "Ann\u200BSmith", "Ann\uFEFFSmith"]) {
+      const res = await call("POST", "/api/auth/register", {
+        json: { email: uniqueEmail(), password: PASSWORD, full_name },
+        ip: freshIp(),
+      });
+      expect(res.status).toBe(422);
+      expect(fieldsOf(res.body)).toEqual(["body.full_name"]);
+    }
+    const persian = await call("POST", "/api/auth/register", {
+      json: { email: uniqueEmail(), password: PASSWORD, full_name: "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645" },
+      ip: freshIp(),
+    });
+    expect(persian.status).toBe(201);
+    const user = await signedInUser();
+    const key = await call("POST", "/api/users/me/api-keys", { token: user.access, json: { name: "ci\u202Ekey" } });
+    expect(key.status).toBe(422);
+    expect(fieldsOf(key.body)).toEqual(["body.name"]);
+  });
+});
+
 describe("responses that carry secrets are never cached", () => {
   it("login, refresh and API key creation say Cache-Control: no-store", async () => {
     const user = await signedInUser();
