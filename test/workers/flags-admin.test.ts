@@ -510,18 +510,16 @@ describe("import and export of the Unleash client API", () => {
 
   it("invalid=skip stores every valid feature and segment and reports each refused one with its reasons", async () => {
     const segmentId = 900_000 + Math.floor(Math.random() * 90_000);
-    const [good, dependent, segmented, regex, missing, cycleA, cycleB, operator, hidden, badSegmentUser] = [
-      "good",
-      "dependent",
-      "segmented",
-      "regex",
-      "missing",
-      "cycle-a",
-      "cycle-b",
-      "operator",
-      "hidden\u202E",
-      "bad-segment-user",
-    ].map(uniqueKey);
+    const good = uniqueKey("good");
+    const dependent = uniqueKey("dependent");
+    const segmented = uniqueKey("segmented");
+    const regex = uniqueKey("regex");
+    const missing = uniqueKey("missing");
+    const cycleA = uniqueKey("cycle-a");
+    const cycleB = uniqueKey("cycle-b");
+    const operator = uniqueKey("operator");
+    const hidden = uniqueKey("hidden\u202E");
+    const badSegmentUser = uniqueKey("bad-segment-user");
     const on = (name: string, extra: Record<string, unknown> = {}) => ({ name, enabled: true, ...extra });
     const doc = {
       version: 2,
