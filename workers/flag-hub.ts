@@ -2,13 +2,15 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env.ts";
 import type { Snapshot } from "../src/flags/model.ts";
 import { KV_SNAPSHOT_KEY, KV_VERSION_KEY } from "../src/flags/snapshot-cache.ts";
+import { sseFrame as frame, type StreamViewer, viewerFromHubRequest, visibleChanges } from "../src/flags/stream.ts";
 import { log } from "../src/observability/log.ts";
 
 /** What the change stream sends: the rule-set version a write produced and what it touched. */
 export interface FlagChangeEvent {
   version: number;
   at: string;
-  changes: { subject: string; key: string; action: string }[];
+  /** `userId`: whose override a change is about; kept by the hub to filter streams, never sent. */
+  changes: { subject: string; key: string; action: string; userId?: string }[];
 }
 
 // Events kept for Last-Event-ID replay; a client further behind gets a `reset` and re-reads everything.
@@ -16,16 +18,13 @@ const REPLAY_EVENTS = 500;
 const HEARTBEAT_MS = 15_000;
 const encoder = new TextEncoder();
 
-const frame = (event: string, data: unknown, id?: number) =>
-  encoder.encode(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-
 /**
  * The one publisher of flag snapshots (one object, named "global"): it writes KV in version order, whoever
  * calls and in whatever order their writes finish, keeps the recent change events and fans each one out to
- * every open `GET /api/flags/stream`.
+ * every open `GET /api/flags/stream`, each filtered for its viewer.
  */
 export class FlagHub extends DurableObject<Env> {
-  private readonly streams = new Set<WritableStreamDefaultWriter<Uint8Array>>();
+  private readonly streams = new Map<WritableStreamDefaultWriter<Uint8Array>, StreamViewer>();
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   // Publishes run one at a time: KV puts are I/O, during which another call could otherwise interleave.
   private queue: Promise<unknown> = Promise.resolve();
@@ -53,7 +52,7 @@ export class FlagHub extends DurableObject<Env> {
     if (event) {
       await this.ctx.storage.put(eventKey(event.version), event);
       await this.trim();
-      this.broadcast(frame("change", event, event.version));
+      this.broadcast((viewer) => frame("change", visibleChanges(event, viewer), event.version));
     }
     return true;
   }
@@ -67,8 +66,12 @@ export class FlagHub extends DurableObject<Env> {
     if (keys.length > REPLAY_EVENTS) await this.ctx.storage.delete(keys.slice(0, keys.length - REPLAY_EVENTS));
   }
 
-  /** An SSE stream: replay after Last-Event-ID (or a `reset` when too far behind), then live changes. */
+  /**
+   * An SSE stream for the viewer the route named: replay after Last-Event-ID (or a `reset` when too far
+   * behind), then live changes.
+   */
   override async fetch(request: Request): Promise<Response> {
+    const viewer = viewerFromHubRequest(request);
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
     const version = await this.publishedVersion();
@@ -78,22 +81,25 @@ export class FlagHub extends DurableObject<Env> {
       const events = [...(await this.ctx.storage.list<FlagChangeEvent>({ prefix: "event:" })).values()];
       const missed = events.filter((e) => e.version > lastEventId);
       // Replay only when every version after lastEventId is still kept; otherwise the client must re-read.
-      if (missed[0]?.version === lastEventId + 1) first.push(...missed.map((e) => frame("change", e, e.version)));
+      if (missed[0]?.version === lastEventId + 1)
+        first.push(...missed.map((e) => frame("change", visibleChanges(e, viewer), e.version)));
       else first.push(frame("reset", { version, reason: "too far behind: re-read every flag" }, version));
     } else {
       first.push(frame("hello", { version }, version));
     }
     for (const chunk of first) void writer.write(chunk).catch(() => this.drop(writer));
-    this.streams.add(writer);
+    this.streams.set(writer, viewer);
     request.signal?.addEventListener("abort", () => this.drop(writer));
-    this.heartbeat ??= setInterval(() => this.broadcast(encoder.encode(": keep-alive\n\n")), HEARTBEAT_MS);
+    const keepAlive = encoder.encode(": keep-alive\n\n");
+    this.heartbeat ??= setInterval(() => this.broadcast(() => keepAlive), HEARTBEAT_MS);
     return new Response(readable, {
       headers: { "content-type": "text/event-stream", "cache-control": "no-cache, no-transform" },
     });
   }
 
-  private broadcast(chunk: Uint8Array): void {
-    for (const writer of this.streams) writer.write(chunk).catch(() => this.drop(writer));
+  /** Sends each stream its own chunk (what its viewer may see). */
+  private broadcast(chunkFor: (viewer: StreamViewer) => Uint8Array): void {
+    for (const [writer, viewer] of this.streams) writer.write(chunkFor(viewer)).catch(() => this.drop(writer));
   }
 
   private drop(writer: WritableStreamDefaultWriter<Uint8Array>): void {

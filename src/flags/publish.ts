@@ -26,7 +26,12 @@ export async function publishCommitted(env: Env, committed: Committed<unknown>):
   const event: FlagChangeEvent = {
     version: committed.version,
     at: snapshot.builtAt,
-    changes: committed.changes.map(({ subject, key, action }) => ({ subject, key, action })),
+    changes: committed.changes.map(({ subject, key, action, before, after }) => ({
+      subject,
+      key,
+      action,
+      ...(subject === "flag_override" ? { userId: overrideOwner(before, after) } : {}),
+    })),
   };
   const published = await publish(env, snapshot, event);
   const actions = new Map<string, number>();
@@ -38,6 +43,9 @@ export async function publishCommitted(env: Env, committed: Committed<unknown>):
     ...(published ? [] : [{ name: "flag_publish_failures_total" as const, labels: {}, value: 1 }]),
   );
 }
+
+// The user an override change is about, from its stored state (the key "<flag>/<user>" is ambiguous: keys hold "/").
+const overrideOwner = (before: unknown, after: unknown) => ((after ?? before) as { userId?: string } | null)?.userId;
 
 async function publish(env: Env, snapshot: Snapshot, event?: FlagChangeEvent): Promise<boolean> {
   for (let attempt = 0; ; attempt++) {

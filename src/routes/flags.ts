@@ -7,7 +7,8 @@ import { flagHub } from "../flags/publish.ts";
 import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
 import { ClientFeaturesSchema, ContextSchema, EvaluationSchema } from "../flags/schema.ts";
 import { heldSnapshot } from "../flags/snapshot-cache.ts";
-import { requireRole } from "../middleware/auth.ts";
+import { endWhenRefused, hubStreamRequest, refusalOf, viewerOf } from "../flags/stream.ts";
+import { principalOf, requireRole } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 const tags = ["flags"];
@@ -77,11 +78,21 @@ export const flagRoutes = createRouter()
       path: "/api/flags/stream",
       tags,
       summary: "Server-sent events: one `change` per rule-set version (id = version); Last-Event-ID replays",
+      description:
+        "Admins and viewers get every change; a plain user gets every version with the flag keys changed and its own " +
+        "overrides only. The caller is checked again every 30 s: once it is no longer admitted (logout, ended " +
+        "session, deactivation, role change, expired token), an `end` event `{code, reason}` closes the stream.",
       security: signedIn,
       middleware: [flagCaller] as const,
       responses: {
         200: { description: "text/event-stream", content: { "text/event-stream": { schema: z.string() } } },
       },
     }),
-    async (c) => flagHub(c.env).fetch(c.req.raw) as unknown as Response,
+    async (c) => {
+      const opened = principalOf(c);
+      const hub = await flagHub(c.env).fetch(hubStreamRequest(viewerOf(opened), c.req.header("last-event-id")));
+      if (!hub.body) return new Response(null, hub);
+      const body = endWhenRefused(hub.body, () => refusalOf(c, opened));
+      return new Response(body, { status: hub.status, headers: hub.headers });
+    },
   );

@@ -24,6 +24,7 @@ import {
   type SnapshotSources,
 } from "../../src/flags/snapshot-cache.ts";
 import { buildSnapshot } from "../../src/flags/store.ts";
+import { STREAM_RECHECK_MS, streamClock } from "../../src/flags/stream.ts";
 import { requireUser } from "../../src/middleware/auth.ts";
 import type { FlagChangeEvent, FlagHub } from "../../workers/flag-hub.ts";
 import "../../workers/jobs.ts";
@@ -430,6 +431,7 @@ describe("GET /api/flags/stream", () => {
   });
 
   it("replays the missed changes after Last-Event-ID, in order (and says hello to an up-to-date client)", async () => {
+    // A viewer's stream carries every change (a plain user's carries only its own: see below).
     const key = uniqueFlagKey("replay");
     await createFlag(admin.access, { key, enabled: false });
     const seen = await ruleSetVersion();
@@ -439,7 +441,7 @@ describe("GET /api/flags/stream", () => {
     const latest = await ruleSetVersion();
     expect(latest).toBe(seen + 3);
 
-    const stream = await openStream(bob.access, { "last-event-id": String(seen) });
+    const stream = await openStream(viewer.access, { "last-event-id": String(seen) });
     try {
       const events = [await stream.next(), await stream.next(), await stream.next()];
       expect(events.map((e) => [e.event, e.id])).toEqual([
@@ -462,6 +464,54 @@ describe("GET /api/flags/stream", () => {
       expect(await upToDate.next()).toMatchObject({ event: "hello", id: String(latest) });
     } finally {
       await upToDate.close();
+    }
+  });
+
+  it("carries to a plain user only its own overrides, flag keys and versions; viewers and admins get everything", async () => {
+    const key = uniqueFlagKey("private");
+    await createFlag(admin.access, { key, enabled: false });
+    const seen = await ruleSetVersion();
+    await setOverride(admin.access, key, alice.id, { value: true, reason: "alice's beta" });
+    await setOverride(admin.access, key, bob.id, { value: true, reason: "bob's beta" });
+    const segment = await request("POST", "/api/admin/flags/segments", {
+      token: admin.access,
+      json: { name: "alice's cohort", constraints: [{ contextName: "userId", operator: "IN", values: [alice.id] }] },
+    });
+    expect(segment.status).toBe(201);
+    await toggleFlag(admin.access, key, true);
+    const changesOf = (events: { data: unknown }[]) =>
+      events.map((e) => (e.data as FlagChangeEvent).changes.map((c) => [c.subject, c.key, c.action]));
+
+    const own = await openStream(bob.access, { "last-event-id": String(seen) });
+    const everything = await openStream(viewer.access, { "last-event-id": String(seen) });
+    try {
+      const replayed = [await own.next(), await own.next(), await own.next(), await own.next()];
+      expect(replayed.map((e) => [e.event, e.id])).toEqual([1, 2, 3, 4].map((n) => ["change", String(seen + n)]));
+      expect(changesOf(replayed)).toEqual([
+        [],
+        [["flag_override", `${key}/${bob.id}`, "set"]],
+        [],
+        [["flag", key, "toggled"]],
+      ]);
+      expect(JSON.stringify(replayed)).not.toContain(alice.id);
+      expect(JSON.stringify(replayed)).not.toContain("cohort");
+
+      const all = [await everything.next(), await everything.next(), await everything.next(), await everything.next()];
+      expect(changesOf(all)).toEqual([
+        [["flag_override", `${key}/${alice.id}`, "set"]],
+        [["flag_override", `${key}/${bob.id}`, "set"]],
+        [["flag_segment", String(segment.body.id), "created"]],
+        [["flag", key, "toggled"]],
+      ]);
+
+      // Live events are filtered the same way: bob learns the version, not alice's override.
+      await setOverride(admin.access, key, alice.id, { value: false, reason: "alice opted out" });
+      const live = await own.next();
+      expect(live).toMatchObject({ event: "change", id: String(seen + 5), data: { version: seen + 5, changes: [] } });
+      expect(changesOf([await everything.next()])).toEqual([[["flag_override", `${key}/${alice.id}`, "set"]]]);
+    } finally {
+      await own.close();
+      await everything.close();
     }
   });
 
@@ -590,6 +640,81 @@ describe("ended sessions on the flag routes", () => {
     expect(await evaluates({ token: rotated.body.access_token })).toBe(401);
   });
 
+  it("an open stream re-checks its caller every STREAM_RECHECK_MS (at most 30 s) and ends when the session has", async () => {
+    expect(STREAM_RECHECK_MS).toBeLessThanOrEqual(30_000);
+    const ticks: (() => Promise<void>)[] = [];
+    vi.spyOn(streamClock, "every").mockImplementation((ms, tick) => {
+      expect(ms).toBe(STREAM_RECHECK_MS);
+      ticks.push(tick);
+      return () => undefined;
+    });
+    const user = await signedInUser();
+    const key = uniqueFlagKey("recheck");
+    await createFlag(admin.access, { key, enabled: false });
+    const stream = await openStream(user.access);
+    try {
+      expect((await stream.next()).event).toBe("hello");
+      expect(ticks).toHaveLength(1);
+      const tick = ticks[0] as () => Promise<void>;
+      await tick(); // still signed in: the stream goes on
+      await toggleFlag(admin.access, key, true);
+      expect((await stream.next()).event).toBe("change");
+
+      // The session ends elsewhere (another isolate, or straight in the database): the next check ends the stream.
+      await db.execute(sql`update auth_sessions set revoked_at = now() where id = ${sessionOf(user.access)}`);
+      await tick();
+      const end = await stream.next();
+      expect(end.event).toBe("end");
+      expect(end.data).toMatchObject({ code: "UNAUTHORIZED", reason: expect.stringMatching(/session has ended/) });
+      await expect(stream.next()).rejects.toThrow(/the stream ended/);
+    } finally {
+      await stream.close();
+    }
+  });
+
+  it("an open stream ends when its caller's role changes (an admin's API key after the owner's demotion)", async () => {
+    const ticks: (() => Promise<void>)[] = [];
+    vi.spyOn(streamClock, "every").mockImplementation((_ms, tick) => {
+      ticks.push(tick);
+      return () => undefined;
+    });
+    const owner = await signedInUser("admin");
+    const created = await request("POST", "/api/users/me/api-keys", { token: owner.access, json: { name: "console" } });
+    expect(created.status).toBe(201);
+    const stream = await openStream(undefined, { "x-api-key": created.body.key });
+    try {
+      expect((await stream.next()).event).toBe("hello");
+      const demoted = await request("PATCH", `/api/admin/users/${owner.id}/role`, {
+        token: admin.access,
+        json: { role: "user" },
+      });
+      expect(demoted.status).toBe(200);
+      await (ticks[0] as () => Promise<void>)();
+      const end = await stream.next();
+      expect(end).toMatchObject({ event: "end", data: { code: "FORBIDDEN", reason: expect.stringMatching(/role/) } });
+    } finally {
+      await stream.close();
+    }
+  });
+
+  it("the stream's clock ticks every STREAM_RECHECK_MS until stopped (fake timers)", () => {
+    vi.useFakeTimers();
+    try {
+      const tick = vi.fn(async () => undefined);
+      const stop = streamClock.every(STREAM_RECHECK_MS, tick);
+      vi.advanceTimersByTime(STREAM_RECHECK_MS - 1);
+      expect(tick).not.toHaveBeenCalled();
+      vi.advanceTimersByTime(1);
+      expect(tick).toHaveBeenCalledTimes(1);
+      vi.advanceTimersByTime(STREAM_RECHECK_MS);
+      expect(tick).toHaveBeenCalledTimes(2);
+      stop();
+      vi.advanceTimersByTime(10 * STREAM_RECHECK_MS);
+      expect(tick).toHaveBeenCalledTimes(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });
 
 describe("exposures", () => {
