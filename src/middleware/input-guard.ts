@@ -50,10 +50,13 @@ function unsafeQueryParameter(c: Context<AppEnv>): FieldError | undefined {
   return undefined;
 }
 
+// OFREP answers a bad body in its own protocol (400 PARSE_ERROR or INVALID_CONTEXT), with the same rules.
+const OWN_BODY_PROTOCOL = /^\/ofrep\//;
+
 // Hono caches the parsed body, so the route's validator reads it again for free.
 async function unsafeJsonBody(c: Context<AppEnv>): Promise<FieldError | undefined> {
   const media = (c.req.header("content-type") ?? "").split(";")[0]?.trim() ?? "";
-  if (!JSON_MEDIA.test(media) || c.req.raw.body === null) return undefined;
+  if (!JSON_MEDIA.test(media) || c.req.raw.body === null || OWN_BODY_PROTOCOL.test(c.req.path)) return undefined;
   let body: unknown;
   try {
     body = await c.req.json();

@@ -24,6 +24,7 @@ import { evaluate, evaluateAll } from "../flags/evaluate.ts";
 import type { Evaluation, EvaluationContext } from "../flags/model.ts";
 import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
 import { ContextSchema } from "../flags/schema.ts";
+import { findUnsafeJson } from "../input/unsafe.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "./router.ts";
 
 const tags = ["OFREP"];
@@ -105,7 +106,8 @@ const keyOf = (c: Context<AppEnv>): string | undefined => c.req.param("key");
 
 /**
  * Reads the body before the validator does: malformed JSON, or JSON that is not an object, is OFREP's
- * PARSE_ERROR rather than the platform's MALFORMED_JSON problem. No body (and no Content-Type) is an empty context.
+ * PARSE_ERROR rather than the platform's MALFORMED_JSON problem; a NUL or nesting past the platform's cap
+ * (input/unsafe.ts, which the input guard leaves to this route) is INVALID_CONTEXT. No body (and no Content-Type) is an empty context.
  */
 const parseBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.req.header("content-type")) {
@@ -125,6 +127,11 @@ const parseBody: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (typeof body !== "object" || body === null || Array.isArray(body)) {
       const errorDetails = 'The body must be a JSON object, like {"context": {"targetingKey": "..."}}.';
       return failureResponse(c, 400, { errorCode: "PARSE_ERROR", errorDetails }, keyOf(c));
+    }
+    const unsafe = findUnsafeJson(body, "body");
+    if (unsafe) {
+      const errorDetails = `${unsafe.field} ${unsafe.message}.`;
+      return failureResponse(c, 400, { errorCode: "INVALID_CONTEXT", errorDetails }, keyOf(c));
     }
   }
   await next();

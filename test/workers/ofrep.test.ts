@@ -212,6 +212,25 @@ describe("OFREP single-flag evaluation: POST /ofrep/v1/evaluate/flags/{key}", ()
     }
   });
 
+  it("answers 400 INVALID_CONTEXT for a NUL or nesting past the platform's cap, naming the field", async () => {
+    const path = `/ofrep/v1/evaluate/flags/${K.on}`;
+    let deep: unknown = "leaf";
+    for (let i = 0; i < 3000; i++) deep = { a: deep };
+    const cases: [unknown, RegExp][] = [
+      [{ context: { targetingKey: "a\u0000b" } }, /body\.context\.targetingKey .*U\+0000/],
+      [{ context: { plan: deep } }, /nested deeper/],
+    ];
+    for (const [body, details] of cases) {
+      const res = await raw(path, JSON.stringify(body), alice.access);
+      expect(res.status).toBe(400);
+      expect(res.body).toEqual({
+        key: K.on,
+        errorCode: "INVALID_CONTEXT",
+        errorDetails: expect.stringMatching(details),
+      });
+    }
+  });
+
   it("answers 400 INVALID_CONTEXT for a context of the wrong shape, naming the field", async () => {
     const cases: [unknown, RegExp][] = [
       [{ context: "alice" }, /body\.context/],
