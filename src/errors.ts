@@ -82,14 +82,11 @@ export function problemBody(error: ApiError, requestId: string): Problem {
   };
 }
 
-export function problemResponse(error: ApiError, requestId: string, headers: HeadersInit = {}): Response {
-  const response = new Response(JSON.stringify(problemBody(error, requestId)), {
+export const problemResponse = (error: ApiError, requestId: string): Response =>
+  new Response(JSON.stringify(problemBody(error, requestId)), {
     status: error.status,
     headers: { "content-type": "application/problem+json", ...error.headers },
   });
-  for (const [name, value] of new Headers(headers)) response.headers.set(name, value);
-  return response;
-}
 
 /** Anything that is not an ApiError becomes a 500 that says nothing but the request id. */
 export function toApiError(error: unknown): ApiError {
