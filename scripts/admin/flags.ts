@@ -166,14 +166,18 @@ export const flags: Group = {
     import: {
       summary: "store an Unleash client-API document read from standard input",
       usage:
-        "flags import [--mode merge|replace] [--url URL] < flags.json\n" +
+        "flags import [--mode merge|replace] [--invalid refuse|skip] [--url URL] < flags.json\n" +
         "  merge (default) adds or replaces the document's flags and segments; replace makes the document the\n" +
-        "  whole rule set (flags not in it are deleted with their overrides). All of it lands or none of it.",
+        "  whole rule set (flags not in it are deleted with their overrides). With --invalid refuse (default)\n" +
+        "  all of it lands or none of it; with --invalid skip every valid entry lands and each refused one is listed.",
       async run(args, io) {
-        const { values } = options(args, { mode: { type: "string" } });
+        const { values } = options(args, { mode: { type: "string" }, invalid: { type: "string" } });
         const mode = values.mode ?? "merge";
         if (mode !== "merge" && mode !== "replace")
           throw new UsageError(`--mode must be merge or replace, not "${mode}"`);
+        const invalid = values.invalid ?? "refuse";
+        if (invalid !== "refuse" && invalid !== "skip")
+          throw new UsageError(`--invalid must be refuse or skip, not "${invalid}"`);
         const api = await signedIn(values.url, io);
         if (!api) return 2;
         const input = (await io.readStdin()).replace(/^\uFEFF/, "");
@@ -188,7 +192,7 @@ export const flags: Group = {
           io.err(`Standard input is not JSON: ${(error as Error).message}`);
           return 2;
         }
-        const res = await api.call("POST", `/api/admin/flags/import?mode=${mode}`, doc);
+        const res = await api.call("POST", `/api/admin/flags/import?mode=${mode}&invalid=${invalid}`, doc);
         if (!res.ok) return failed(io, res);
         const s = res.json as { created?: string[]; updated?: string[]; removed?: string[] } & Json;
         const [created, updated, removed] = [s.created ?? [], s.updated ?? [], s.removed ?? []];
@@ -204,6 +208,7 @@ export const flags: Group = {
         ] as const) {
           if (keys.length) io.out(`  ${label}: ${keys.map(cell).join(", ")}`);
         }
+        for (const entry of refusedEntries(res.json)) io.err(`  refused ${entry}`);
         return 0;
       },
     },
@@ -242,3 +247,14 @@ export const flags: Group = {
     },
   },
 };
+
+type Refused = { index: number; name?: string; id?: number; errors: { field: string; message: string }[] };
+
+/** With --invalid skip: one line per refused feature or segment, naming every field at fault. */
+function refusedEntries(summary: Json): string[] {
+  const refused = (summary as { refused?: { features?: Refused[]; segments?: Refused[] } }).refused ?? {};
+  const line = (kind: string) => (entry: Refused) =>
+    `${kind} ${cell(String(entry.name ?? entry.id ?? `#${entry.index}`))}: ` +
+    entry.errors.map((e) => `${e.field} ${e.message}`).join("; ");
+  return [...(refused.features ?? []).map(line("feature")), ...(refused.segments ?? []).map(line("segment"))];
+}

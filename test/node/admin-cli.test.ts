@@ -334,6 +334,12 @@ describe("npm run admin -- flags", () => {
     expect(refused.err).toContain("422 VALIDATION_FAILED");
     expect(refused.err).toContain("body.features[1].strategies[0].constraints[0].value");
     expect((await flags(["get", "fine-flag"])).code).toBe(1);
+    const skipped = await flags(["import", "--invalid", "skip"], JSON.stringify(bad));
+    expect(skipped.code).toBe(0);
+    expect(skipped.err).toContain("refused feature bad-flag: body.features[1].strategies[0].constraints[0].value");
+    expect((await flags(["get", "fine-flag"])).code).toBe(0);
+    expect((await flags(["get", "bad-flag"])).code).toBe(1);
+    expect((await flags(["import", "--invalid", "maybe"], JSON.stringify(bad))).code).toBe(2);
   });
 
   // Last in this suite: the tests above count the flags.
