@@ -4,6 +4,7 @@ import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { MemoryTier } from "./memory.ts";
 
@@ -106,7 +107,7 @@ export function createCache<T>(
       log("warn", "L2 cache (Redis) failing: isolate memory only for a while", {
         namespace,
         pause_ms: L2_PAUSE_MS,
-        error: error instanceof Error ? error.message : String(error),
+        error: describeError(error),
       });
     }
     state.l2PausedUntil = Date.now() + L2_PAUSE_MS;

@@ -7,6 +7,7 @@ import { createDb } from "../adapters/db/client.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
 import { currentWorkContext } from "../observability/context.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import type { Evaluation } from "./model.ts";
 
@@ -65,7 +66,7 @@ export function recordExposures(
         doubles: [weight, evaluation.enabled ? 1 : 0],
       });
     } catch (error) {
-      log("warn", "exposure event not written", { error: error instanceof Error ? error.message : String(error) });
+      log("warn", "exposure event not written", { error: describeError(error) });
     }
     const id = `${flagKey}\u0000${evaluation.variant.name}\u0000${day}`;
     const tally = pending.get(id) ?? { flagKey, variant: evaluation.variant.name, day, sampled: 0, estimated: 0 };

@@ -7,6 +7,7 @@ import { createDb, queryRows } from "../adapters/db/client.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
 import { recordMetrics } from "../metrics/record.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { backoffMs } from "../observability/outbound.ts";
 import type { Snapshot } from "./model.ts";
@@ -56,7 +57,7 @@ async function publish(env: Env, snapshot: Snapshot, event?: FlagChangeEvent): P
       if (attempt + 1 >= PUBLISH_ATTEMPTS) {
         log("error", "flag snapshot not published; the cron reconcile will retry", {
           version: snapshot.version,
-          error: error instanceof Error ? error.message : String(error),
+          error: describeError(error),
         });
         return false;
       }

@@ -3,6 +3,7 @@
 // the FlagHub (the one publisher) after every write; Postgres is read only when KV holds nothing. When KV or
 // Postgres fail, the last good rule set is served. Evaluation itself never touches a database.
 import { ApiError } from "../errors.ts";
+import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { compile, logBrokenFlag, type RuleSet } from "./evaluate.ts";
 import type { Snapshot } from "./model.ts";
@@ -124,4 +125,4 @@ async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   }
 }
 
-const failure = (error: unknown) => ({ error: error instanceof Error ? error.message : String(error) });
+const failure = (error: unknown) => ({ error: describeError(error) });

@@ -5,6 +5,7 @@ import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
+import { describeError, safeErrorMessage } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { enqueue } from "../observability/outbound.ts";
 import { bumpKbVersion } from "./cache-version.ts";
@@ -164,7 +165,7 @@ async function vectorStoreReady(store: VectorStore, index: IndexSpec): Promise<b
     return true;
   } catch (error) {
     if (!(error instanceof VectorStoreUnavailable)) throw error;
-    log("warn", "vector store unavailable: indexing for keyword search only", { error: error.message });
+    log("warn", "vector store unavailable: indexing for keyword search only", { error: describeError(error) });
     return false;
   }
 }
@@ -273,7 +274,7 @@ async function handleFailure(
   const final = permanent || attempt >= config.KB_INGEST_MAX_ATTEMPTS;
   const reason = failureReason(error);
   // A library's message may quote the file (a NUL included), and Postgres would refuse to store it.
-  const message = (error instanceof Error ? error.message : String(error)).replaceAll("\u0000", "\uFFFD");
+  const message = safeErrorMessage(error).replaceAll("\u0000", "\uFFFD");
   const readable = final
     ? `${message}${permanent ? "" : ` (gave up after ${attempt} attempts)`}`
     : `Attempt ${attempt} of ${config.KB_INGEST_MAX_ATTEMPTS} failed: ${message}; retrying.`;

@@ -40,6 +40,15 @@ const stackFrames = (error: Error) =>
     .slice(0, 8)
     .join("\n");
 
+/** One line for a person (a document's failure reason): the error's message, or for a database error its SQLSTATE. */
+export function safeErrorMessage(error: unknown): string {
+  const described = describeError(error);
+  if (typeof described === "string") return described;
+  const { name: _name, stack: _stack, causes, ...first } = described;
+  const database = [first, ...((causes as Record<string, unknown>[] | undefined) ?? [])].find((e) => e.sqlstate);
+  return database ? `database error (SQLSTATE ${String(database.sqlstate)})` : String(first.message);
+}
+
 /** The same error for Sentry: its name, safe description and stack frames, without the data it carried. */
 export function reportableError(error: unknown): Error {
   const described = describeError(error);

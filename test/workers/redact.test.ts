@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { describeError, safeErrorMessage } from "../../src/observability/errors.ts";
 import { REDACTED, redact, redactText } from "../../src/observability/redact.ts";
 
 describe("redact", () => {
@@ -43,5 +44,31 @@ describe("redact", () => {
     const a: Record<string, unknown> = { name: "a" };
     a.self = a;
     expect(redact(a)).toEqual({ name: "a", self: "[Truncated]" });
+  });
+});
+
+describe("describeError and safeErrorMessage", () => {
+  const databaseError = () => {
+    const cause = Object.assign(new Error('invalid input syntax for type uuid: "jane-secret"'), {
+      code: "22P02",
+      severity: "ERROR",
+      table: "users",
+      detail: "Key (email)=(jane@example.org)",
+    });
+    return new Error('Failed query: insert into "users" values ($1)\nparams: jane-secret,pbkdf2-sha256$1$salt$hash', {
+      cause,
+    });
+  };
+
+  it("keeps names, SQLSTATE, object names and frames; drops statements, parameters, values and details", () => {
+    const text = JSON.stringify(describeError(databaseError()));
+    expect(text).toContain("22P02");
+    expect(text).toContain("users");
+    for (const leak of ["jane", "pbkdf2", "params", "insert"]) expect(text).not.toContain(leak);
+  });
+
+  it("gives a person one line: a database error's SQLSTATE, any other error's message", () => {
+    expect(safeErrorMessage(databaseError())).toBe("database error (SQLSTATE 22P02)");
+    expect(safeErrorMessage(new Error("The PDF is encrypted"))).toBe("The PDF is encrypted");
   });
 });

@@ -4,6 +4,7 @@ import { drizzle as drizzleHttp } from "drizzle-orm/neon-http";
 import { drizzle as drizzlePool } from "drizzle-orm/neon-serverless";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Config } from "../../config.ts";
+import { describeError } from "../../observability/errors.ts";
 import { log } from "../../observability/log.ts";
 import { tracedFetch } from "../../observability/outbound.ts";
 import * as schema from "./schema/index.ts";
@@ -89,7 +90,7 @@ export async function withPoolDb<T>(
     query_timeout: QUERY_TIMEOUT_MS,
   });
   // A late disconnect after end() must not surface as an unhandled error.
-  pool.on("error", (error: Error) => log("debug", "postgres pool error", { error: error.message }));
+  pool.on("error", (error: Error) => log("debug", "postgres pool error", { error: describeError(error) }));
   try {
     return await work(drizzlePool({ client: pool, schema }));
   } finally {
