@@ -58,6 +58,20 @@ export function one(positionals: string[], what: string): string {
   return positionals[0];
 }
 
+/** An option's value, refused unless it is one of `allowed`; its default when the option is absent. */
+export function choice<T extends string>(
+  option: string,
+  value: string | undefined,
+  allowed: readonly T[],
+  fallback?: T,
+): T | undefined {
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`${option} must be one of ${allowed.join(", ")}, not "${value}"`);
+  }
+  return value as T;
+}
+
 /** A password: asked for on a terminal, else standard input (its final line break dropped). */
 export async function readPassword(io: CliIo, prompt: string): Promise<string> {
   const text = io.readPassword ? await io.readPassword(prompt) : await io.readStdin();

@@ -1,6 +1,6 @@
 // `flags ...`: feature flags over the admin API (/api/admin/flags).
 import { readFile } from "node:fs/promises";
-import { type Group, type Json, jsonOption, one, options, UsageError } from "./command.ts";
+import { choice, type Group, type Json, jsonOption, one, options, UsageError } from "./command.ts";
 import { allPages, cell, table } from "./format.ts";
 import { failed } from "./http.ts";
 import { signedIn } from "./session.ts";
@@ -172,12 +172,8 @@ export const flags: Group = {
         "  all of it lands or none of it; with --invalid skip every valid entry lands and each refused one is listed.",
       async run(args, io) {
         const { values } = options(args, { mode: { type: "string" }, invalid: { type: "string" } });
-        const mode = values.mode ?? "merge";
-        if (mode !== "merge" && mode !== "replace")
-          throw new UsageError(`--mode must be merge or replace, not "${mode}"`);
-        const invalid = values.invalid ?? "refuse";
-        if (invalid !== "refuse" && invalid !== "skip")
-          throw new UsageError(`--invalid must be refuse or skip, not "${invalid}"`);
+        const mode = choice("--mode", values.mode, ["merge", "replace"], "merge");
+        const invalid = choice("--invalid", values.invalid, ["refuse", "skip"], "refuse");
         const api = await signedIn(values.url, io);
         if (!api) return 2;
         const input = (await io.readStdin()).replace(/^\uFEFF/, "");

@@ -2,7 +2,17 @@
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type CliIo, CommandFailed, type Group, type Json, jsonOption, one, options, UsageError } from "./command.ts";
+import {
+  type CliIo,
+  CommandFailed,
+  choice,
+  type Group,
+  type Json,
+  jsonOption,
+  one,
+  options,
+  UsageError,
+} from "./command.ts";
 import { allPages, cell, table } from "./format.ts";
 import { describeProblem, failed } from "./http.ts";
 import { type Api, signedIn } from "./session.ts";
@@ -127,9 +137,7 @@ export const kb: Group = {
           true,
         );
         if (positionals.length > 1) throw new UsageError("give one search text (quote it when it holds spaces)");
-        if (values.status !== undefined && !STATUSES.includes(values.status)) {
-          throw new UsageError(`--status must be one of ${STATUSES.join(", ")}`);
-        }
+        choice("--status", values.status, STATUSES);
         const api = await signedIn(values.url, io);
         if (!api) return 2;
         const { items, failure } = await allPages((page) => {
@@ -199,9 +207,7 @@ export const kb: Group = {
         if (topK !== undefined && !(Number.isInteger(topK) && topK >= 1)) {
           throw new UsageError("--top-k must be a positive whole number");
         }
-        if (values.mode !== undefined && !MODES.includes(values.mode)) {
-          throw new UsageError(`--mode must be one of ${MODES.join(", ")}`);
-        }
+        choice("--mode", values.mode, MODES);
         const filters = {
           ...(values.tag ? { tags: values.tag } : {}),
           ...(values["source-type"] ? { source_type: values["source-type"] } : {}),

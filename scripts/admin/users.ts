@@ -1,5 +1,5 @@
 // `users ...`: accounts over the admin API (/api/admin/users).
-import { type Command, CommandFailed, type Group, type Json, one, options, UsageError } from "./command.ts";
+import { type Command, CommandFailed, choice, type Group, type Json, one, options, UsageError } from "./command.ts";
 import { allPages, cell, table } from "./format.ts";
 import { describeProblem, failed } from "./http.ts";
 import { type Api, signedIn } from "./session.ts";
@@ -64,12 +64,8 @@ export const users: Group = {
       async run(args, io) {
         const { values, positionals } = options(args, { role: { type: "string" }, status: { type: "string" } }, true);
         if (positionals.length > 1) throw new UsageError("give one search text (quote it when it holds spaces)");
-        if (values.role !== undefined && !ROLES.includes(values.role)) {
-          throw new UsageError(`--role must be one of ${ROLES.join(", ")}`);
-        }
-        if (values.status !== undefined && !STATUSES.includes(values.status)) {
-          throw new UsageError(`--status must be one of ${STATUSES.join(", ")}`);
-        }
+        choice("--role", values.role, ROLES);
+        choice("--status", values.status, STATUSES);
         const api = await signedIn(values.url, io);
         if (!api) return 2;
         const { items, failure } = await allPages((page) => {
