@@ -1,7 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { and, eq, isNull, sql } from "drizzle-orm";
+import { createMiddleware } from "hono/factory";
 import { withPoolDb } from "../adapters/db/client.ts";
 import { users } from "../adapters/db/schema/identity.ts";
+import type { AppEnv } from "../app-env.ts";
 import { recordAudit } from "../audit/record.ts";
 import {
   EmailField,
@@ -23,6 +25,20 @@ const Bootstrap = z
   .object({ email: EmailField, password: PasswordField, full_name: FullNameField })
   .superRefine(withPasswordPolicy("password", "email"));
 
+/** Checked before the body is read, so a caller without the token learns nothing about the request. */
+const requireBootstrapToken = createMiddleware<AppEnv>(async (c, next) => {
+  const expected = c.var.config.ADMIN_BOOTSTRAP_TOKEN;
+  if (!expected)
+    throw new ApiError("FORBIDDEN", "Bootstrap is disabled: set ADMIN_BOOTSTRAP_TOKEN (wrangler secret put).");
+  const given = /^Bearer +(\S+) *$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+  if (!(await secretsEqual(given, expected))) {
+    throw new ApiError("UNAUTHORIZED", "Send Authorization: Bearer <ADMIN_BOOTSTRAP_TOKEN>.", {
+      headers: { "WWW-Authenticate": 'Bearer realm="bootstrap"' },
+    });
+  }
+  await next();
+});
+
 export const adminBootstrapRoutes = createRouter().openapi(
   createRoute({
     method: "post",
@@ -30,6 +46,7 @@ export const adminBootstrapRoutes = createRouter().openapi(
     tags: ["admin"],
     summary: "Create the first admin (Authorization: Bearer ADMIN_BOOTSTRAP_TOKEN); only while no admin exists",
     security: [{ bootstrapToken: [] }],
+    middleware: [requireBootstrapToken] as const,
     request: { body: jsonBody(Bootstrap) },
     responses: {
       201: jsonResponse("The first admin", PublicUser),
@@ -41,15 +58,6 @@ export const adminBootstrapRoutes = createRouter().openapi(
   }),
   async (c) => {
     const config = c.var.config;
-    const expected = config.ADMIN_BOOTSTRAP_TOKEN;
-    if (!expected)
-      throw new ApiError("FORBIDDEN", "Bootstrap is disabled: set ADMIN_BOOTSTRAP_TOKEN (wrangler secret put).");
-    const given = /^Bearer +(\S+) *$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-    if (!(await secretsEqual(given, expected))) {
-      throw new ApiError("UNAUTHORIZED", "Send Authorization: Bearer <ADMIN_BOOTSTRAP_TOKEN>.", {
-        headers: { "WWW-Authenticate": 'Bearer realm="bootstrap"' },
-      });
-    }
     const { email, password, full_name } = c.req.valid("json");
     const passwordHash = await hashPassword(password);
     const admin = await withPoolDb(config, (db) =>
