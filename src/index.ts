@@ -1,9 +1,9 @@
-import { runCron } from "../workers/cron.ts";
-import "../workers/handlers.ts";
-import "../workers/jobs.ts";
-import { consumeQueue } from "../workers/queue-consumer.ts";
 import { app } from "./app.ts";
 import type { Env } from "./env.ts";
+import { runCron } from "./jobs/cron.ts";
+import { messageHandlers } from "./jobs/handlers.ts";
+import { consumeQueue } from "./jobs/queue.ts";
+import { cronJobs } from "./jobs/schedule.ts";
 
 export { ChatRoom } from "../workers/chat-room.ts";
 export { FlagHub } from "../workers/flag-hub.ts";
@@ -13,6 +13,6 @@ export { VoiceSession } from "../workers/voice-session.ts";
 
 export default {
   fetch: app.fetch,
-  queue: consumeQueue,
-  scheduled: runCron,
+  queue: (batch, env, ctx) => consumeQueue(messageHandlers, batch, env, ctx),
+  scheduled: (controller, env, ctx) => runCron(cronJobs, controller, env, ctx),
 } satisfies ExportedHandler<Env>;

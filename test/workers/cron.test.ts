@@ -1,23 +1,30 @@
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import { cronJobs, registerCronJob, runCron } from "../../workers/cron.ts";
+import { runCron } from "../../src/jobs/cron.ts";
+import { cronJobs } from "../../src/jobs/schedule.ts";
 
 describe("scheduled: cron dispatcher", () => {
   it("runs every job of the firing cron, isolates failures and counts each run", async () => {
     const ran: string[] = [];
-    registerCronJob("*/5 * * * *", "test-ok", async () => {
-      ran.push("ok");
-    });
-    registerCronJob("*/5 * * * *", "test-fails", async () => {
-      throw new Error("job broke");
-    });
-    registerCronJob("0 * * * *", "test-other-cron", async () => {
-      ran.push("other");
-    });
+    const table = {
+      "*/5 * * * *": {
+        "test-ok": async () => {
+          ran.push("ok");
+        },
+        "test-fails": async () => {
+          throw new Error("job broke");
+        },
+      },
+      "0 0 1 1 *": {
+        "test-other-cron": async () => {
+          ran.push("other");
+        },
+      },
+    };
     const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
     const ctx = createExecutionContext();
-    await runCron(createScheduledController({ cron: "*/5 * * * *", scheduledTime: Date.now() }), env, ctx);
+    await runCron(table, createScheduledController({ cron: "*/5 * * * *", scheduledTime: Date.now() }), env, ctx);
     await waitOnExecutionContext(ctx);
     expect(ran).toEqual(["ok"]);
     const runs = writes.mock.calls.map(([point]) => point?.blobs).filter((b) => b?.[0] === "cron_job_runs_total");
@@ -27,6 +34,14 @@ describe("scheduled: cron dispatcher", () => {
         ["cron_job_runs_total", "test", "test-fails", "error"],
       ]),
     );
-    cronJobs.clear();
+    writes.mockRestore();
+  });
+});
+
+describe("scheduled: the job table", () => {
+  it("lists each job once, under the crons of wrangler.toml [triggers]", () => {
+    expect(Object.keys(cronJobs).sort()).toEqual(["*/5 * * * *", "30 3 * * *"]);
+    const names = Object.values(cronJobs).flatMap((jobs) => Object.keys(jobs));
+    expect(new Set(names).size).toBe(names.length);
   });
 });

@@ -9,7 +9,8 @@ import type { createApp } from "../../src/app.ts";
 import type { Env } from "../../src/env.ts";
 import type { Snapshot } from "../../src/flags/model.ts";
 import { KV_SNAPSHOT_KEY, KV_VERSION_KEY } from "../../src/flags/snapshot-cache.ts";
-import { cronJobs, runCron } from "../../workers/cron.ts";
+import { type CronJob, type CronTable, runCron } from "../../src/jobs/cron.ts";
+import { cronJobs } from "../../src/jobs/schedule.ts";
 import { serve } from "./harness.ts";
 import { db, app as defaultApp } from "./identity-helpers.ts";
 
@@ -220,25 +221,24 @@ export async function openStream(token: string | undefined, headers: Record<stri
 }
 
 /**
- * Runs one registered cron job through the real dispatcher (runCron), alone: the other jobs of its cron are set
- * aside for the run. Returns the outcome the dispatcher counted (cron_job_runs_total), "ok" or "error".
+ * Runs one job of the Worker's cron table through the real dispatcher (runCron), alone: the other jobs of its cron
+ * are left out of the run. Returns the outcome the dispatcher counted (cron_job_runs_total), "ok" or "error".
  */
 export async function runCronJob(cron: string, name: string): Promise<string | undefined> {
-  const jobs = cronJobs.get(cron);
-  const job = jobs?.get(name);
-  expect(job, `${name} is registered under "${cron}"`).toBeDefined();
+  const jobs: Readonly<Record<string, CronJob>> | undefined = (cronJobs as CronTable)[cron];
+  const job = jobs?.[name];
+  expect(job, `${name} is listed under "${cron}"`).toBeDefined();
   const writes = vi.spyOn(workerEnv.ANALYTICS, "writeDataPoint");
-  cronJobs.set(cron, new Map([[name, job as NonNullable<typeof job>]]));
   try {
     const ctx = createExecutionContext();
-    await runCron(createScheduledController({ cron, scheduledTime: Date.now() }), workerEnv, ctx);
+    const table = { [cron]: { [name]: job as CronJob } };
+    await runCron(table, createScheduledController({ cron, scheduledTime: Date.now() }), workerEnv, ctx);
     await waitOnExecutionContext(ctx);
     const run = writes.mock.calls
       .map(([point]) => point?.blobs)
       .find((blobs) => blobs?.[0] === "cron_job_runs_total" && blobs[2] === name);
     return run?.[3] as string | undefined;
   } finally {
-    cronJobs.set(cron, jobs as NonNullable<typeof jobs>);
     writes.mockRestore();
   }
 }

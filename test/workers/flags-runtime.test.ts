@@ -27,7 +27,6 @@ import { buildSnapshot } from "../../src/flags/store.ts";
 import { STREAM_RECHECK_MS, streamClock } from "../../src/flags/stream.ts";
 import { requireUser } from "../../src/middleware/auth.ts";
 import type { FlagChangeEvent, FlagHub } from "../../workers/flag-hub.ts";
-import "../../workers/jobs.ts";
 import {
   countingKv,
   createFlag,

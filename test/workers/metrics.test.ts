@@ -9,8 +9,8 @@ import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Env } from "../../src/env.ts";
 import worker from "../../src/index.ts";
+import { runCron } from "../../src/jobs/cron.ts";
 import { type MetricEvent, metricsAggregator, recordMetrics } from "../../src/metrics/record.ts";
-import { registerCronJob } from "../../workers/cron.ts";
 import { MAX_SERIES } from "../../workers/metrics-aggregator.ts";
 
 const OPERATOR_TOKEN = "test-operator-token-0123456789";
@@ -179,10 +179,10 @@ describe("recordMetrics", () => {
     expect(sample(await scrape(), 'cron_job_runs_total{job="deferred",outcome="ok"}')).toBe(1);
   });
 
-  it("records cron runs and durations (workers/cron.ts)", async () => {
-    registerCronJob("0 0 1 1 *", "metrics-test-job", async () => {});
+  it("records cron runs and durations (src/jobs/cron.ts)", async () => {
+    const table = { "0 0 1 1 *": { "metrics-test-job": async () => {} } };
     const ctx = createExecutionContext();
-    await worker.scheduled(createScheduledController({ cron: "0 0 1 1 *" }), env, ctx);
+    await runCron(table, createScheduledController({ cron: "0 0 1 1 *" }), env, ctx);
     await waitOnExecutionContext(ctx);
     const text = await scrape();
     expect(sample(text, 'cron_job_runs_total{job="metrics-test-job",outcome="ok"}')).toBe(1);

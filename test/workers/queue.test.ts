@@ -1,17 +1,22 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
+import { messageHandlers as workerHandlers } from "../../src/jobs/handlers.ts";
+import { consumeQueue, type MessageHandler } from "../../src/jobs/queue.ts";
+import { INGEST_MESSAGE } from "../../src/kb/ingest.ts";
 import { runInWorkContext } from "../../src/observability/context.ts";
 import { envelope } from "../../src/observability/outbound.ts";
 import { traceFromHeaders } from "../../src/observability/trace.ts";
-import { consumeQueue, messageHandlers } from "../../workers/queue-consumer.ts";
 
 const producerTrace = traceFromHeaders("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", null);
+
+/** The handler table of these tests; each test adds the types it delivers. */
+const messageHandlers: Record<string, MessageHandler> = {};
 
 async function deliver(body: unknown) {
   const batch = createMessageBatch("kb-ingest", [{ id: "m1", timestamp: new Date(), attempts: 1, body }]);
   const ctx = createExecutionContext();
-  await consumeQueue(batch, env, ctx);
+  await consumeQueue(messageHandlers, batch, env, ctx);
   return getQueueResult(batch, ctx);
 }
 
@@ -26,10 +31,10 @@ describe("queue messages carry the producer's trace", () => {
 
   it("runs the handler inside the producer's trace and acks", async () => {
     let seenTrace: string | undefined;
-    messageHandlers.set("test.echo", async () => {
+    messageHandlers["test.echo"] = async () => {
       const { currentWorkContext } = await import("../../src/observability/context.ts");
       seenTrace = currentWorkContext()?.trace.traceId;
-    });
+    };
     const message = runInWorkContext({ requestId: "req-queue-0002", trace: producerTrace }, () =>
       envelope("test.echo", {}),
     );
@@ -39,16 +44,17 @@ describe("queue messages carry the producer's trace", () => {
   });
 
   it("retries a failing handler and an unknown type (the DLQ takes it after max_retries)", async () => {
-    messageHandlers.set("test.fail", async () => {
+    messageHandlers["test.fail"] = async () => {
       throw new Error("boom");
-    });
+    };
     expect((await deliver(envelope("test.fail", {}))).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
     expect((await deliver({ type: "nobody.handles.this" })).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
     expect((await deliver("not an envelope")).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
+    expect((await deliver({ type: "toString" })).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
   });
 
   it("counts every message by queue and outcome", async () => {
-    messageHandlers.set("test.count", async () => {});
+    messageHandlers["test.count"] = async () => {};
     const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
     await deliver(envelope("test.count", {}));
     await deliver({ type: "nobody.handles.this" });
@@ -61,5 +67,9 @@ describe("queue messages carry the producer's trace", () => {
       ["kb-ingest", "retry"],
     ]);
     writes.mockRestore();
+  });
+
+  it("the Worker's table routes document ingestion and nothing else", () => {
+    expect(Object.keys(workerHandlers)).toEqual([INGEST_MESSAGE]);
   });
 });

@@ -1,16 +1,16 @@
-import type { Env } from "../src/env.ts";
-import { loadConfig } from "../src/env.ts";
-import { recordMetrics } from "../src/metrics/record.ts";
-import { runInWorkContext } from "../src/observability/context.ts";
-import { describeError } from "../src/observability/errors.ts";
-import { log } from "../src/observability/log.ts";
-import type { QueueEnvelope } from "../src/observability/outbound.ts";
-import { traceFromHeaders } from "../src/observability/trace.ts";
+import type { Env } from "../env.ts";
+import { loadConfig } from "../env.ts";
+import { recordMetrics } from "../metrics/record.ts";
+import { runInWorkContext } from "../observability/context.ts";
+import { describeError } from "../observability/errors.ts";
+import { log } from "../observability/log.ts";
+import type { QueueEnvelope } from "../observability/outbound.ts";
+import { traceFromHeaders } from "../observability/trace.ts";
 
 export type MessageHandler = (payload: unknown, env: Env, message: Message<unknown>) => Promise<void>;
 
-/** Handlers by envelope type; each area registers its own (kb ingestion adds "kb.ingest"). */
-export const messageHandlers = new Map<string, MessageHandler>();
+/** Handlers by envelope type (QueueEnvelope.type). */
+export type HandlerTable = Readonly<Record<string, MessageHandler>>;
 
 const isEnvelope = (body: unknown): body is QueueEnvelope =>
   typeof body === "object" && body !== null && typeof (body as QueueEnvelope).type === "string";
@@ -20,7 +20,12 @@ const isEnvelope = (body: unknown): body is QueueEnvelope =>
  * A failure or an unknown type retries the message; after max_retries the queue moves it to
  * the dead-letter queue, so nothing is silently dropped.
  */
-export async function consumeQueue(batch: MessageBatch<unknown>, env: Env, ctx?: ExecutionContext): Promise<void> {
+export async function consumeQueue(
+  handlers: HandlerTable,
+  batch: MessageBatch<unknown>,
+  env: Env,
+  ctx?: ExecutionContext,
+): Promise<void> {
   const config = loadConfig(env);
   for (const message of batch.messages) {
     const body = message.body;
@@ -28,7 +33,7 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: Env, ctx?:
     const trace = traceFromHeaders(envelope?.traceparent ?? null, envelope?.tracestate ?? null);
     const requestId = envelope?.requestId ?? crypto.randomUUID();
     const outcome = await runInWorkContext({ requestId, trace }, async () => {
-      const handler = envelope ? messageHandlers.get(envelope.type) : undefined;
+      const handler = envelope && Object.hasOwn(handlers, envelope.type) ? handlers[envelope.type] : undefined;
       const fields = { queue: batch.queue, message_id: message.id, attempt: message.attempts, type: envelope?.type };
       if (!config.ok || !handler || !envelope) {
         const reason = !config.ok ? "bad environment" : "no handler for this message type";
