@@ -15,7 +15,7 @@ import { adminUserRoutes } from "./routes/admin-users.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { conversationRoutes } from "./routes/conversations.ts";
 import { flagRoutes } from "./routes/flags.ts";
-import { flagAdminRoutes } from "./routes/flags-admin.ts";
+import { flagAdminRoutes } from "./routes/flags-admin/index.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { kbAdminRoutes } from "./routes/kb-admin.ts";
 import { metricsRoutes } from "./routes/metrics.ts";

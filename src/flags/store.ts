@@ -2,15 +2,15 @@
 // rule-set version row, applies the change, validates what it touches against the whole rule set, bumps the
 // version, records the change (before/after) and its audit row, and builds the new snapshot, all in one
 // transaction. Two writers therefore serialise, and a snapshot always matches its version.
-import { and, asc, eq, isNull, or, sql } from "drizzle-orm";
+import { and, asc, count, eq, ilike, isNull, or, type SQL, sql } from "drizzle-orm";
 import { type Database, withPoolDb } from "../adapters/db/client.ts";
 import { flagChanges, flagOverrides, flagSegments, flagState, flags } from "../adapters/db/schema/flags.ts";
 import { canonicalJson } from "../audit/chain.ts";
 import { recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
 import { ApiError, type FieldError } from "../errors.ts";
-import { rulesOf } from "./interchange.ts";
-import type { FlagDefinition, OverrideRule, Segment, Snapshot } from "./model.ts";
+import { clientFeatures, rulesOf, unleashFromFlag } from "./interchange.ts";
+import type { ClientFeatures, FlagDefinition, OverrideRule, Segment, Snapshot } from "./model.ts";
 
 type FlagRow = typeof flags.$inferSelect;
 type SegmentRow = typeof flagSegments.$inferSelect;
@@ -173,6 +173,57 @@ export async function loadFlag(db: Database, key: string): Promise<FlagRow> {
   const row = await findFlag(db, key);
   if (!row) throw new ApiError("NOT_FOUND", `No flag with the key ${JSON.stringify(key)}.`);
   return row;
+}
+
+/** What the admin flag list filters on; `archived` "all" shows both. */
+export interface FlagQuery {
+  q?: string;
+  tag?: string;
+  archived: "false" | "true" | "all";
+  page: number;
+  pageSize: number;
+}
+
+/** One page of flags by key, and how many match in all; `q` searches key and description. */
+export async function listFlags(db: Database, query: FlagQuery): Promise<{ items: FlagRecord[]; total: number }> {
+  const { q, tag, archived, page, pageSize } = query;
+  const filters: SQL[] = [];
+  if (archived !== "all") filters.push(eq(flags.archived, archived === "true"));
+  if (tag) filters.push(sql`${flags.definition} -> 'tags' ? ${tag}`);
+  if (q) {
+    const pattern = `%${q.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
+    filters.push(or(ilike(flags.key, pattern), ilike(sql`${flags.definition} ->> 'description'`, pattern)) as SQL);
+  }
+  const where = filters.length ? and(...filters) : undefined;
+  const [rows, totals] = await Promise.all([
+    db
+      .select()
+      .from(flags)
+      .where(where)
+      .orderBy(asc(flags.key))
+      .limit(pageSize)
+      .offset((page - 1) * pageSize),
+    db.select({ total: count() }).from(flags).where(where),
+  ]);
+  return { items: rows.map(flagRecord), total: totals[0]?.total ?? 0 };
+}
+
+/** Every segment by id, with its version (the admin view). */
+export async function listSegments(db: Database): Promise<(Segment & { version: number })[]> {
+  const rows = await db.select().from(flagSegments).orderBy(asc(flagSegments.id));
+  return rows.map((row) => ({ ...segmentOf(row), version: row.version }));
+}
+
+/** Every live flag and segment, as stored, as an Unleash client-API document under the current version. */
+export async function exportFeatures(db: Database): Promise<ClientFeatures> {
+  const [rows, segments, state] = await Promise.all([
+    db.select().from(flags).where(eq(flags.archived, false)).orderBy(asc(flags.key)),
+    db.select().from(flagSegments).orderBy(asc(flagSegments.id)),
+    db.execute(sql`select version from flag_state where id = 1`),
+  ]);
+  const version = Number((state as unknown as { rows: { version: string }[] }).rows[0]?.version ?? 0);
+  const features = rows.map((row) => unleashFromFlag(row.key, row.definition));
+  return clientFeatures(version, features, segments.map(segmentOf));
 }
 
 /** The version a write must match: If-Match (an ETag or a bare number) or the body's version. */
