@@ -17,7 +17,7 @@ import { conversationRoutes } from "./routes/conversations.ts";
 import { flagRoutes } from "./routes/flags.ts";
 import { flagAdminRoutes } from "./routes/flags-admin/index.ts";
 import { healthRoutes } from "./routes/health.ts";
-import { kbAdminRoutes } from "./routes/kb-admin.ts";
+import { kbAdminRoutes } from "./routes/kb-admin/index.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { ofrepRoutes } from "./routes/ofrep.ts";
 import { ragRoutes } from "./routes/rag.ts";

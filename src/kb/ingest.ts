@@ -7,7 +7,7 @@ import { ApiError } from "../errors.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
 import { describeError, safeErrorMessage } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
-import { enqueue } from "../observability/outbound.ts";
+import { enqueue, envelope } from "../observability/outbound.ts";
 import { bumpKbVersion } from "./cache-version.ts";
 import { chunkDocument, estimateTokens } from "./chunk.ts";
 import { isTransient } from "./embed/errors.ts";
@@ -29,6 +29,20 @@ export interface IngestJob {
 }
 
 export const queueIngestion = (env: Env, job: IngestJob) => enqueue(env.KB_INGEST, INGEST_MESSAGE, job);
+
+// A queue takes at most 100 messages per sendBatch call.
+const SEND_BATCH = 100;
+
+/** Queues many ingestion jobs (an import, an index rebuild, stuck documents), 100 messages per send. */
+export async function queueIngestions(env: Env, jobs: IngestJob[]): Promise<void> {
+  for (let i = 0; i < jobs.length; i += SEND_BATCH) {
+    await env.KB_INGEST.sendBatch(
+      jobs
+        .slice(i, i + SEND_BATCH)
+        .map((job) => ({ body: envelope(INGEST_MESSAGE, job), contentType: "json" as const })),
+    );
+  }
+}
 
 type Stage = "fetch" | "extract" | "chunk" | "embed" | "write";
 const FOREIGN_KEY_VIOLATION = "23503";

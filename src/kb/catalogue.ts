@@ -1,26 +1,111 @@
-import { and, count, eq, inArray, sql, sum } from "drizzle-orm";
-import { createDb, type Database, queryRows } from "../adapters/db/client.ts";
+import { and, arrayContains, asc, count, desc, eq, ilike, type SQL, sql, sum } from "drizzle-orm";
+import { createDb, queryRows } from "../adapters/db/client.ts";
 import {
   chunks,
   type DocumentStatus,
   documents,
   embeddingIndexes,
-  importBatches,
   type TitleSource,
 } from "../adapters/db/schema/kb.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { log } from "../observability/log.ts";
-import { envelope } from "../observability/outbound.ts";
 import { bumpKbVersion } from "./cache-version.ts";
 import { createEmbedder } from "./embed/index.ts";
 import { DEFAULT_INDEX, recordedIndex } from "./index-spec.ts";
-import { INGEST_MESSAGE, queueIngestion } from "./ingest.ts";
+import { queueIngestion, queueIngestions } from "./ingest.ts";
 import { createVectorStore } from "./vectors/index.ts";
+import type { IndexSpec } from "./vectors/port.ts";
+
+// The document catalogue: what the knowledge base holds, and every change an admin makes to it.
+
+// Routes name statuses and title sources in their schemas without reaching into the database layer.
+export { documentStatuses, titleSources } from "../adapters/db/schema/kb.ts";
 
 export type DocumentRow = typeof documents.$inferSelect;
+export type ChunkRow = typeof chunks.$inferSelect;
+
+/** One page of a list, with the count of every matching row. */
+export interface Page<T> {
+  rows: T[];
+  total: number;
+}
+
+export interface PageRequest {
+  page: number;
+  pageSize: number;
+}
+
+/** The document with this id; undefined once it is deleted. */
+export async function findDocument(config: Config, id: string): Promise<DocumentRow | undefined> {
+  const [document] = await createDb(config).select().from(documents).where(eq(documents.id, id));
+  return document;
+}
+
+/** The document with this id, or 404. */
+export async function getDocument(config: Config, id: string): Promise<DocumentRow> {
+  const document = await findDocument(config, id);
+  if (!document) throw new ApiError("NOT_FOUND", "No knowledge-base document with this id.");
+  return document;
+}
+
+export interface DocumentFilter {
+  status?: DocumentStatus | undefined;
+  sourceType?: string | undefined;
+  tag?: string | undefined;
+  /** Found anywhere in the title, case-insensitively; LIKE wildcards match themselves. */
+  titleContains?: string | undefined;
+}
+
+/** Newest first. */
+export async function listDocuments(
+  config: Config,
+  filter: DocumentFilter,
+  { page, pageSize }: PageRequest,
+): Promise<Page<DocumentRow>> {
+  const filters: SQL[] = [];
+  if (filter.status) filters.push(eq(documents.status, filter.status));
+  if (filter.sourceType) filters.push(eq(documents.sourceType, filter.sourceType));
+  if (filter.tag) filters.push(arrayContains(documents.tags, [filter.tag]));
+  if (filter.titleContains) {
+    filters.push(ilike(documents.title, `%${filter.titleContains.replace(/[\\%_]/g, (m) => `\\${m}`)}%`));
+  }
+  const where = filters.length ? and(...filters) : undefined;
+  const db = createDb(config);
+  const [rows, totals] = await Promise.all([
+    db
+      .select()
+      .from(documents)
+      .where(where)
+      .orderBy(desc(documents.createdAt), desc(documents.id))
+      .limit(pageSize)
+      .offset((page - 1) * pageSize),
+    db.select({ total: count() }).from(documents).where(where),
+  ]);
+  return { rows, total: totals[0]?.total ?? 0 };
+}
+
+/** The chunks searches see: those of the document's active generation, in document order. */
+export async function documentChunks(
+  config: Config,
+  document: DocumentRow,
+  { page, pageSize }: PageRequest,
+): Promise<Page<ChunkRow>> {
+  const where = and(eq(chunks.documentId, document.id), eq(chunks.generation, document.activeGeneration));
+  const db = createDb(config);
+  const [rows, totals] = await Promise.all([
+    db
+      .select()
+      .from(chunks)
+      .where(where)
+      .orderBy(asc(chunks.chunkIndex))
+      .limit(pageSize)
+      .offset((page - 1) * pageSize),
+    db.select({ total: count() }).from(chunks).where(where),
+  ]);
+  return { rows, total: totals[0]?.total ?? 0 };
+}
 
 export interface NewDocument {
   title: string;
@@ -107,136 +192,6 @@ export async function acceptDocument(
   return { document, duplicate: false };
 }
 
-export interface ImportRecord {
-  external_id: string;
-  title: string;
-  text: string;
-  source_type?: string | undefined;
-  tags?: string[] | undefined;
-  metadata?: Record<string, unknown> | undefined;
-}
-
-export interface ImportSummary {
-  batch_id: string;
-  received: number;
-  queued: number;
-  duplicates: number;
-  rejected: number;
-  errors: { line: number; message: string }[];
-}
-
-const QUEUE_SEND_BATCH = 100;
-const IMPORT_SOURCE = "import";
-
-/**
- * Bulk import: each valid record becomes a text document (R2 + row), queued in batches of 100 messages.
- * Records whose text is already stored are counted as duplicates; invalid lines were rejected by the caller.
- */
-export async function importDocuments(
-  env: Env,
-  config: Config,
-  records: ImportRecord[],
-  rejected: { line: number; message: string }[],
-  createdBy: string,
-): Promise<ImportSummary> {
-  const db = createDb(config);
-  const batchId = crypto.randomUUID();
-  const encoder = new TextEncoder();
-  const prepared = await Promise.all(
-    records.map(async (r) => {
-      const bytes = encoder.encode(r.text);
-      return { record: r, bytes, digest: await sha256Hex(bytes), id: crypto.randomUUID() };
-    }),
-  );
-  const known = new Set<string>();
-  for (let i = 0; i < prepared.length; i += 500) {
-    const digests = prepared.slice(i, i + 500).map((p) => p.digest);
-    const rows = await db
-      .select({ sha256: documents.sha256 })
-      .from(documents)
-      .where(inArray(documents.sha256, digests));
-    for (const row of rows) known.add(row.sha256);
-  }
-  const fresh = prepared.filter((p) => {
-    if (known.has(p.digest)) return false;
-    known.add(p.digest); // the same text twice in one import is one document
-    return true;
-  });
-  const inserted: typeof fresh = [];
-  for (let i = 0; i < fresh.length; i += 500) {
-    const slice = fresh.slice(i, i + 500);
-    const rows = await db
-      .insert(documents)
-      .values(
-        slice.map((p) => ({
-          id: p.id,
-          title: p.record.title,
-          sourceType: p.record.source_type ?? IMPORT_SOURCE,
-          externalId: p.record.external_id,
-          tags: p.record.tags ?? [],
-          metadata: p.record.metadata ?? {},
-          mimeType: "text/plain; charset=utf-8",
-          byteSize: p.bytes.byteLength,
-          sha256: p.digest,
-          r2Key: `documents/${p.id}`,
-          batchId,
-          createdBy,
-        })),
-      )
-      .onConflictDoNothing()
-      .returning({ id: documents.id });
-    const ids = new Set(rows.map((r) => r.id));
-    inserted.push(...slice.filter((p) => ids.has(p.id)));
-  }
-  for (const p of inserted) {
-    await env.DOCUMENTS.put(`documents/${p.id}`, p.bytes, {
-      httpMetadata: { contentType: "text/plain; charset=utf-8" },
-    });
-  }
-  for (let i = 0; i < inserted.length; i += QUEUE_SEND_BATCH) {
-    const messages = inserted.slice(i, i + QUEUE_SEND_BATCH).map((p) => ({
-      body: envelope(INGEST_MESSAGE, { documentId: p.id, generation: 1 }),
-      contentType: "json" as const,
-    }));
-    await env.KB_INGEST.sendBatch(messages);
-  }
-  const summary = {
-    received: records.length + rejected.length,
-    queued: inserted.length,
-    duplicates: records.length - inserted.length,
-    rejected: rejected.length,
-  };
-  await db.insert(importBatches).values({ id: batchId, createdBy, ...summary, errors: rejected.slice(0, 100) });
-  log("info", "kb import accepted", { batch_id: batchId, ...summary });
-  return { batch_id: batchId, ...summary, errors: rejected.slice(0, 100) };
-}
-
-/** Counts of an import batch's documents by status. */
-export async function batchProgress(db: Database, batchId: string) {
-  const [batch] = await db.select().from(importBatches).where(eq(importBatches.id, batchId));
-  if (!batch) return undefined;
-  const rows = await db
-    .select({ status: documents.status, n: count() })
-    .from(documents)
-    .where(eq(documents.batchId, batchId))
-    .groupBy(documents.status);
-  const byStatus: Record<DocumentStatus, number> = { queued: 0, processing: 0, ready: 0, failed: 0 };
-  for (const r of rows) byStatus[r.status] = r.n;
-  const finished = byStatus.ready + byStatus.failed;
-  return {
-    batch_id: batch.id,
-    created_at: batch.createdAt.toISOString(),
-    received: batch.received,
-    queued: batch.queued,
-    duplicates: batch.duplicates,
-    rejected: batch.rejected,
-    errors: batch.errors as { line: number; message: string }[],
-    status: byStatus,
-    done: finished >= batch.queued,
-    percent: batch.queued ? Math.round((100 * finished) / batch.queued) : 100,
-  };
-}
-
 /**
  * Removes a document everywhere: vectors, chunks and postings (cascade), the row, the R2 object, and
  * bumps the knowledge-base version so no cache can serve it again. An ingestion still running for it
@@ -268,7 +223,7 @@ export async function requestReindex(env: Env, config: Config, document: Documen
 export async function rebuildIndex(
   env: Env,
   config: Config,
-): Promise<{ model: string; dimensions: number; queued: number }> {
+): Promise<{ model: string; dimensions: number; queued: number; previous: IndexSpec | undefined }> {
   const db = createDb(config);
   const embedder = createEmbedder(config);
   const previous = await recordedIndex(db);
@@ -285,18 +240,16 @@ export async function rebuildIndex(
     .set({ status: "queued", stage: null, progress: 0, chunksDone: 0, error: null, attempts: 0, updatedAt: new Date() })
     .returning({ id: documents.id, generation: documents.activeGeneration });
   await bumpKbVersion(db);
-  for (let i = 0; i < all.length; i += QUEUE_SEND_BATCH) {
-    await env.KB_INGEST.sendBatch(
-      all.slice(i, i + QUEUE_SEND_BATCH).map((d) => ({
-        body: envelope(INGEST_MESSAGE, { documentId: d.id, generation: d.generation + 1 }),
-        contentType: "json" as const,
-      })),
-    );
-  }
-  return { model: embedder.model, dimensions: embedder.dimensions, queued: all.length };
+  await queueIngestions(
+    env,
+    all.map((d) => ({ documentId: d.id, generation: d.generation + 1 })),
+  );
+  return { model: embedder.model, dimensions: embedder.dimensions, queued: all.length, previous };
 }
 
-export async function knowledgeBaseStats(db: Database) {
+/** Documents by status and type, chunks searches see, tokens, storage and the last ingestion. */
+export async function knowledgeBaseStats(config: Config) {
+  const db = createDb(config);
   const [byStatus, byType, totals, last] = await Promise.all([
     db.select({ status: documents.status, n: count() }).from(documents).groupBy(documents.status),
     db.select({ mime: documents.mimeType, n: count() }).from(documents).groupBy(documents.mimeType),
