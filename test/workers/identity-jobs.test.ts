@@ -34,27 +34,27 @@ describe("identity metrics", () => {
   });
 
   it("sets the active-session and daily-active-user gauges from the database", async () => {
-    await signedInUser();
-    const u = await signedInUser();
-    await call("GET", "/api/auth/me", { token: u.access });
-    const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
-    await recordIdentityGauges(env);
-    const value = (name: string) => writes.mock.calls.find(([p]) => p?.blobs?.[0] === name)?.[0]?.doubles?.[0];
-    const sessions =
-      await count(sql`select count(*)::int as n from auth_sessions where revoked_at is null and expires_at > now()
-      and last_used_at > now() - interval '60 minutes'`);
-    const dau = await count(
-      sql`select count(*)::int as n from user_activity where day = (now() at time zone 'utc')::date`,
-    );
-    expect(value("auth_active_sessions")).toBe(sessions);
-    expect(value("auth_daily_active_users")).toBe(dau);
-    expect(dau).toBeGreaterThanOrEqual(1);
-    writes.mockRestore();
+    const gauges = async () => {
+      const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+      await recordIdentityGauges(env);
+      const value = (name: string) => writes.mock.calls.find(([p]) => p?.blobs?.[0] === name)?.[0]?.doubles?.[0];
+      const read = { sessions: value("auth_active_sessions"), dau: value("auth_daily_active_users") };
+      writes.mockRestore();
+      return read;
+    };
+    const before = await gauges();
+    // Two new users, each signed in once and active today: both gauges rise by exactly two.
+    for (const user of [await signedInUser(), await signedInUser()]) {
+      await call("GET", "/api/auth/me", { token: user.access });
+    }
+    const after = await gauges();
+    expect(after.sessions).toBe((before.sessions ?? Number.NaN) + 2);
+    expect(after.dau).toBe((before.dau ?? Number.NaN) + 2);
     const exposition = await (
       await serve(app, "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } })
     ).text();
     expect(exposition).toContain("# TYPE auth_active_sessions gauge");
-    expect(exposition).toMatch(new RegExp(`^auth_active_sessions ${sessions}$`, "m"));
+    expect(exposition).toMatch(new RegExp(`^auth_active_sessions ${after.sessions}$`, "m"));
   });
 });
 
