@@ -10,6 +10,13 @@ import { currentWorkContext, runInWorkContext } from "../src/observability/conte
 import { describeError } from "../src/observability/errors.ts";
 import { log } from "../src/observability/log.ts";
 import { newSpanId, newTraceId } from "../src/observability/trace.ts";
+import {
+  CLOSE_CREDENTIAL_ENDED,
+  credentialOf,
+  SOCKET_RECHECK_MS,
+  type SocketCredential,
+  socketRefusal,
+} from "../src/realtime/credential.ts";
 import { mintTicket, redeemTicket } from "../src/realtime/tickets.ts";
 import { messageJson } from "../src/routes/conversations.ts";
 
@@ -37,6 +44,8 @@ type Refusal = { code: string; message: string; errors?: FieldError[] };
 interface Attachment {
   userId: string;
   conversationId: string;
+  /** What the socket was admitted with, checked again every SOCKET_RECHECK_MS. */
+  credential?: SocketCredential;
 }
 
 /**
@@ -48,8 +57,12 @@ export class ChatRoom extends DurableObject<Env> {
   private running: AbortController | undefined;
 
   /** A single-use ticket for a browser that cannot send headers; redeemed by the next connect. */
-  async mintTicket(userId: string, conversationId: string): Promise<{ ticket: string; expiresAt: number }> {
-    return mintTicket<Attachment>(this.ctx.storage, { userId, conversationId });
+  async mintTicket(
+    userId: string,
+    conversationId: string,
+    credential?: SocketCredential,
+  ): Promise<{ ticket: string; expiresAt: number }> {
+    return mintTicket<Attachment>(this.ctx.storage, { userId, conversationId, credential });
   }
 
   override async fetch(request: Request): Promise<Response> {
@@ -60,6 +73,7 @@ export class ChatRoom extends DurableObject<Env> {
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(who satisfies Attachment);
+    await this.recheckLater();
     send(server, { type: "connected", conversation_id: who.conversationId, user_id: who.userId });
     send(server, { type: "history", messages: history.map(messageJson) });
     const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
@@ -84,10 +98,31 @@ export class ChatRoom extends DurableObject<Env> {
     if (this.ctx.getWebSockets().every((socket) => socket === ws)) this.running?.abort();
   }
 
+  /** Every SOCKET_RECHECK_MS while sockets are open: one whose credential ended is told why, then closed. */
+  override async alarm(): Promise<void> {
+    const config = requireConfig(this.env);
+    for (const ws of this.ctx.getWebSockets()) {
+      const who = ws.deserializeAttachment() as Attachment;
+      const refusal = await socketRefusal(config, who.userId, who.credential);
+      if (!refusal) continue;
+      log("info", "chat socket closed: its credential no longer admits the user", { user_id: who.userId });
+      send(ws, socketError("UNAUTHORIZED", refusal));
+      ws.close(CLOSE_CREDENTIAL_ENDED, "credential ended");
+    }
+    const open = this.ctx.getWebSockets().filter((ws) => ws.readyState === WebSocket.OPEN);
+    // Nobody left to read the answer: stop paying for it.
+    if (open.length === 0) this.running?.abort();
+    else await this.ctx.storage.setAlarm(Date.now() + SOCKET_RECHECK_MS);
+  }
+
+  private async recheckLater(): Promise<void> {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + SOCKET_RECHECK_MS);
+  }
+
   private async caller(request: Request): Promise<Attachment | undefined> {
     const user = request.headers.get(USER_HEADER);
     const conversation = request.headers.get(CONVERSATION_HEADER);
-    if (user && conversation) return { userId: user, conversationId: conversation };
+    if (user && conversation) return { userId: user, conversationId: conversation, credential: credentialOf(request) };
     return redeemTicket<Attachment>(this.ctx.storage, request);
   }
 

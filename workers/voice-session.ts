@@ -13,6 +13,13 @@ import type { Citation } from "../src/rag/citations.ts";
 import type { HistoryTurn } from "../src/rag/prompt.ts";
 import { hybridSearch } from "../src/rag/search.ts";
 import { recordUsage } from "../src/rag/usage.ts";
+import {
+  CLOSE_CREDENTIAL_ENDED,
+  credentialOf,
+  SOCKET_RECHECK_MS,
+  type SocketCredential,
+  socketRefusal,
+} from "../src/realtime/credential.ts";
 import { mintTicket, redeemTicket } from "../src/realtime/tickets.ts";
 import { AudioError, decodeAudioPayload, durationMs } from "../src/voice/audio.ts";
 import { VOICE_INSTRUCTIONS } from "../src/voice/grounding.ts";
@@ -59,6 +66,8 @@ interface Identity {
   userId: string;
   sessionId: string;
   conversationId: string | null;
+  /** What the client was admitted with, checked again every SOCKET_RECHECK_MS. */
+  credential?: SocketCredential;
 }
 
 /** What must survive hibernation; audio of the turn being spoken is stored beside it, chunk by chunk. */
@@ -130,6 +139,8 @@ export class VoiceSession extends DurableObject<Env> {
       bufferStartMs: 0,
       bufferChunks: 0,
     };
+    // The client now connected is the one whose credential counts.
+    this.state.credential = who.credential;
     await this.save();
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
@@ -149,7 +160,7 @@ export class VoiceSession extends DurableObject<Env> {
       this.send(serverEvent("session.created", { session: this.state.session }));
     }
     await markVoiceSession(createDb(config), who.sessionId, { status: "active" });
-    await this.ctx.storage.setAlarm(Date.now() + config.VOICE_IDLE_TIMEOUT_SECONDS * 1000);
+    await this.ctx.storage.setAlarm(Date.now() + Math.min(config.VOICE_IDLE_TIMEOUT_SECONDS * 1000, SOCKET_RECHECK_MS));
     const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
     const headers = offered.includes("realtime") ? { "sec-websocket-protocol": "realtime" } : undefined;
     return new Response(null, { status: 101, webSocket: client, headers });
@@ -207,8 +218,10 @@ export class VoiceSession extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     const state = await this.load();
-    if (!state) return;
+    if (!state || state.ended) return;
     const config = requireConfig(this.env);
+    const refusal = await socketRefusal(config, state.userId, state.credential);
+    if (refusal) return this.endForCredential(refusal);
     const now = Date.now();
     const last = (await this.ctx.storage.get<number>("lastActivity")) ?? state.startedAt;
     const expired = now >= state.startedAt + config.VOICE_MAX_SESSION_SECONDS * 1000;
@@ -232,8 +245,18 @@ export class VoiceSession extends DurableObject<Env> {
       Math.min(
         last + config.VOICE_IDLE_TIMEOUT_SECONDS * 1000,
         state.startedAt + config.VOICE_MAX_SESSION_SECONDS * 1000,
+        now + SOCKET_RECHECK_MS,
       ),
     );
+  }
+
+  /** The credential the client connected with no longer admits it: told why (as OpenAI ends a session), closed. */
+  private async endForCredential(reason: string): Promise<void> {
+    this.send(errorEvent({ code: "session_expired", message: reason }));
+    for (const socket of this.ctx.getWebSockets()) socket.close(CLOSE_CREDENTIAL_ENDED, "credential ended");
+    this.relay?.close();
+    this.relay = undefined;
+    await this.end("credential_ended");
   }
 
   private async handle(ws: WebSocket, event: ClientEvent): Promise<void> {
@@ -735,8 +758,10 @@ export class VoiceSession extends DurableObject<Env> {
   private async caller(request: Request): Promise<Identity | undefined> {
     const userId = request.headers.get(VOICE_USER_HEADER);
     const sessionId = request.headers.get(VOICE_SESSION_HEADER);
-    if (userId && sessionId)
-      return { userId, sessionId, conversationId: request.headers.get(VOICE_CONVERSATION_HEADER) || null };
+    if (userId && sessionId) {
+      const conversationId = request.headers.get(VOICE_CONVERSATION_HEADER) || null;
+      return { userId, sessionId, conversationId, credential: credentialOf(request) };
+    }
     return redeemTicket<Identity>(this.ctx.storage, request);
   }
 

@@ -5,6 +5,7 @@ import { ownConversation } from "../conversations/store.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";
+import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../realtime/credential.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 // A token rides in the subprotocol list ("bearer.<token>"): browsers cannot set headers on a socket,
@@ -33,9 +34,13 @@ export const realtimeChatRoutes = createRouter()
     }),
     async (c) => {
       const { conversation_id } = c.req.valid("json");
-      const { userId } = principalOf(c);
-      await ownConversation(createDb(c.var.config), userId, conversation_id);
-      const { ticket, expiresAt } = await chatRoom(c.env, conversation_id).mintTicket(userId, conversation_id);
+      const principal = principalOf(c);
+      await ownConversation(createDb(c.var.config), principal.userId, conversation_id);
+      const { ticket, expiresAt } = await chatRoom(c.env, conversation_id).mintTicket(
+        principal.userId,
+        conversation_id,
+        ticketCredential(principal),
+      );
       const url = `/api/realtime/ws?conversation_id=${conversation_id}&ticket=${ticket}`;
       return c.json({ ticket, expires_at: new Date(expiresAt).toISOString(), url }, 201);
     },
@@ -47,7 +52,8 @@ export const realtimeChatRoutes = createRouter()
       tags: ["conversations"],
       summary: `Chat over a WebSocket (subprotocols "${CHAT_PROTOCOL}", "bearer.<token>"; or ?ticket=)`,
       description:
-        "Client frames: message {content, client_message_id}, ping. Server frames: connected, history, user_message.created, chunk, message.done {message, citations}, error {code, message}, pong. One Durable Object per conversation: every socket on it sees the same stream.",
+        "Client frames: message {content, client_message_id}, ping. Server frames: connected, history, user_message.created, chunk, message.done {message, citations}, error {code, message}, pong. One Durable Object per conversation: every socket on it sees the same stream. " +
+        "The credential is checked again every 30 s: once it has ended (logout, revoked key, deactivation, expired token), an error frame UNAUTHORIZED, then close 1008.",
       request: {
         query: z.object({
           conversation_id: z.uuid(),
@@ -69,6 +75,7 @@ export const realtimeChatRoutes = createRouter()
       const headers = new Headers(c.req.raw.headers);
       headers.delete(USER_HEADER);
       headers.delete(CONVERSATION_HEADER);
+      headers.delete(CREDENTIAL_HEADER);
       if (!ticket) {
         const protocols = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
         const token = protocols.find((p) => p.startsWith(BEARER_PROTOCOL))?.slice(BEARER_PROTOCOL.length);
@@ -76,6 +83,8 @@ export const realtimeChatRoutes = createRouter()
         await ownConversation(createDb(c.var.config), principal.userId, conversation_id);
         headers.set(USER_HEADER, principal.userId);
         headers.set(CONVERSATION_HEADER, conversation_id);
+        // The room checks this credential again while the socket is open.
+        headers.set(CREDENTIAL_HEADER, JSON.stringify(socketCredential(principal)));
       }
       return chatRoom(c.env, conversation_id).fetch(new Request(c.req.raw, { headers }));
     },

@@ -7,6 +7,7 @@ import { ownConversation } from "../conversations/store.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";
+import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../realtime/credential.ts";
 import {
   createVoiceSession,
   loadPreferences,
@@ -94,7 +95,8 @@ const realtimeRoute = (path: string) =>
     tags: ["voice"],
     summary: "Realtime voice over a WebSocket, speaking the OpenAI Realtime (GA) protocol",
     description:
-      "Auth: Authorization: Bearer <access token or API key>, the subprotocol openai-insecure-api-key.<token>, or ?session_id=&ticket= from POST /api/voice/sessions. Never a long-lived token in the URL.",
+      "Auth: Authorization: Bearer <access token or API key>, the subprotocol openai-insecure-api-key.<token>, or ?session_id=&ticket= from POST /api/voice/sessions. Never a long-lived token in the URL. " +
+      "The credential is checked again every 30 s: once it has ended (logout, revoked key, deactivation, expired token), an error event session_expired, then close 1008.",
     request: {
       query: z.object({
         model: z.string().max(100).optional().describe("accepted for OpenAI clients; VOICE_REALTIME_MODEL decides"),
@@ -117,7 +119,9 @@ async function connect(c: Context<AppEnv>, query: { conversation_id?: string; se
     throw new ApiError("BAD_REQUEST", "Connect with a WebSocket upgrade (Upgrade: websocket).");
   }
   const headers = new Headers(c.req.raw.headers);
-  for (const name of [VOICE_USER_HEADER, VOICE_SESSION_HEADER, VOICE_CONVERSATION_HEADER]) headers.delete(name);
+  for (const name of [VOICE_USER_HEADER, VOICE_SESSION_HEADER, VOICE_CONVERSATION_HEADER, CREDENTIAL_HEADER]) {
+    headers.delete(name);
+  }
   if (query.ticket) {
     if (!query.session_id) throw new ApiError("UNAUTHORIZED", "A ticket needs its session_id.");
     const stub = voiceSession(c.env, query.session_id);
@@ -131,6 +135,8 @@ async function connect(c: Context<AppEnv>, query: { conversation_id?: string; se
   headers.set(VOICE_USER_HEADER, principal.userId);
   headers.set(VOICE_SESSION_HEADER, session.id);
   if (session.conversationId) headers.set(VOICE_CONVERSATION_HEADER, session.conversationId);
+  // The session checks this credential again while the socket is open.
+  headers.set(CREDENTIAL_HEADER, JSON.stringify(socketCredential(principal)));
   const stub = voiceSession(c.env, session.id);
   await stub.prepare(upstreamSettings(c.var.config));
   return stub.fetch(new Request(c.req.raw, { headers }));
@@ -157,12 +163,13 @@ export const voiceRoutes = createRouter()
       },
     }),
     async (c) => {
-      const { userId } = principalOf(c);
-      const session = await newSessionFor(c, userId, c.req.valid("json").conversation_id);
+      const principal = principalOf(c);
+      const session = await newSessionFor(c, principal.userId, c.req.valid("json").conversation_id);
       const { ticket, expiresAt } = await voiceSession(c.env, session.id).mintTicket({
-        userId,
+        userId: principal.userId,
         sessionId: session.id,
         conversationId: session.conversationId,
+        credential: ticketCredential(principal),
       });
       const url = `/api/voice/realtime?session_id=${session.id}&ticket=${ticket}`;
       return c.json({ ...sessionJson(session), ticket, expires_at: new Date(expiresAt).toISOString(), url }, 201);

@@ -1,7 +1,11 @@
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import type { Database } from "../../src/adapters/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
+import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/realtime/credential.ts";
 import { serve } from "./harness.ts";
-import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { app, call, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
 import { capturedLogs } from "./voice-helpers.ts";
 
@@ -24,9 +28,14 @@ async function connect(path: string, protocols: string[] = []) {
   if (!socket) return { res, frames: [] as Frame[] };
   const frames: Frame[] = [];
   const waiters: (() => void)[] = [];
+  let closed: { code: number; reason: string } | undefined;
   socket.accept();
   socket.addEventListener("message", (event) => {
     frames.push(JSON.parse(event.data as string));
+    for (const wake of waiters.splice(0)) wake();
+  });
+  socket.addEventListener("close", (event) => {
+    closed = { code: event.code, reason: event.reason };
     for (const wake of waiters.splice(0)) wake();
   });
   const until = async (match: (f: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> => {
@@ -41,7 +50,13 @@ async function connect(path: string, protocols: string[] = []) {
       });
     }
   };
-  return { res, socket, frames, until };
+  /** The close the server sent, once it arrived. */
+  const closing = async (timeoutMs = 10_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!closed && Date.now() <= deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    return closed;
+  };
+  return { res, socket, frames, until, closing, closed: () => closed };
 }
 
 const conversationOf = async (owner: TestUser) =>
@@ -210,5 +225,133 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
       socket!.send(JSON.stringify({ type: "ping" }));
       await until!((f) => f.type === "pong");
     });
+  });
+});
+
+describe("GET /api/realtime/ws: a socket ends when its credential does", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+    setLogLevel("error");
+  });
+
+  const room = (conversationId: string) => env.CHAT_ROOM.get(env.CHAT_ROOM.idFromName(conversationId));
+  /** The room's re-check, as its alarm runs it every SOCKET_RECHECK_MS; false when none was armed. */
+  const recheck = (conversationId: string) => runDurableObjectAlarm(room(conversationId));
+  const opened = async (conversationId: string, protocols: string[]) => {
+    const socket = await connect(`/api/realtime/ws?conversation_id=${conversationId}`, protocols);
+    await socket.until!((f) => f.type === "history");
+    return socket;
+  };
+  const ticketSocket = async (owner: TestUser, conversationId: string) => {
+    const minted = await call("POST", "/api/realtime/tickets", {
+      token: owner.access,
+      json: { conversation_id: conversationId },
+    });
+    const socket = await connect(minted.body.url);
+    await socket.until!((f) => f.type === "history");
+    return socket;
+  };
+  /** Another session of the same user. */
+  const secondSession = async (user: TestUser) =>
+    (await call("POST", "/api/auth/login", { json: { email: user.email, password: user.password }, ip: freshIp() }))
+      .body.access_token as string;
+  const endedBy = async (socket: Awaited<ReturnType<typeof opened>>, reason: RegExp) => {
+    const error = await socket.until!((f) => f.type === "error");
+    expect(error).toMatchObject({ code: "UNAUTHORIZED", message: expect.stringMatching(reason) });
+    expect((await socket.closing!())?.code).toBe(1008);
+  };
+  const stillOpen = async (socket: Awaited<ReturnType<typeof opened>>) => {
+    socket.socket!.send(JSON.stringify({ type: "ping" }));
+    await socket.until!((f) => f.type === "pong");
+    expect(socket.frames.some((f) => f.type === "error")).toBe(false);
+    expect(socket.closed!()).toBeUndefined();
+  };
+
+  it("checks every SOCKET_RECHECK_MS (at most 30 s): a logged-out session's socket ends, another session's stays", async () => {
+    expect(SOCKET_RECHECK_MS).toBeLessThanOrEqual(30_000);
+    const carol = await signedInUser();
+    const id = await conversationOf(carol);
+    const leaving = await opened(id, [`bearer.${carol.access}`]);
+    const staying = await opened(id, [`bearer.${await secondSession(carol)}`]);
+    expect(await recheck(id)).toBe(true);
+    await stillOpen(leaving);
+
+    expect((await call("POST", "/api/auth/logout", { token: carol.access })).status).toBe(204);
+    expect(await recheck(id)).toBe(true);
+    await endedBy(leaving, /session has ended/);
+    await stillOpen(staying);
+    expect(await recheck(id)).toBe(true); // re-armed while a socket is open
+  });
+
+  it("ends a socket whose API key is revoked", async () => {
+    const dave = await signedInUser();
+    const id = await conversationOf(dave);
+    const key = await call("POST", "/api/users/me/api-keys", { token: dave.access, json: { name: "chat bot" } });
+    const socket = await opened(id, [`bearer.${key.body.key}`]);
+    const revoked = await call("DELETE", `/api/users/me/api-keys/${key.body.id}`, { token: dave.access });
+    expect(revoked.status).toBe(204);
+    expect(await recheck(id)).toBe(true);
+    await endedBy(socket, /API key/);
+  });
+
+  it("ends a ticket's socket when the session that minted it ends, and every socket of a deactivated user", async () => {
+    const erin = await signedInUser();
+    const other = await secondSession(erin);
+    const id = await conversationOf(erin);
+    const minted = await ticketSocket(erin, id);
+    const byToken = await opened(id, [`bearer.${other}`]);
+    expect((await call("POST", "/api/auth/logout", { token: erin.access })).status).toBe(204);
+    expect(await recheck(id)).toBe(true);
+    await endedBy(minted, /session has ended/);
+    await stillOpen(byToken);
+
+    const deactivated = await call("POST", `/api/admin/users/${erin.id}/deactivate`, { token: admin.access });
+    expect(deactivated.status).toBe(200);
+    expect(await recheck(id)).toBe(true);
+    await endedBy(byToken, /deactivated/);
+  });
+
+  it("ends a socket when its access token expires; a ticket's socket lives on with its session", async () => {
+    const frank = await signedInUser();
+    const id = await conversationOf(frank);
+    const byToken = await opened(id, [`bearer.${frank.access}`]);
+    const byTicket = await ticketSocket(frank, id);
+    // As if the next re-check ran after the access token's expiry (15 minutes by default).
+    vi.spyOn(socketRecheck, "now").mockReturnValue(Date.now() + 16 * 60_000);
+    expect(await recheck(id)).toBe(true);
+    await endedBy(byToken, /access token has expired/);
+    await stillOpen(byTicket);
+  });
+
+  it("keeps a socket after a role change: it acts only as its user", async () => {
+    const grace = await signedInUser();
+    const id = await conversationOf(grace);
+    const socket = await opened(id, [`bearer.${grace.access}`]);
+    const promoted = await call("PATCH", `/api/admin/users/${grace.id}/role`, {
+      token: admin.access,
+      json: { role: "viewer" },
+    });
+    expect(promoted.status).toBe(200);
+    expect(await recheck(id)).toBe(true);
+    await stillOpen(socket);
+  });
+
+  it("keeps the socket, and says so in the log, when the database does not answer", async () => {
+    const heidi = await signedInUser();
+    const id = await conversationOf(heidi);
+    const socket = await opened(id, [`bearer.${heidi.access}`]);
+    expect((await call("POST", "/api/auth/logout", { token: heidi.access })).status).toBe(204);
+    const down = { execute: () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432")) };
+    vi.spyOn(socketRecheck, "database").mockReturnValue(down as unknown as Database);
+    const logs = capturedLogs();
+    setLogLevel("warn");
+    expect(await recheck(id)).toBe(true);
+    await stillOpen(socket);
+    expect(logs.lines).toContainEqual(
+      expect.objectContaining({ level: "warn", message: expect.stringMatching(/database did not answer/) }),
+    );
+    vi.mocked(socketRecheck.database).mockRestore();
+    expect(await recheck(id)).toBe(true); // still armed: once the database answers, the socket ends
+    await endedBy(socket, /session has ended/);
   });
 });

@@ -1,7 +1,12 @@
+import { runDurableObjectAlarm } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { sql } from "drizzle-orm";
 import { afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
+import type { Database } from "../../src/adapters/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
+import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/realtime/credential.ts";
 import { OPERATOR_TOKEN, serve } from "./harness.ts";
-import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { app, call, db, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
 import { bearer, capturedLogs, type Event, open, textItem } from "./voice-helpers.ts";
 
@@ -363,5 +368,127 @@ describe("voice metrics", () => {
       text = await (await serve(app, "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } })).text();
     }
     for (const line of wanted) expect(text).toContain(line);
+  });
+});
+
+describe("realtime voice: a session ends when its credential does", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+    setLogLevel("error");
+  });
+
+  type Socket = Awaited<ReturnType<typeof open>>;
+  /** The user's newest voice session row. */
+  const sessionOf = async (user: TestUser) => {
+    const result = (await db.execute(
+      sql`select id, status, ended_reason from voice_sessions where user_id = ${user.id} order by created_at desc limit 1`,
+    )) as unknown as { rows: { id: string; status: string; ended_reason: string | null }[] };
+    return result.rows[0] as { id: string; status: string; ended_reason: string | null };
+  };
+  /** The session's re-check, as its alarm runs it every SOCKET_RECHECK_MS; false when none was armed. */
+  const recheck = async (user: TestUser) =>
+    runDurableObjectAlarm(env.VOICE_SESSION.get(env.VOICE_SESSION.idFromName((await sessionOf(user)).id)));
+  const connected = async (path: string, headers: Record<string, string>) => {
+    const s = await open(path, headers);
+    await s.until((e) => e.type === "session.created");
+    return s;
+  };
+  const endedBy = async (s: Socket, user: TestUser, reason: RegExp) => {
+    const error = await s.until((e) => e.type === "error");
+    expect(error.error).toMatchObject({
+      type: "invalid_request_error",
+      code: "session_expired",
+      message: expect.stringMatching(reason),
+    });
+    for (let i = 0; i < 250 && !s.closed(); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(s.closed()?.code).toBe(1008);
+    expect(await sessionOf(user)).toMatchObject({ status: "ended", ended_reason: "credential_ended" });
+    expect(s.problems).toEqual([]);
+  };
+  const stillOpen = async (s: Socket) => {
+    s.send({ type: "session.update", session: { type: "realtime", instructions: "Be brief." } });
+    await s.until((e) => e.type === "session.updated");
+    expect(s.events.some((e) => e.type === "error")).toBe(false);
+    expect(s.closed()).toBeUndefined();
+  };
+
+  it("checks every SOCKET_RECHECK_MS (at most 30 s) and ends a logged-out session's socket", async () => {
+    expect(SOCKET_RECHECK_MS).toBeLessThanOrEqual(30_000);
+    const user = await signedInUser();
+    const s = await connected("/v1/realtime", bearer(user));
+    expect(await recheck(user)).toBe(true);
+    await stillOpen(s);
+    expect(await recheck(user)).toBe(true); // re-armed while the client is connected
+    expect((await call("POST", "/api/auth/logout", { token: user.access })).status).toBe(204);
+    expect(await recheck(user)).toBe(true);
+    await endedBy(s, user, /session has ended/);
+  });
+
+  it("ends a session whose API key is revoked", async () => {
+    const user = await signedInUser();
+    const key = await call("POST", "/api/users/me/api-keys", { token: user.access, json: { name: "voice bot" } });
+    const s = await connected("/api/voice/realtime", {
+      "sec-websocket-protocol": `realtime, openai-insecure-api-key.${key.body.key}`,
+    });
+    expect((await call("DELETE", `/api/users/me/api-keys/${key.body.id}`, { token: user.access })).status).toBe(204);
+    expect(await recheck(user)).toBe(true);
+    await endedBy(s, user, /API key/);
+  });
+
+  it("ends a ticket's session when its user is deleted, and a token's when the token expires", async () => {
+    const user = await signedInUser();
+    const minted = await call("POST", "/api/voice/sessions", { token: user.access, json: {} });
+    const byTicket = await connected(minted.body.url, {});
+    // As if the next re-check ran after the minting token's expiry: a ticket's session lives on with its session.
+    vi.spyOn(socketRecheck, "now").mockReturnValue(Date.now() + 16 * 60_000);
+    expect(await recheck(user)).toBe(true);
+    await stillOpen(byTicket);
+    vi.mocked(socketRecheck.now).mockRestore();
+    expect((await call("DELETE", `/api/admin/users/${user.id}`, { token: admin.access })).status).toBe(200);
+    expect(await recheck(user)).toBe(true);
+    await endedBy(byTicket, user, /no longer exists/);
+
+    const other = await signedInUser();
+    const byToken = await connected("/v1/realtime", bearer(other));
+    vi.spyOn(socketRecheck, "now").mockReturnValue(Date.now() + 16 * 60_000);
+    expect(await recheck(other)).toBe(true);
+    await endedBy(byToken, other, /access token has expired/);
+  });
+
+  it("ends the session of a deactivated user, and keeps one whose user only changed role", async () => {
+    const user = await signedInUser();
+    const second = await call("POST", "/api/auth/login", {
+      json: { email: user.email, password: user.password },
+      ip: freshIp(),
+    });
+    const s = await connected("/v1/realtime", { authorization: `Bearer ${second.body.access_token}` });
+    const promoted = await call("PATCH", `/api/admin/users/${user.id}/role`, {
+      token: admin.access,
+      json: { role: "viewer" },
+    });
+    expect(promoted.status).toBe(200);
+    expect(await recheck(user)).toBe(true);
+    await stillOpen(s);
+    expect((await call("POST", `/api/admin/users/${user.id}/deactivate`, { token: admin.access })).status).toBe(200);
+    expect(await recheck(user)).toBe(true);
+    await endedBy(s, user, /deactivated/);
+  });
+
+  it("keeps the session, and says so in the log, when the database does not answer", async () => {
+    const user = await signedInUser();
+    const s = await connected("/v1/realtime", bearer(user));
+    expect((await call("POST", "/api/auth/logout", { token: user.access })).status).toBe(204);
+    const down = { execute: () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432")) };
+    vi.spyOn(socketRecheck, "database").mockReturnValue(down as unknown as Database);
+    const logs = capturedLogs();
+    setLogLevel("warn");
+    expect(await recheck(user)).toBe(true);
+    await stillOpen(s);
+    expect(logs.lines).toContainEqual(
+      expect.objectContaining({ level: "warn", message: expect.stringMatching(/database did not answer/) }),
+    );
+    vi.mocked(socketRecheck.database).mockRestore();
+    expect(await recheck(user)).toBe(true); // still armed: once the database answers, the session ends
+    await endedBy(s, user, /session has ended/);
   });
 });
