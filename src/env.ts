@@ -9,7 +9,6 @@ import { type Config, type ConfigIssue, type ConfigResult, parseConfig } from ".
 /** The Worker's bindings, as declared in wrangler.toml. Variables are read through Config. */
 export interface Env {
   FLAGS_KV: KVNamespace;
-  CACHE_KV: KVNamespace;
   DOCUMENTS: R2Bucket;
   KB_INGEST: Queue<unknown>;
   KB_INGEST_DLQ: Queue<unknown>;
@@ -31,7 +30,6 @@ const binding = (kind: string) =>
 /** Every binding the platform uses; presence is all a Worker can check before first use. */
 export const bindingsSchema = z.object({
   FLAGS_KV: binding("KV namespace"),
-  CACHE_KV: binding("KV namespace"),
   DOCUMENTS: binding("R2 bucket"),
   KB_INGEST: binding("Queue"),
   KB_INGEST_DLQ: binding("Queue"),

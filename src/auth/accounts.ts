@@ -3,9 +3,7 @@ import { roles, type users } from "../adapters/db/schema/identity.ts";
 import { displayName } from "../input/names.ts";
 import { passwordProblem } from "./password-policy.ts";
 
-/** Emails are compared trimmed and lowercased everywhere. */
-export const normaliseEmail = (email: string) => email.trim().toLowerCase();
-
+/** Emails are compared trimmed and lowercased everywhere: this field normalises them on the way in. */
 export const EmailField = z
   .string()
   .trim()

@@ -71,7 +71,7 @@ export const API_KEY_PREFIX = "va_k_";
 const LOOKUP_LENGTH = 12;
 
 /** "va_k_" + 12 hex characters of public lookup prefix + "_" + the secret. */
-export const parseApiKey = (key: string) => {
+const parseApiKey = (key: string) => {
   const match = /^va_k_([0-9a-f]{12})_([A-Za-z0-9_-]{32,})$/.exec(key);
   return match ? { prefix: match[1] as string } : undefined;
 };

@@ -83,7 +83,7 @@ export const accessTokenCheck = (
 });
 
 /** How far a token's issue time may lie in the future: clocks of signer and verifier drift a little. */
-export const CLOCK_SKEW_SECONDS = 60;
+const CLOCK_SKEW_SECONDS = 60;
 
 /**
  * Verifies signature (constant-time, by WebCrypto), algorithm, key id, expiry and claim shapes, and refuses

@@ -1,7 +1,7 @@
 import { commonPasswords } from "./common-passwords.ts";
 
-export const PASSWORD_MIN = 12;
-export const PASSWORD_MAX = 128;
+const PASSWORD_MIN = 12;
+const PASSWORD_MAX = 128;
 
 /** Why a password is refused, or undefined when it passes: length, common passwords, the email. */
 export function passwordProblem(password: string, email?: string): string | undefined {

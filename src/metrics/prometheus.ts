@@ -21,7 +21,7 @@ const bucketBounds = (metric: MetricName): readonly number[] => {
   return definition.type === "histogram" ? definition.buckets : [];
 };
 
-export const emptySeries = (metric: MetricName, values: readonly string[]): Series => ({
+const emptySeries = (metric: MetricName, values: readonly string[]): Series => ({
   metric,
   labelValues: [...values],
   sum: 0,
@@ -47,7 +47,7 @@ export const escapeLabelValue = (value: string): string =>
 
 const escapeHelp = (text: string): string => text.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
 
-export const formatSampleValue = (n: number): string =>
+const formatSampleValue = (n: number): string =>
   n === Number.POSITIVE_INFINITY ? "+Inf" : n === Number.NEGATIVE_INFINITY ? "-Inf" : String(n);
 
 const formatLabels = (pairs: [string, string][]): string =>

@@ -4,7 +4,7 @@ import { childTrace, formatTraceparent, newSpanId, newTraceId, type TraceContext
 
 // The one place that stamps trace context onto everything leaving the Worker.
 
-export const DEFAULT_OUTBOUND_TIMEOUT_MS = 10_000;
+const DEFAULT_OUTBOUND_TIMEOUT_MS = 10_000;
 let defaultTimeoutMs = DEFAULT_OUTBOUND_TIMEOUT_MS;
 
 /** Set from config once per isolate (OUTBOUND_TIMEOUT_MS). */

@@ -9,7 +9,7 @@ const FAILED_QUERY = /Failed query:[\s\S]*/g;
 
 export const REDACTED = "[REDACTED]";
 
-export const isSensitiveKey = (key: string): boolean => SENSITIVE_KEY.test(key);
+const isSensitiveKey = (key: string): boolean => SENSITIVE_KEY.test(key);
 
 /** Masks e-mail addresses, credentials and failed-query parameters that appear inside free text. */
 export const redactText = (text: string): string =>

@@ -114,7 +114,7 @@ describe("bad input always gets problem+json", () => {
   });
 
   it("a missing binding: 500 BAD_ENVIRONMENT naming the binding", async () => {
-    const body = await expectProblem(await serve(app, "/health", {}, { CACHE_KV: undefined }), 500, "BAD_ENVIRONMENT");
-    expect(body.variables).toEqual(["CACHE_KV"]);
+    const body = await expectProblem(await serve(app, "/health", {}, { DOCUMENTS: undefined }), 500, "BAD_ENVIRONMENT");
+    expect(body.variables).toEqual(["DOCUMENTS"]);
   });
 });
