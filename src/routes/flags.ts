@@ -1,5 +1,6 @@
 // Flags for clients: evaluation for the caller, the Unleash client API (so Unleash SDKs read our flags), and the
-// change stream. None of these touches a database: the rule set comes from isolate memory or KV.
+// change stream. The rule set comes from isolate memory or KV (Postgres only when KV is empty); the database signs
+// callers in (remembered 30 s; an access token alone is accepted when it is down) and stores exposure counts.
 import { createRoute, z } from "@hono/zod-openapi";
 import { evaluateAll } from "../flags/evaluate.ts";
 import { clientFeatures, unleashFromFlag } from "../flags/interchange.ts";
