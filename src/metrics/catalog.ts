@@ -204,7 +204,7 @@ export const metricCatalog = {
   },
   voice_sessions_ended_total: {
     type: "counter",
-    help: "Voice sessions ended, by reason (client_closed, idle_timeout, max_duration, audio_flood, upstream_failed).",
+    help: "Voice sessions ended, by reason (client_closed, idle_timeout, max_duration, audio_flood, upstream_failed, credential_ended).",
     labelNames: ["reason"],
   },
   voice_time_to_first_seconds: {
