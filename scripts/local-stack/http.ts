@@ -1,4 +1,16 @@
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
+
+/**
+ * An HTTP server for the Worker to call that never closes a connection on a timer of its own: the client
+ * closes idle ones. Node's default keepAliveTimeout closes a kept-alive connection after 5 s idle, and workerd
+ * drops an idle pooled connection after nearly as long (between 4.5 and 4.9 s here), so on a busy machine
+ * workerd can send a request on a connection just as Node closes it: the Worker gets "Network connection lost"
+ * (from the Neon proxy's /sql: "Postgres could not be reached"). headersTimeout and requestTimeout are off too:
+ * these servers listen on 127.0.0.1 only, and a slow machine must not turn into a dropped request.
+ */
+export function createLocalServer(listener?: RequestListener): Server {
+  return createServer({ keepAliveTimeout: 0, headersTimeout: 0, requestTimeout: 0 }, listener);
+}
 
 /** Thrown while reading a request; carries the HTTP status to answer with. */
 export class RequestError extends Error {

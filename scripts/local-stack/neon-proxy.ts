@@ -1,8 +1,7 @@
-import { createServer } from "node:http";
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
-import { closeServer, listenOnFreePort, sendJson } from "./http.ts";
+import { closeServer, createLocalServer, listenOnFreePort, sendJson } from "./http.ts";
 import { createNeonSqlHandler } from "./neon-sql.ts";
 import { idleWatcher, SessionGate } from "./session-gate.ts";
 
@@ -37,7 +36,7 @@ export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonPro
   const bridges = new Set<Socket>();
   const gate = options.serialiseSessions ? new SessionGate() : undefined;
   const webSockets = new WebSocketServer({ noServer: true });
-  const server = createServer();
+  const server = createLocalServer();
 
   server.on("upgrade", (request, socket: Duplex, head) => {
     const url = new URL(request.url ?? "/", "http://localhost");

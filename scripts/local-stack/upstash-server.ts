@@ -1,7 +1,15 @@
 import { timingSafeEqual } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Redis, ReplyError } from "ioredis";
-import { closeServer, listenOnFreePort, RequestError, readBody, readJsonBody, sendJson } from "./http.ts";
+import {
+  closeServer,
+  createLocalServer,
+  listenOnFreePort,
+  RequestError,
+  readBody,
+  readJsonBody,
+  sendJson,
+} from "./http.ts";
 import { redactUrl } from "./redact-url.ts";
 
 // A local server speaking Upstash's Redis REST protocol over a real Redis:
@@ -65,7 +73,7 @@ const refusedCommands = new Set([
 /** Connects to Redis (rejecting within seconds when it is unreachable), then serves the REST API on a free port. */
 export async function startUpstashServer(options: UpstashServerOptions): Promise<UpstashServer> {
   const redis = await connectRedis(options.redisUrl, options.commandTimeoutMs ?? 5_000);
-  const server = createServer((request, response) => {
+  const server = createLocalServer((request, response) => {
     void handle(redis, options.token, request, response);
   });
   const port = await listenOnFreePort(server).catch((error) => {

@@ -2,9 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../scripts/local-stack/index.ts";
 import { createLocalNeonPool } from "../../scripts/local-stack/neon-pool.ts";
+import { startNeonProxy } from "../../scripts/local-stack/neon-proxy.ts";
+import { startUpstashServer } from "../../scripts/local-stack/upstash-server.ts";
 
 /** A port nothing listens on: bind a free one, then release it. */
 async function closedPort(): Promise<number> {
@@ -35,6 +38,56 @@ async function query(stack: LocalStack, text: string) {
     await pool.end();
   }
 }
+
+/** One HTTP/1.1 connection kept alive across requests, as workerd's connection pool keeps them. */
+function keptAliveConnection(hostPort: string) {
+  const [host, port] = hostPort.split(":");
+  const socket = connect({ host, port: Number(port) });
+  socket.setEncoding("utf8");
+  let buffered = "";
+  let closed = false;
+  let wake = () => {};
+  socket.on("data", (chunk: string) => {
+    buffered += chunk;
+    wake();
+  });
+  const onClosed = () => {
+    closed = true;
+    wake();
+  };
+  socket.on("end", onClosed);
+  socket.on("close", onClosed);
+  socket.on("error", () => {});
+  return {
+    get closed() {
+      return closed;
+    },
+    /** Sends GET path on this connection; resolves with the response head. */
+    async get(path: string): Promise<string> {
+      if (closed) throw new Error("the server closed the connection");
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostPort}\r\n\r\n`);
+      for (;;) {
+        const end = buffered.indexOf("\r\n\r\n");
+        if (end >= 0) {
+          const head = buffered.slice(0, end);
+          const length = Number(/^content-length: *(\d+)/im.exec(head)?.[1] ?? 0);
+          if (buffered.length >= end + 4 + length) {
+            buffered = buffered.slice(end + 4 + length);
+            return head;
+          }
+        }
+        if (closed) throw new Error("the server closed the connection");
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    },
+    close: () => socket.destroy(),
+  };
+}
+
+// Node's default server.keepAliveTimeout: an idle kept-alive connection is closed after this.
+const NODE_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 
 describe("startLocalStack", () => {
   const started: LocalStack[] = [];
@@ -74,6 +127,37 @@ describe("startLocalStack", () => {
     await stack.stop();
     await stack.stop();
     for (const address of addresses) expect(await accepts(address)).toBe(false);
+  });
+
+  // workerd closes a pooled connection after about as long idle as Node's default keep-alive timeout (5 s);
+  // on a busy machine it may reuse one just as Node closes it, and the request fails in the Worker with
+  // "Network connection lost". These servers never close an idle connection: the client does.
+  it("leaves closing idle kept-alive connections to the client (the Neon proxy and the Upstash server)", async () => {
+    // The proxy dials Postgres only for a WebSocket, so no database is needed here.
+    const proxy = await startNeonProxy({ postgresAddress: "127.0.0.1:1" });
+    const upstash = await startUpstashServer({
+      redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+      token: "keep-alive-test-token",
+    }).catch(() => undefined);
+    const servers = [proxy.hostPort, ...(upstash ? [new URL(upstash.url).host] : [])];
+    const connections = servers.map(keptAliveConnection);
+    try {
+      for (const connection of connections) {
+        const head = await connection.get("/keep-alive-probe");
+        expect(head).toMatch(/^HTTP\/1\.1 40[14] /);
+        expect(head).toMatch(/^connection: keep-alive$/im);
+        // A server with an idle timeout announces it ("Keep-Alive: timeout=5").
+        expect(head).not.toMatch(/^keep-alive:/im);
+      }
+      await sleep(NODE_KEEP_ALIVE_TIMEOUT_MS + 1_000);
+      for (const connection of connections) {
+        expect(connection.closed).toBe(false);
+        expect(await connection.get("/keep-alive-probe")).toMatch(/^HTTP\/1\.1 40[14] /);
+      }
+    } finally {
+      for (const connection of connections) connection.close();
+      await Promise.all([proxy.stop(), upstash?.stop()]);
+    }
   });
 
   it("turns L2 off with a notice when Redis is not reachable", async () => {
