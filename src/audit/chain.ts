@@ -2,6 +2,7 @@
 // reordering or deleting a stored row breaks the link at that row or the one after it.
 
 import { sha256Hex } from "../auth/crypto.ts";
+import { canonicalJson } from "../json.ts";
 
 export const GENESIS_HASH = "0".repeat(64);
 
@@ -50,19 +51,8 @@ export type ChainVerdict =
   | { ok: true; checked: number; last: ChainLink }
   | { ok: false; checked: number; broken: BrokenLink };
 
-/** JSON with object keys sorted at every depth: jsonb does not keep key order, so the hash must not depend on it. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || value === undefined) return "null";
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value instanceof Date) return JSON.stringify(value.toISOString());
-  if (typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
+// Re-exported for the flag modules that still import it from here; new code imports it from src/json.ts.
+export { canonicalJson };
 
 /** The row's content as one stable string; times as ISO 8601 UTC (millisecond precision, as stored). */
 export function canonicalContent(row: AuditContent): string {

@@ -6,6 +6,7 @@ import type { Env } from "../env.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
+import { sleep } from "../sleep.ts";
 import { MemoryTier } from "./memory.ts";
 
 // The multi-level cache (docs/caching.md): isolate memory (L1) in front of Upstash Redis (L2), in front
@@ -223,8 +224,6 @@ export function createCache<T>(
     getOrLoad: async (key, loader) => (await lookup(key, loader)).value,
   };
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The promise's value, or undefined when it has not settled within ms; rejects as it does. */
 async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

@@ -1,4 +1,5 @@
 import { ApiError } from "../errors.ts";
+import { sleep } from "../sleep.ts";
 import { currentWorkContext } from "./context.ts";
 import { childTrace, formatTraceparent, newSpanId, newTraceId, type TraceContext } from "./trace.ts";
 
@@ -33,7 +34,6 @@ export interface OutboundInit extends RequestInit {
   service?: string;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const retryable = (status: number) => status === 429 || status >= 500;
 
 /**

@@ -1,6 +1,6 @@
-import { canonicalJson } from "../audit/chain.ts";
 import type { Cache } from "../cache/multilevel.ts";
 import type { Config } from "../config.ts";
+import { canonicalJson } from "../json.ts";
 import type { Embedder } from "../kb/embed/port.ts";
 import type { VectorStore } from "../kb/vectors/port.ts";
 import type { Reranker } from "./rerank.ts";

@@ -25,6 +25,7 @@ import type { Evaluation, EvaluationContext } from "../flags/model.ts";
 import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
 import { ContextSchema } from "../flags/schema.ts";
 import { findUnsafeJson } from "../input/unsafe.ts";
+import { canonicalJson } from "../json.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "./router.ts";
 
 const tags = ["OFREP"];
@@ -228,18 +229,6 @@ function ofrepEvaluation(
   };
 }
 
-/** Keys sorted at every level, so equal values serialise alike. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, member]) => member !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([name, member]) => `${JSON.stringify(name)}:${canonical(member)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-
 /**
  * The bulk ETag: the rule-set version, then a hash of the effective context and the evaluations. The time the
  * server filled in is left out of the context (it would change the tag on every request); its effect is not,
@@ -247,7 +236,7 @@ function canonical(value: unknown): string {
  */
 export async function bulkEtag(version: number, context: EvaluationContext, timeGiven: boolean, flags: unknown) {
   const { currentTime, ...rest } = context;
-  const material = canonical({ version, context: timeGiven ? { ...rest, currentTime } : rest, flags });
+  const material = canonicalJson({ version, context: timeGiven ? { ...rest, currentTime } : rest, flags });
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(material)));
   const hex = [...digest.slice(0, 16)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
   return `"${version}-${hex}"`;

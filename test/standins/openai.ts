@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import { closeServer, listenOnFreePort, RequestError, readBody, sendJson } from "../../scripts/local-stack/http.ts";
 import { fakeEmbedding } from "./fake-embedding.ts";
 
@@ -258,7 +259,6 @@ interface ChatMessageBody {
 
 const NOT_COVERED = "The sources do not cover this question.";
 const MAX_CITED = 3;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function lastUserMessage(body: unknown): string | undefined {
   const messages = (body as { messages?: unknown }).messages;

@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type WebSocket, WebSocketServer } from "ws";
 import { closeServer, listenOnFreePort, sendJson } from "../../scripts/local-stack/http.ts";
 import {
@@ -105,7 +106,6 @@ const AUDIO_CHUNK_MS = 100;
 const MIN_COMMIT_MS = 100;
 const SNIPPET_CHARS = 60;
 const SCRIPTED_TRANSCRIPT = "!transcript ";
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface ActiveResponse {
   response: RealtimeResponse;

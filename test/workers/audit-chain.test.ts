@@ -3,12 +3,12 @@ import {
   type AuditContent,
   type ChainRow,
   canonicalContent,
-  canonicalJson,
   GENESIS_HASH,
   hashRow,
   verifyChain,
 } from "../../src/audit/chain.ts";
 import { csvCell, csvLine, decodeCursor, encodeCursor } from "../../src/audit/query.ts";
+import { canonicalJson } from "../../src/json.ts";
 
 function content(seq: number, overrides: Partial<AuditContent> = {}): AuditContent {
   return {

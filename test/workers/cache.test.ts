@@ -7,6 +7,7 @@ import { createVectorStore } from "../../src/kb/vectors/index.ts";
 import type { VectorStore } from "../../src/kb/vectors/port.ts";
 import { hybridSearch } from "../../src/rag/search.ts";
 import { cachedEmbedder } from "../../src/rag/search-cache.ts";
+import { sleep } from "../../src/sleep.ts";
 import { stack } from "./harness.ts";
 import { call, config, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { ingestNow, upload } from "./kb-helpers.ts";
@@ -17,8 +18,6 @@ const hasVector = stack().databaseHasVector;
 const run = crypto.randomUUID().slice(0, 8);
 let counter = 0;
 const freshNamespace = () => `test-${run}-${counter++}`;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The metric events (name:label values) written while work ran. */
 async function recorded<T>(work: () => Promise<T>): Promise<{ result: T; seen: string[] }> {

@@ -19,7 +19,6 @@ export const workerEnv = env as unknown as Env;
 /** A flag key no other test (or file: they share Postgres) uses. */
 export const uniqueFlagKey = (tag: string) => `rt.${tag}.${crypto.randomUUID().slice(0, 8)}`;
 export const flagPath = (key: string, rest = "") => `/api/admin/flags/${encodeURIComponent(key)}${rest}`;
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface RequestOptions {
   json?: unknown;

@@ -26,6 +26,7 @@ import {
 import { buildSnapshot } from "../../src/flags/store.ts";
 import { STREAM_RECHECK_MS, streamClock } from "../../src/flags/stream.ts";
 import { requireUser } from "../../src/middleware/auth.ts";
+import { sleep } from "../../src/sleep.ts";
 import type { FlagChangeEvent, FlagHub } from "../../workers/flag-hub.ts";
 import {
   countingKv,
@@ -39,7 +40,6 @@ import {
   ruleSetVersion,
   runCronJob,
   setOverride,
-  sleep,
   toggleFlag,
   uniqueFlagKey,
   workerEnv,
