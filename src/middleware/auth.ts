@@ -70,6 +70,10 @@ export const requireRole = (...roles: Role[]) =>
     });
   });
 
+/** The two role sets of the API: admins write; admins and viewers read the admin area. */
+export const requireAdmin = requireRole("admin");
+export const requireAdminOrViewer = requireRole("admin", "viewer");
+
 /** The authenticated caller; only valid behind requireUser/requireRole. */
 export const principalOf = (c: Context<AppEnv>): Principal => {
   const principal = c.var.principal;

@@ -11,7 +11,7 @@ import {
 } from "../audit/query.ts";
 import { recordAudit } from "../audit/record.ts";
 import { ApiError } from "../errors.ts";
-import { requireRole } from "../middleware/auth.ts";
+import { requireAdminOrViewer } from "../middleware/auth.ts";
 import { createRouter, problem, signedIn } from "./router.ts";
 
 const Filters = z.object({
@@ -79,8 +79,6 @@ const Verification = z.object({
 
 // Security scheme names are registered with the auth routes: an access token or an API key.
 
-const adminOrViewer = requireRole("admin", "viewer");
-
 const denied = {
   401: problem("Not signed in"),
   403: problem("Signed in without the admin or viewer role"),
@@ -107,7 +105,7 @@ export const adminAuditRoutes = createRouter()
       path: "/api/admin/audit",
       tags: ["admin"],
       security: signedIn,
-      middleware: [adminOrViewer] as const,
+      middleware: [requireAdminOrViewer] as const,
       summary: "Audit entries, newest first, filtered and paginated by cursor",
       request: { query: ListQuery },
       responses: {
@@ -133,7 +131,7 @@ export const adminAuditRoutes = createRouter()
       path: "/api/admin/audit/export",
       tags: ["admin"],
       security: signedIn,
-      middleware: [adminOrViewer] as const,
+      middleware: [requireAdminOrViewer] as const,
       summary: "The filtered audit entries as CSV, oldest first, streamed",
       description:
         "Columns as in the list, JSON columns as JSON text. Cells starting with = + - @ are prefixed with a single quote so spreadsheets do not run them.",
@@ -165,7 +163,7 @@ export const adminAuditRoutes = createRouter()
       path: "/api/admin/audit/verify",
       tags: ["admin"],
       security: signedIn,
-      middleware: [adminOrViewer] as const,
+      middleware: [requireAdminOrViewer] as const,
       summary: "Walks the hash chain and names the first broken link",
       description:
         "200 whether or not the chain holds: a broken chain is a finding, not a failed request. ok=false comes with first_broken.",

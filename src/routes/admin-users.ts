@@ -9,7 +9,7 @@ import { revokeAllSessions } from "../auth/sessions.ts";
 import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
-import { principalOf, requireRole } from "../middleware/auth.ts";
+import { principalOf, requireAdmin, requireAdminOrViewer } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 type UserRow = typeof users.$inferSelect;
@@ -46,8 +46,6 @@ const UserPage = z.object({
   page_size: z.number().int(),
 });
 
-const read = ["admin", "viewer"] as const;
-
 async function loadUser(tx: Database, id: string): Promise<UserRow> {
   const [user] = await tx.select().from(users).where(eq(users.id, id)).limit(1);
   if (!user) throw notFound();
@@ -62,7 +60,7 @@ export const adminUserRoutes = createRouter()
       tags: ["admin"],
       summary: "List and search users",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { query: ListQuery },
       responses: { 200: jsonResponse("A page of users", UserPage), 403: problem("Not an admin or viewer") },
     }),
@@ -98,7 +96,7 @@ export const adminUserRoutes = createRouter()
       tags: ["admin"],
       summary: "Get a user",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { params: IdParam },
       responses: {
         200: jsonResponse("The user", PublicUser),
@@ -115,7 +113,7 @@ export const adminUserRoutes = createRouter()
       tags: ["admin"],
       summary: "Change a user's role (takes effect on their next request)",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { params: IdParam, body: jsonBody(z.object({ role: RoleField })) },
       responses: {
         200: jsonResponse("The updated user", PublicUser),
@@ -158,7 +156,7 @@ export const adminUserRoutes = createRouter()
       tags: ["admin"],
       summary: "Issue a one-time password reset token for the user (shown once)",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { params: IdParam },
       responses: {
         201: jsonResponse(
@@ -204,7 +202,7 @@ export const adminUserRoutes = createRouter()
       summary: "Activate or deactivate a user (deactivation ends every session at once)",
       // Registered after /password-reset, which this pattern would otherwise shadow.
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { params: IdParam.extend({ action: z.enum(["activate", "deactivate"]) }) },
       responses: {
         200: jsonResponse("The updated user", PublicUser),
@@ -250,7 +248,7 @@ export const adminUserRoutes = createRouter()
       tags: ["admin"],
       summary: "Delete a user: soft first; with permanent=true a soft-deleted user is erased",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { params: IdParam, query: z.object({ permanent: z.enum(["true", "false"]).default("false") }) },
       responses: {
         200: jsonResponse("Soft-deleted (the user, now marked deleted)", PublicUser),

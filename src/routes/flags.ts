@@ -9,7 +9,7 @@ import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts
 import { ClientFeaturesSchema, ContextSchema, EvaluationSchema } from "../flags/schema.ts";
 import { heldSnapshot } from "../flags/snapshot-cache.ts";
 import { endWhenRefused, hubStreamRequest, refusalOf, viewerOf } from "../flags/stream.ts";
-import { principalOf, requireRole } from "../middleware/auth.ts";
+import { principalOf, requireAdminOrViewer } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 const tags = ["flags"];
@@ -51,7 +51,7 @@ export const flagRoutes = createRouter()
         "Flags outside `environment` (default: this deployment's) or outside their schedule are served disabled; " +
         "per-user overrides are not part of the Unleash format.",
       security: signedIn,
-      middleware: [requireRole("admin", "viewer")] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { query: z.object({ environment: z.string().max(100).optional() }) },
       responses: {
         200: jsonResponse("Unleash client-API document", ClientFeaturesSchema),

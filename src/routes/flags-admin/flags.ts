@@ -18,8 +18,9 @@ import {
   VariantSchema,
 } from "../../flags/schema.ts";
 import { expectedVersion, type FlagRecord, flagRecord, listFlags, loadFlag } from "../../flags/store.ts";
+import { requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
-import { actor, KeyParam, published, reader, tags, writer } from "./shared.ts";
+import { actor, KeyParam, published, tags } from "./shared.ts";
 
 const IfMatch = z.object({ "if-match": z.string().optional().describe('The flag\'s ETag, e.g. "3"') });
 
@@ -82,7 +83,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "List and search flags",
       security: signedIn,
-      middleware: [reader] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { query: ListQuery },
       responses: {
         200: jsonResponse(
@@ -109,7 +110,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "Create a flag",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { body: jsonBody(FlagCreate) },
       responses: {
         201: jsonResponse("The flag (ETag: its version)", Flag),
@@ -130,7 +131,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "Get a flag (ETag: its version)",
       security: signedIn,
-      middleware: [reader] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { params: KeyParam },
       responses: flagWriteResponses,
     }),
@@ -143,7 +144,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "Replace a flag's definition (needs If-Match or version)",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: {
         params: KeyParam,
         headers: IfMatch,
@@ -172,7 +173,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "Change some fields of a flag (needs If-Match or version)",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { params: KeyParam, headers: IfMatch, body: jsonBody(FlagPatch) },
       responses: { ...flagWriteResponses, 428: problem("If-Match (or version) is missing") },
     }),
@@ -200,7 +201,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "Delete a flag, its overrides with it (needs If-Match); archive it to keep its history live",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { params: KeyParam, headers: IfMatch },
       responses: {
         204: { description: "Deleted" },
@@ -225,7 +226,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "Turn the kill switch on or off (flips it when `enabled` is absent)",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: switchRequest("enabled"),
       responses: flagWriteResponses,
     }),
@@ -249,7 +250,7 @@ export const flagRecordRoutes = createRouter()
       tags,
       summary: "Archive a flag (it then evaluates as not found) or, with archived: false, restore it",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: switchRequest("archived"),
       responses: flagWriteResponses,
     }),
@@ -287,7 +288,7 @@ function partRoute<T extends z.ZodObject>(part: string, body: T) {
     tags,
     summary: `Replace a flag's ${part}`,
     security: signedIn,
-    middleware: [writer] as const,
+    middleware: [requireAdmin] as const,
     request: { params: KeyParam, headers: IfMatch, body: jsonBody(body) },
     responses: flagWriteResponses,
   });

@@ -2,8 +2,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createDb } from "../../adapters/db/client.ts";
 import { flagExposures, flagHistory } from "../../flags/history.ts";
+import { requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
-import { KeyParam, reader, tags } from "./shared.ts";
+import { KeyParam, tags } from "./shared.ts";
 
 export const historyRoutes = createRouter()
   .openapi(
@@ -13,7 +14,7 @@ export const historyRoutes = createRouter()
       tags,
       summary: "Every change to a flag, newest first, with before/after and the fields that changed",
       security: signedIn,
-      middleware: [reader] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: {
         params: KeyParam,
         query: z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }),
@@ -35,7 +36,7 @@ export const historyRoutes = createRouter()
       tags,
       summary: "Exposures per variant and day (sampled counts and the estimate they stand for)",
       security: signedIn,
-      middleware: [reader] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { params: KeyParam, query: z.object({ days: z.coerce.number().int().min(1).max(366).default(30) }) },
       responses: {
         200: jsonResponse("Exposures", z.record(z.string(), z.unknown())),

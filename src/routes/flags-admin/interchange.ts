@@ -4,8 +4,9 @@ import { createDb } from "../../adapters/db/client.ts";
 import { importFeatures } from "../../flags/import.ts";
 import { ClientFeaturesSchema, ImportDocumentSchema } from "../../flags/schema.ts";
 import { exportFeatures } from "../../flags/store.ts";
+import { requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
-import { actor, published, reader, tags, writer } from "./shared.ts";
+import { actor, published, tags } from "./shared.ts";
 
 type UnleashDocument = z.output<typeof ClientFeaturesSchema>;
 
@@ -17,7 +18,7 @@ export const interchangeRoutes = createRouter()
       tags,
       summary: "Import an Unleash client-API document (merge or replace the rule set)",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       description:
         "`mode=merge` (default) adds or replaces the document's flags and segments; `mode=replace` makes it the whole " +
         "rule set. `invalid=refuse` (default): one feature or segment the platform refuses refuses the whole document " +
@@ -52,7 +53,7 @@ export const interchangeRoutes = createRouter()
       tags,
       summary: "Export every live flag and segment as an Unleash client-API document, as stored",
       security: signedIn,
-      middleware: [reader] as const,
+      middleware: [requireAdminOrViewer] as const,
       responses: { 200: jsonResponse("Unleash client-API document", ClientFeaturesSchema) },
     }),
     async (c) => c.json((await exportFeatures(createDb(c.var.config))) as UnleashDocument, 200),

@@ -3,8 +3,9 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { createDb } from "../../adapters/db/client.ts";
 import { listOverrides, removeExpiredOverrides, removeOverride, setOverrides } from "../../flags/admin.ts";
 import { BulkOverrideInput, identifier, OverrideInput } from "../../flags/schema.ts";
+import { requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
-import { actor, KeyParam, published, reader, tags, writer } from "./shared.ts";
+import { actor, KeyParam, published, tags } from "./shared.ts";
 
 const UserParam = KeyParam.extend({ userId: identifier().max(200).describe("The user id (URL-encoded)") });
 const Overrides = z.array(z.record(z.string(), z.unknown()));
@@ -17,7 +18,7 @@ export const overrideRoutes = createRouter()
       tags,
       summary: "Delete every expired override",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       responses: { 200: jsonResponse("How many were removed", z.object({ removed: z.number().int() })) },
     }),
     async (c) => c.json(await published(c, await removeExpiredOverrides(c.var.config, actor(c))), 200),
@@ -29,7 +30,7 @@ export const overrideRoutes = createRouter()
       tags,
       summary: "List a flag's per-user overrides",
       security: signedIn,
-      middleware: [reader] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { params: KeyParam },
       responses: { 200: jsonResponse("Overrides", z.object({ items: Overrides })), 404: problem("No such flag") },
     }),
@@ -42,7 +43,7 @@ export const overrideRoutes = createRouter()
       tags,
       summary: "Set the same override for many users at once",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { params: KeyParam, body: jsonBody(BulkOverrideInput) },
       responses: {
         200: jsonResponse("The overrides set", z.object({ items: Overrides })),
@@ -65,7 +66,7 @@ export const overrideRoutes = createRouter()
       tags,
       summary: "Set one user's override (wins over every rule while active)",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { params: UserParam, body: jsonBody(OverrideInput) },
       responses: { 200: jsonResponse("The override", z.record(z.string(), z.unknown())), 404: problem("No such flag") },
     }),
@@ -82,7 +83,7 @@ export const overrideRoutes = createRouter()
       tags,
       summary: "Remove one user's override",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { params: UserParam },
       responses: { 204: { description: "Removed" }, 404: problem("No such override") },
     }),

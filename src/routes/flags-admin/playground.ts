@@ -3,8 +3,9 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { evaluate } from "../../flags/evaluate.ts";
 import { ruleSetFor } from "../../flags/request.ts";
 import { ContextSchema, EvaluationSchema } from "../../flags/schema.ts";
+import { requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, signedIn } from "../router.ts";
-import { reader, tags } from "./shared.ts";
+import { tags } from "./shared.ts";
 
 export const playgroundRoutes = createRouter().openapi(
   createRoute({
@@ -13,7 +14,7 @@ export const playgroundRoutes = createRouter().openapi(
     tags,
     summary: "Evaluate flags for any context, as given (overrides of any user included)",
     security: signedIn,
-    middleware: [reader] as const,
+    middleware: [requireAdminOrViewer] as const,
     request: {
       body: jsonBody(z.object({ context: ContextSchema.default({}), flags: z.array(z.string()).max(1000).optional() })),
     },

@@ -4,8 +4,9 @@ import { createDb } from "../../adapters/db/client.ts";
 import { deleteSegment, saveSegment } from "../../flags/admin.ts";
 import { SegmentInput } from "../../flags/schema.ts";
 import { listSegments } from "../../flags/store.ts";
+import { requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
-import { actor, published, reader, tags, writer } from "./shared.ts";
+import { actor, published, tags } from "./shared.ts";
 
 const SegmentParam = z.object({ id: z.coerce.number().int().positive() });
 const Segment = z.object({
@@ -24,7 +25,7 @@ export const segmentRoutes = createRouter()
       tags,
       summary: "List segments (reusable constraint sets)",
       security: signedIn,
-      middleware: [reader] as const,
+      middleware: [requireAdminOrViewer] as const,
       responses: { 200: jsonResponse("Segments", z.object({ items: z.array(Segment) })) },
     }),
     async (c) => c.json({ items: await listSegments(createDb(c.var.config)) }, 200),
@@ -36,7 +37,7 @@ export const segmentRoutes = createRouter()
       tags,
       summary: "Create a segment",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { body: jsonBody(SegmentInput) },
       responses: { 201: jsonResponse("The segment", Segment), 422: problem("A constraint is invalid") },
     }),
@@ -50,7 +51,7 @@ export const segmentRoutes = createRouter()
       tags,
       summary: "Replace a segment's name and constraints",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { params: SegmentParam, body: jsonBody(SegmentInput) },
       responses: { 200: jsonResponse("The segment", Segment), 404: problem("No such segment") },
     }),
@@ -67,7 +68,7 @@ export const segmentRoutes = createRouter()
       tags,
       summary: "Delete a segment no strategy uses",
       security: signedIn,
-      middleware: [writer] as const,
+      middleware: [requireAdmin] as const,
       request: { params: SegmentParam },
       responses: { 204: { description: "Deleted" }, 404: problem("No such segment"), 409: problem("In use") },
     }),

@@ -14,7 +14,7 @@ import {
 } from "../../kb/catalogue.ts";
 import { detectFormat } from "../../kb/extract/index.ts";
 import { recordMetrics } from "../../metrics/record.ts";
-import { principalOf, requireRole } from "../../middleware/auth.ts";
+import { principalOf, requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { bodyRules } from "../../middleware/body.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
 import {
@@ -24,7 +24,6 @@ import {
   Metadata,
   PageQuery,
   pageOf,
-  read,
   readForm,
   SourceType,
   Tags,
@@ -71,7 +70,7 @@ export const documentRoutes = createRouter()
       summary:
         "Upload a document (multipart: file, title?, source_type?, tags?, external_id?, metadata?) for ingestion",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: {
         body: {
           required: true,
@@ -171,7 +170,7 @@ export const documentRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "List documents: filter by status, source_type and tag; search titles",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: {
         query: z.object({
           status: z.enum(documentStatuses).optional(),
@@ -202,7 +201,7 @@ export const documentRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "A document: metadata, status, progress, error, counts, embedding model and timings",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { params: IdParam },
       responses: { 200: jsonResponse("The document", Document), 404: problem("No such document") },
     }),
@@ -215,7 +214,7 @@ export const documentRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "The indexed chunks of a document (its active generation)",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: {
         params: IdParam,
         query: PageQuery,
@@ -271,7 +270,7 @@ export const documentRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Server-sent progress events until the document is ready or failed",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { params: IdParam },
       responses: {
         200: {
@@ -327,7 +326,7 @@ export const documentRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Delete a document: vectors, chunks, the stored file, and every cache entry that could return it",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { params: IdParam },
       responses: { 204: { description: "Deleted" }, 404: problem("No such document") },
     }),
@@ -350,7 +349,7 @@ export const documentRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Retry a failed document (its message is in the dead-letter queue)",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { params: IdParam },
       responses: {
         202: jsonResponse("Queued again", Document),

@@ -3,10 +3,10 @@ import { recordAudit } from "../../audit/record.ts";
 import { ApiError, fieldError } from "../../errors.ts";
 import { batchProgress, type ImportRecord, importDocuments } from "../../kb/import.ts";
 import { recordMetrics } from "../../metrics/record.ts";
-import { principalOf, requireRole } from "../../middleware/auth.ts";
+import { principalOf, requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { bodyRules } from "../../middleware/body.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
-import { IdParam, Metadata, read, readForm, SourceType, Tags, unsafeField } from "./shared.ts";
+import { IdParam, Metadata, readForm, SourceType, Tags, unsafeField } from "./shared.ts";
 
 // Bulk import of JSON Lines records into the knowledge base, and each import batch's progress.
 
@@ -32,7 +32,7 @@ export const importRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Bulk import JSON Lines of {external_id, title, text, source_type?, tags?, metadata?}",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { body: { required: true, content: { "application/x-ndjson": { schema: z.string() } } } },
       responses: {
         202: jsonResponse(
@@ -121,7 +121,7 @@ export const importRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Progress of an import batch",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       request: { params: IdParam },
       responses: {
         200: jsonResponse("Counts by status", z.object({}).catchall(z.unknown())),

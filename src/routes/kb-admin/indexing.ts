@@ -1,9 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { recordAudit } from "../../audit/record.ts";
 import { getDocument, knowledgeBaseStats, rebuildIndex, requestReindex } from "../../kb/catalogue.ts";
-import { requireRole } from "../../middleware/auth.ts";
+import { requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
-import { auditTarget, Document, IdParam, read, toDocument } from "./shared.ts";
+import { auditTarget, Document, IdParam, toDocument } from "./shared.ts";
 
 // The search index: rebuild one document's chunks, rebuild every vector, and what the index holds.
 
@@ -15,7 +15,7 @@ export const indexRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Rebuild a document's chunks; the old ones are replaced atomically when the new ones are complete",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       request: { params: IdParam },
       responses: { 202: jsonResponse("Queued", Document), 404: problem("No such document") },
     }),
@@ -34,7 +34,7 @@ export const indexRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Rebuild the vector index with the configured embedding model (re-embeds every document)",
       security: signedIn,
-      middleware: [requireRole("admin")] as const,
+      middleware: [requireAdmin] as const,
       responses: {
         202: jsonResponse(
           "Every document queued for its next generation",
@@ -62,7 +62,7 @@ export const indexRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Documents by status and type, chunks, storage used, last ingestion",
       security: signedIn,
-      middleware: [requireRole(...read)] as const,
+      middleware: [requireAdminOrViewer] as const,
       responses: { 200: jsonResponse("Statistics", z.object({}).catchall(z.unknown())) },
     }),
     async (c) => c.json(await knowledgeBaseStats(c.var.config), 200),

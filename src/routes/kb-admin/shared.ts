@@ -5,7 +5,6 @@ import { type DocumentRow, documentStatuses, titleSources } from "../../kb/catal
 
 // What the documents, import and index routes of the knowledge-base admin have in common.
 
-export const read = ["admin", "viewer"] as const;
 export const IdParam = z.object({ id: z.uuid() });
 
 export const PageQuery = z.object({
