@@ -51,9 +51,6 @@ export type ChainVerdict =
   | { ok: true; checked: number; last: ChainLink }
   | { ok: false; checked: number; broken: BrokenLink };
 
-// Re-exported for the flag modules that still import it from here; new code imports it from src/json.ts.
-export { canonicalJson };
-
 /** The row's content as one stable string; times as ISO 8601 UTC (millisecond precision, as stored). */
 export function canonicalContent(row: AuditContent): string {
   return canonicalJson({

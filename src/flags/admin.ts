@@ -3,9 +3,9 @@
 // change stream. Routes stay thin: parse, call one of these, publish, answer.
 import { and, asc, eq, inArray, isNotNull, lte, sql } from "drizzle-orm";
 import { flagOverrides, flagSegments, flags } from "../adapters/db/schema/flags.ts";
-import { canonicalJson } from "../audit/chain.ts";
 import type { Config } from "../config.ts";
 import { ApiError, type FieldError } from "../errors.ts";
+import { canonicalJson } from "../json.ts";
 import { rulesOf } from "./interchange.ts";
 import type { Constraint, FlagDefinition, JsonValue, OverrideRule } from "./model.ts";
 import {

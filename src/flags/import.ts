@@ -5,9 +5,9 @@
 import type { z } from "@hono/zod-openapi";
 import { inArray, sql } from "drizzle-orm";
 import { flagSegments, flags } from "../adapters/db/schema/flags.ts";
-import { canonicalJson } from "../audit/chain.ts";
 import type { Config } from "../config.ts";
 import { ApiError, type FieldError } from "../errors.ts";
+import { canonicalJson } from "../json.ts";
 import { definitionFromUnleash, type ImportedFeature, rulesOf } from "./interchange.ts";
 import type { FlagDefinition, Segment } from "./model.ts";
 import { UnleashFeatureSchema, UnleashSegmentSchema } from "./schema.ts";

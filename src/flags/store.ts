@@ -5,10 +5,10 @@
 import { and, asc, count, eq, ilike, isNull, or, type SQL, sql } from "drizzle-orm";
 import { type Database, withPoolDb } from "../adapters/db/client.ts";
 import { flagChanges, flagOverrides, flagSegments, flagState, flags } from "../adapters/db/schema/flags.ts";
-import { canonicalJson } from "../audit/chain.ts";
 import { recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
 import { ApiError, type FieldError } from "../errors.ts";
+import { canonicalJson } from "../json.ts";
 import { clientFeatures, rulesOf, unleashFromFlag } from "./interchange.ts";
 import type { ClientFeatures, FlagDefinition, OverrideRule, Segment, Snapshot } from "./model.ts";
 
