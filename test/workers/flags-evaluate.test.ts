@@ -1,5 +1,4 @@
 import { describe, expect, it, vi } from "vitest";
-import { applyDeltaEvents } from "../../src/flags/delta.ts";
 import { type CompileOptions, compile, evaluate, evaluateAll } from "../../src/flags/evaluate.ts";
 import { inRange, parseIpRange } from "../../src/flags/ip.ts";
 import {
@@ -14,6 +13,7 @@ import {
 import { murmur3, normalizedValue, VARIANT_SEED } from "../../src/flags/murmur.ts";
 import { compileRe2 } from "../../src/flags/regex.ts";
 import { flagRules } from "./flags-spec-files.ts";
+import { applyDeltaEvents } from "./unleash-delta.ts";
 
 const rules = flagRules;
 

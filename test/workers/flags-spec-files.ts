@@ -22,7 +22,6 @@ import spec20 from "@unleash/client-specification/specifications/20-delta-api-ev
 import spec21 from "@unleash/client-specification/specifications/21-regex-constraint-operators.json";
 import spec22 from "@unleash/client-specification/specifications/22-cidr-constraint-operators.json";
 import index from "@unleash/client-specification/specifications/index.json";
-import { applyDeltaEvents, type DeltaEvent, EMPTY_CLIENT_FEATURES } from "../../src/flags/delta.ts";
 import { snapshotFromClientFeatures } from "../../src/flags/interchange.ts";
 import type {
   ClientFeatures,
@@ -33,6 +32,7 @@ import type {
   Snapshot,
   UnleashFeature,
 } from "../../src/flags/model.ts";
+import { applyDeltaEvents, type DeltaEvent, EMPTY_CLIENT_FEATURES } from "./unleash-delta.ts";
 
 export { index as specIndex };
 

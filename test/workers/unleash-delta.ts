@@ -1,6 +1,6 @@
-// Unleash's delta API (`GET /api/client/delta`): events that turn one client-features state into the next.
-// Applying them is pure: the state given is left as it was.
-import type { ClientFeatures, Segment, UnleashFeature } from "./model.ts";
+// Unleash's delta events (client specification files 19 and 20), which turn one client-features state into
+// the next: the spec states some cases as events. We serve no delta route, so this lives with the tests.
+import type { ClientFeatures, Segment, UnleashFeature } from "../../src/flags/model.ts";
 
 export type DeltaEvent =
   | { eventId: number; type: "hydration"; features: UnleashFeature[]; segments?: Segment[] }
