@@ -1,5 +1,6 @@
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createLocalServer } from "../scripts/local-stack/http.ts";
 
 export interface ReceivedRequest {
   method: string;
@@ -14,7 +15,7 @@ export interface ReceivedRequest {
  */
 export async function startReceiver(): Promise<{ url: string; stop(): Promise<void> }> {
   const received: ReceivedRequest[] = [];
-  const server: Server = createServer((req, res) => {
+  const server: Server = createLocalServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {

@@ -1,7 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { closeServer, listenOnFreePort, RequestError, readBody, sendJson } from "../../scripts/local-stack/http.ts";
+import {
+  closeServer,
+  createLocalServer,
+  listenOnFreePort,
+  RequestError,
+  readBody,
+  sendJson,
+} from "../../scripts/local-stack/http.ts";
 import { fakeEmbedding } from "./fake-embedding.ts";
 
 /**
@@ -103,7 +110,7 @@ export async function startOpenAiStandIn(): Promise<{ url: string; stop(): Promi
   const requests: RecordedRequest[] = [];
   const faultCounts = new Map<string, number>();
 
-  const server = createServer(async (request, response) => {
+  const server = createLocalServer(async (request, response) => {
     const path = (request.url ?? "/").split("?")[0] ?? "/";
     try {
       if (request.method === "GET" && path === "/__requests") {

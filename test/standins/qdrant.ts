@@ -1,5 +1,12 @@
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import { closeServer, listenOnFreePort, RequestError, readJsonBody, sendJson } from "../../scripts/local-stack/http.ts";
+import type { IncomingHttpHeaders } from "node:http";
+import {
+  closeServer,
+  createLocalServer,
+  listenOnFreePort,
+  RequestError,
+  readJsonBody,
+  sendJson,
+} from "../../scripts/local-stack/http.ts";
 
 /**
  * A recorded-contract stand-in for Qdrant: no Qdrant server can be installed here (none on npm or
@@ -178,7 +185,7 @@ export async function startQdrantStandIn(options: { apiKey?: string } = {}): Pro
     ],
   ];
 
-  const server = createServer(async (request, response) => {
+  const server = createLocalServer(async (request, response) => {
     const started = performance.now();
     const url = new URL(request.url ?? "/", "http://standin");
     if (request.method === "GET" && url.pathname === "/__requests") {

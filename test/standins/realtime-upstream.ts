@@ -1,8 +1,8 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type WebSocket, WebSocketServer } from "ws";
-import { closeServer, listenOnFreePort, sendJson } from "../../scripts/local-stack/http.ts";
+import { closeServer, createLocalServer, listenOnFreePort, sendJson } from "../../scripts/local-stack/http.ts";
 import {
   type AudioFormat,
   type ClientEvent,
@@ -140,7 +140,7 @@ export async function startRealtimeStandIn(
   const scriptCounts = new Map<string, number>();
   let nextId = 1;
 
-  const server = createServer((request, response) => {
+  const server = createLocalServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://standin");
     if (request.method === "GET" && url.pathname === "/__sessions") {
       const contains = url.searchParams.get("contains") ?? "";
