@@ -160,13 +160,6 @@ describe("redactPhi", () => {
       counts: { name: 1 },
     });
   });
-
-  it("never puts raw PHI in the counts", () => {
-    const { counts } = redactPhi(text);
-    for (const raw of ["John", "Smith", "1980", "12345678", "555", "john@"]) {
-      expect(JSON.stringify(counts)).not.toContain(raw);
-    }
-  });
 });
 
 describe("screenForCloud", () => {
