@@ -1,9 +1,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, isNull } from "drizzle-orm";
 import { createDb } from "../adapters/db/client.ts";
-import { apiKeys, users } from "../adapters/db/schema/identity.ts";
 import { recordAudit } from "../audit/record.ts";
 import { PasswordField, RoleField } from "../auth/accounts.ts";
+import { type ApiKeyRow, createApiKey, listApiKeys, revokeApiKey } from "../auth/api-keys.ts";
 import { newApiKey } from "../auth/authenticate.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import { hashPassword, verifyPassword } from "../auth/password.ts";
@@ -11,6 +10,7 @@ import { passwordProblem } from "../auth/password-policy.ts";
 import { atMost } from "../auth/principal.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
 import { revokeAllSessions } from "../auth/sessions.ts";
+import { findUser, setPassword } from "../auth/users-store.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { displayName } from "../input/names.ts";
@@ -42,7 +42,7 @@ const CreateApiKey = z.object({
   expires_in_days: z.number().int().min(1).optional().describe("Default 90; at most API_KEY_MAX_DAYS (365)."),
 });
 
-const toApiKey = (k: typeof apiKeys.$inferSelect) => ({
+const toApiKey = (k: ApiKeyRow) => ({
   id: k.id,
   name: k.name,
   prefix: `va_k_${k.prefix}`,
@@ -76,7 +76,7 @@ export const userRoutes = createRouter()
       const principal = principalOf(c);
       const config = c.var.config;
       const db = createDb(config);
-      const [user] = await db.select().from(users).where(eq(users.id, principal.userId));
+      const user = await findUser(db, principal.userId);
       if (!user) throw new ApiError("NOT_FOUND", "The account no longer exists.");
       const weakness = passwordProblem(new_password, user.email);
       if (weakness) throw fieldError("body.new_password", weakness);
@@ -88,10 +88,7 @@ export const userRoutes = createRouter()
         });
         throw new ApiError("UNAUTHORIZED", "The current password is wrong.");
       }
-      await db
-        .update(users)
-        .set({ passwordHash: await hashPassword(new_password), updatedAt: new Date() })
-        .where(eq(users.id, user.id));
+      await setPassword(db, user.id, await hashPassword(new_password));
       const ended = await revokeAllSessions(db, user.id, "password_changed");
       forgetFlagCallersOf({ userId: user.id });
       if (principal.tokenId && principal.tokenExpiresAt) {
@@ -134,18 +131,14 @@ export const userRoutes = createRouter()
         throw fieldError("body.expires_in_days", `must be at most ${config.API_KEY_MAX_DAYS}`);
       }
       const { prefix, key } = newApiKey();
-      const [created] = await createDb(config)
-        .insert(apiKeys)
-        .values({
-          userId: principal.userId,
-          name: body.name,
-          prefix,
-          keyHash: await sha256Hex(key),
-          role,
-          expiresAt: new Date(Date.now() + days * 86_400_000),
-        })
-        .returning();
-      if (!created) throw new Error("api key insert returned nothing");
+      const created = await createApiKey(createDb(config), {
+        userId: principal.userId,
+        name: body.name,
+        prefix,
+        keyHash: await sha256Hex(key),
+        role,
+        expiresAt: new Date(Date.now() + days * 86_400_000),
+      });
       await recordAudit(config, {
         action: "api_key.created",
         target: { type: "api_key", id: created.id },
@@ -168,11 +161,7 @@ export const userRoutes = createRouter()
       },
     }),
     async (c) => {
-      const keys = await createDb(c.var.config)
-        .select()
-        .from(apiKeys)
-        .where(eq(apiKeys.userId, principalOf(c).userId))
-        .orderBy(desc(apiKeys.createdAt));
+      const keys = await listApiKeys(createDb(c.var.config), principalOf(c).userId);
       return c.json({ items: keys.map(toApiKey) }, 200);
     },
   )
@@ -193,12 +182,8 @@ export const userRoutes = createRouter()
     }),
     async (c) => {
       const { id } = c.req.valid("param");
-      const revoked = await createDb(c.var.config)
-        .update(apiKeys)
-        .set({ revokedAt: new Date() })
-        .where(and(eq(apiKeys.id, id), eq(apiKeys.userId, principalOf(c).userId), isNull(apiKeys.revokedAt)))
-        .returning({ id: apiKeys.id });
-      if (revoked.length === 0) throw new ApiError("NOT_FOUND", "You have no active API key with this id.");
+      const revoked = await revokeApiKey(createDb(c.var.config), principalOf(c).userId, id);
+      if (!revoked) throw new ApiError("NOT_FOUND", "You have no active API key with this id.");
       forgetFlagCallersOf({ apiKeyId: id });
       await recordAudit(c.var.config, { action: "api_key.revoked", target: { type: "api_key", id } });
       return c.body(null, 204);
