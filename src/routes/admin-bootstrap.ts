@@ -1,10 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, eq, isNull, sql } from "drizzle-orm";
 import { createMiddleware } from "hono/factory";
-import { withPoolDb } from "../adapters/db/client.ts";
-import { users } from "../adapters/db/schema/identity.ts";
 import type { AppEnv } from "../app-env.ts";
-import { recordAudit } from "../audit/record.ts";
 import {
   EmailField,
   FullNameField,
@@ -15,11 +11,9 @@ import {
 } from "../auth/accounts.ts";
 import { secretsEqual } from "../auth/crypto.ts";
 import { hashPassword } from "../auth/password.ts";
+import { createFirstAdmin } from "../auth/users-store.ts";
 import { ApiError } from "../errors.ts";
 import { createRouter, jsonBody, jsonResponse, problem } from "./router.ts";
-
-// Any fixed number: serialises bootstrap attempts so two cannot both create "the first" admin.
-const BOOTSTRAP_LOCK = 7_424_002;
 
 const Bootstrap = z
   .object({ email: EmailField, password: PasswordField, full_name: FullNameField })
@@ -60,31 +54,7 @@ export const adminBootstrapRoutes = createRouter().openapi(
     const config = c.var.config;
     const { email, password, full_name } = c.req.valid("json");
     const passwordHash = await hashPassword(password);
-    const admin = await withPoolDb(config, (db) =>
-      db.transaction(async (tx) => {
-        await tx.execute(sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK})`);
-        const [existing] = await tx
-          .select({ id: users.id })
-          .from(users)
-          .where(and(eq(users.role, "admin"), isNull(users.deletedAt)))
-          .limit(1);
-        if (existing)
-          throw new ApiError("CONFLICT", "An admin already exists: bootstrap is closed. Sign in as that admin.");
-        const [created] = await tx
-          .insert(users)
-          .values({ email, fullName: full_name, passwordHash, role: "admin" })
-          .onConflictDoNothing({ target: users.email })
-          .returning();
-        if (!created)
-          throw new ApiError("CONFLICT", "This email already belongs to an account; use another for the admin.");
-        await recordAudit(
-          config,
-          { action: "admin.bootstrap", actor: { type: "system" }, target: { type: "user", id: created.id } },
-          { db: tx },
-        );
-        return created;
-      }),
-    );
+    const admin = await createFirstAdmin(config, { email, fullName: full_name, passwordHash });
     return c.json(publicUser(admin), 201);
   },
 );
