@@ -1,35 +1,23 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, count, desc, eq, ilike, isNotNull, isNull, or, type SQL, sql } from "drizzle-orm";
-import { createDb, type Database, withPoolDb } from "../adapters/db/client.ts";
-import { passwordResetTokens, users } from "../adapters/db/schema/identity.ts";
-import { type AuditEvent, recordAudit } from "../audit/record.ts";
+import { createDb, type Database } from "../adapters/db/client.ts";
 import { PublicUser, publicUser, RoleField } from "../auth/accounts.ts";
-import { randomToken, sha256Hex } from "../auth/crypto.ts";
-import { revokeAllSessions } from "../auth/sessions.ts";
-import type { Config } from "../config.ts";
+import { randomToken } from "../auth/crypto.ts";
+import { issuePasswordReset } from "../auth/password-resets.ts";
+import {
+  auditedChange,
+  changeRole,
+  eraseUser,
+  listUsers,
+  loadUser,
+  setActive,
+  softDeleteUser,
+} from "../auth/user-admin.ts";
 import { ApiError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
-type UserRow = typeof users.$inferSelect;
-
-/** An admin change and its audit row commit together, or not at all. */
-const auditedChange = <T>(config: Config, change: (tx: Database) => Promise<{ result: T; audit: AuditEvent }>) =>
-  withPoolDb(config, (db) =>
-    db.transaction(async (tx) => {
-      const { result, audit } = await change(tx);
-      await recordAudit(config, audit, { db: tx });
-      return result;
-    }),
-  );
-
 const IdParam = z.object({ id: z.uuid() });
-const notFound = () => new ApiError("NOT_FOUND", "No user with this id.");
-// Keeps at least one active admin, so the platform can always be administered.
-const anotherActiveAdmin = (id: string) =>
-  sql`exists (select 1 from users o where o.role = 'admin' and o.is_active and o.deleted_at is null and o.id <> ${id})`;
-const lastAdmin = () => new ApiError("CONFLICT", "This is the last active admin; make another admin first.");
 
 const ListQuery = z.object({
   q: z.string().trim().max(200).optional().describe("Search in email and full name"),
@@ -46,12 +34,6 @@ const UserPage = z.object({
   page_size: z.number().int(),
 });
 
-async function loadUser(tx: Database, id: string): Promise<UserRow> {
-  const [user] = await tx.select().from(users).where(eq(users.id, id)).limit(1);
-  if (!user) throw notFound();
-  return user;
-}
-
 export const adminUserRoutes = createRouter()
   .openapi(
     createRoute({
@@ -66,27 +48,8 @@ export const adminUserRoutes = createRouter()
     }),
     async (c) => {
       const { q, role, status, page, page_size } = c.req.valid("query");
-      const filters: SQL[] = [];
-      if (q) {
-        const pattern = `%${q.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
-        filters.push(or(ilike(users.email, pattern), ilike(users.fullName, pattern)) as SQL);
-      }
-      if (role) filters.push(eq(users.role, role));
-      if (status === "deleted") filters.push(isNotNull(users.deletedAt));
-      else if (status) filters.push(isNull(users.deletedAt), eq(users.isActive, status === "active"));
-      const where = filters.length ? and(...filters) : undefined;
-      const db = createDb(c.var.config);
-      const [rows, totals] = await Promise.all([
-        db
-          .select()
-          .from(users)
-          .where(where)
-          .orderBy(desc(users.createdAt), desc(users.id))
-          .limit(page_size)
-          .offset((page - 1) * page_size),
-        db.select({ total: count() }).from(users).where(where),
-      ]);
-      return c.json({ items: rows.map(publicUser), total: totals[0]?.total ?? 0, page, page_size }, 200);
+      const { rows, total } = await listUsers(createDb(c.var.config), { q, role, status, page, pageSize: page_size });
+      return c.json({ items: rows.map(publicUser), total, page, page_size }, 200);
     },
   )
   .openapi(
@@ -126,15 +89,7 @@ export const adminUserRoutes = createRouter()
       const { id } = c.req.valid("param");
       const { role } = c.req.valid("json");
       const updated = await auditedChange(c.var.config, async (tx: Database) => {
-        const before = await loadUser(tx, id);
-        if (before.deletedAt) throw new ApiError("CONFLICT", "The user is deleted.");
-        const guard = before.role === "admin" && role !== "admin" ? anotherActiveAdmin(id) : sql`true`;
-        const [after] = await tx
-          .update(users)
-          .set({ role, updatedAt: new Date() })
-          .where(and(eq(users.id, id), guard))
-          .returning();
-        if (!after) throw lastAdmin();
+        const { before, after } = await changeRole(tx, id, role);
         return {
           result: after,
           audit: {
@@ -174,14 +129,7 @@ export const adminUserRoutes = createRouter()
       const token = randomToken();
       const expiresAt = new Date(Date.now() + config.PASSWORD_RESET_TTL_MINUTES * 60_000);
       await auditedChange(config, async (tx: Database) => {
-        const user = await loadUser(tx, id);
-        if (user.deletedAt) throw new ApiError("CONFLICT", "The user is deleted.");
-        await tx.insert(passwordResetTokens).values({
-          userId: id,
-          tokenHash: await sha256Hex(token),
-          createdBy: principalOf(c).userId,
-          expiresAt,
-        });
+        await issuePasswordReset(tx, { userId: id, token, createdBy: principalOf(c).userId, expiresAt });
         return {
           result: undefined,
           audit: {
@@ -215,17 +163,7 @@ export const adminUserRoutes = createRouter()
       const { id, action } = c.req.valid("param");
       const active = action === "activate";
       const updated = await auditedChange(c.var.config, async (tx: Database) => {
-        const before = await loadUser(tx, id);
-        if (before.deletedAt)
-          throw new ApiError("CONFLICT", "The user is deleted; it cannot be activated or deactivated.");
-        const guard = before.role === "admin" && !active ? anotherActiveAdmin(id) : sql`true`;
-        const [after] = await tx
-          .update(users)
-          .set({ isActive: active, updatedAt: new Date() })
-          .where(and(eq(users.id, id), guard))
-          .returning();
-        if (!after) throw lastAdmin();
-        const ended = active ? 0 : await revokeAllSessions(tx, id, "deactivated");
+        const { before, after, ended } = await setActive(tx, id, active);
         return {
           result: after,
           audit: {
@@ -263,24 +201,14 @@ export const adminUserRoutes = createRouter()
       const permanent = c.req.valid("query").permanent === "true";
       if (principalOf(c).userId === id) throw new ApiError("CONFLICT", "You cannot delete your own account here.");
       const result = await auditedChange(c.var.config, async (tx: Database) => {
-        const before = await loadUser(tx, id);
         if (permanent) {
-          if (!before.deletedAt)
-            throw new ApiError("CONFLICT", "Soft-delete the user first (DELETE without permanent).");
-          await tx.delete(users).where(and(eq(users.id, id), isNotNull(users.deletedAt)));
+          await eraseUser(tx, id);
           return {
             result: undefined,
             audit: { action: "admin.user.deleted", target: { type: "user", id }, metadata: { permanent: true } },
           };
         }
-        const guard = before.role === "admin" ? anotherActiveAdmin(id) : sql`true`;
-        const [after] = await tx
-          .update(users)
-          .set({ deletedAt: new Date(), isActive: false, updatedAt: new Date() })
-          .where(and(eq(users.id, id), isNull(users.deletedAt), guard))
-          .returning();
-        if (!after) throw before.deletedAt ? new ApiError("CONFLICT", "The user is already deleted.") : lastAdmin();
-        await revokeAllSessions(tx, id, "deleted");
+        const after = await softDeleteUser(tx, id);
         return {
           result: after,
           audit: { action: "admin.user.deleted", target: { type: "user", id }, metadata: { permanent: false } },
