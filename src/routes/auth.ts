@@ -1,7 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, eq, gt, isNull } from "drizzle-orm";
 import { createDb } from "../adapters/db/client.ts";
-import { passwordResetTokens, users } from "../adapters/db/schema/identity.ts";
 import { recordAudit } from "../audit/record.ts";
 import {
   EmailField,
@@ -14,6 +12,7 @@ import {
 import { sha256Hex } from "../auth/crypto.ts";
 import { decoyHash, hashPassword, verifyPassword } from "../auth/password.ts";
 import { passwordProblem } from "../auth/password-policy.ts";
+import { findPendingReset, spendPasswordReset } from "../auth/password-resets.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
 import {
   listActiveSessions,
@@ -22,6 +21,7 @@ import {
   rotateRefreshToken,
   startSession,
 } from "../auth/sessions.ts";
+import { createUser, findUser, findUserByEmail, recordLogin, setPassword } from "../auth/users-store.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { recordMetrics } from "../metrics/record.ts";
@@ -93,11 +93,7 @@ export const authRoutes = createRouter()
       const db = createDb(c.var.config);
       // Hash before looking anything up: a duplicate costs the same time as a new account.
       const passwordHash = await hashPassword(password);
-      const [created] = await db
-        .insert(users)
-        .values({ email, fullName: full_name, passwordHash })
-        .onConflictDoNothing({ target: users.email })
-        .returning();
+      const created = await createUser(db, { email, fullName: full_name, passwordHash });
       if (!created) {
         throw new ApiError(
           "CONFLICT",
@@ -135,7 +131,7 @@ export const authRoutes = createRouter()
       // Counted per IP and email, so the limit needs the validated body (a rate limiter never parses input).
       await enforceRateLimit(c.env, "login", lockKey, config.RATE_LIMIT_LOGIN);
       await assertNotLockedOut(c.env, lockKey);
-      const [user] = await db.select().from(users).where(eq(users.email, email)).limit(1);
+      const user = await findUserByEmail(db, email);
       const usable = user && !user.deletedAt;
       const check = await verifyPassword(password, usable ? user.passwordHash : await decoyHash());
       const loginMetric = (outcome: string) =>
@@ -169,11 +165,7 @@ export const authRoutes = createRouter()
       }
       await clearLoginFailures(c.env, lockKey);
       // Upgrade a hash made with weaker parameters while the plain password is at hand.
-      const rehashed = check.needsRehash ? { passwordHash: await hashPassword(password) } : {};
-      await db
-        .update(users)
-        .set({ lastLoginAt: new Date(), ...rehashed })
-        .where(eq(users.id, user.id));
+      await recordLogin(db, user.id, check.needsRehash ? await hashPassword(password) : undefined);
       const context = currentWorkContext();
       const tokens = await startSession(db, config, user, { ip: context?.ip, userAgent: context?.userAgent });
       await recordAudit(config, {
@@ -269,10 +261,7 @@ export const authRoutes = createRouter()
       responses: { 200: jsonResponse("The user", PublicUser), 401: problem("Not signed in") },
     }),
     async (c) => {
-      const [user] = await createDb(c.var.config)
-        .select()
-        .from(users)
-        .where(eq(users.id, principalOf(c).userId));
+      const user = await findUser(createDb(c.var.config), principalOf(c).userId);
       if (!user) throw new ApiError("NOT_FOUND", "The account no longer exists.");
       return c.json(publicUser(user), 200);
     },
@@ -356,19 +345,7 @@ export const authRoutes = createRouter()
       const config = c.var.config;
       const db = createDb(config);
       const tokenHash = await sha256Hex(token);
-      const [pending] = await db
-        .select({ userId: passwordResetTokens.userId, email: users.email })
-        .from(passwordResetTokens)
-        .innerJoin(users, eq(users.id, passwordResetTokens.userId))
-        .where(
-          and(
-            eq(passwordResetTokens.tokenHash, tokenHash),
-            isNull(passwordResetTokens.usedAt),
-            gt(passwordResetTokens.expiresAt, new Date()),
-            isNull(users.deletedAt),
-          ),
-        )
-        .limit(1);
+      const pending = await findPendingReset(db, tokenHash);
       if (!pending)
         throw new ApiError(
           "BAD_REQUEST",
@@ -378,13 +355,9 @@ export const authRoutes = createRouter()
       if (weakness) throw fieldError("body.new_password", weakness);
       const passwordHash = await hashPassword(new_password);
       // Spending the token is the guard: of two concurrent redemptions only one sets the password.
-      const spent = await db
-        .update(passwordResetTokens)
-        .set({ usedAt: new Date() })
-        .where(and(eq(passwordResetTokens.tokenHash, tokenHash), isNull(passwordResetTokens.usedAt)))
-        .returning({ id: passwordResetTokens.id });
-      if (spent.length === 0) throw new ApiError("BAD_REQUEST", "This reset token was already used.");
-      await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, pending.userId));
+      if (!(await spendPasswordReset(db, tokenHash)))
+        throw new ApiError("BAD_REQUEST", "This reset token was already used.");
+      await setPassword(db, pending.userId, passwordHash);
       const ended = await revokeAllSessions(db, pending.userId, "password_reset");
       forgetFlagCallersOf({ userId: pending.userId });
       await recordAudit(config, {
