@@ -1,7 +1,9 @@
 import { type AnyColumn, and, eq, sql } from "drizzle-orm";
 import type { Database } from "../adapters/db/client.ts";
 import { voicePreferences, voiceSessions } from "../adapters/db/schema/voice.ts";
+import type { Config } from "../config.ts";
 import { ApiError } from "../errors.ts";
+import { newSession, type Session } from "./protocol.ts";
 
 export type VoiceSessionRow = typeof voiceSessions.$inferSelect;
 export type VoicePreferences = Omit<typeof voicePreferences.$inferSelect, "userId" | "updatedAt">;
@@ -88,4 +90,28 @@ export async function savePreferences(db: Database, userId: string, preferences:
     .insert(voicePreferences)
     .values({ userId, ...preferences })
     .onConflictDoUpdate({ target: voicePreferences.userId, set: { ...preferences, updatedAt: new Date() } });
+}
+
+/** A new session with the user's voice preferences: voice, speed, and VAD sensitivity as the threshold. */
+export async function preferredSession(
+  config: Pick<Config, "VOICE_REALTIME_MODEL" | "VOICE_MAX_SESSION_SECONDS">,
+  db: Database,
+  userId: string,
+  mode: "local" | "upstream",
+): Promise<Session> {
+  const created = newSession(config.VOICE_REALTIME_MODEL, config.VOICE_MAX_SESSION_SECONDS);
+  // Local mode has no speech synthesis: it says so by answering in text from the start.
+  const session: Session = mode === "upstream" ? created : { ...created, output_modalities: ["text"] };
+  const preferences = await loadPreferences(db, userId);
+  const detection = session.audio.input.turn_detection;
+  return {
+    ...session,
+    audio: {
+      input: {
+        ...session.audio.input,
+        turn_detection: detection && { ...detection, threshold: 1 - preferences.vadSensitivity },
+      },
+      output: { ...session.audio.output, voice: preferences.voice, speed: preferences.speed },
+    },
+  };
 }
