@@ -13,7 +13,7 @@ import { adminAuditRoutes } from "./routes/admin-audit.ts";
 import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
 import { adminUserRoutes } from "./routes/admin-users.ts";
 import { authRoutes } from "./routes/auth.ts";
-import { conversationRoutes } from "./routes/conversations.ts";
+import { conversationRoutes } from "./routes/conversations/index.ts";
 import { flagRoutes } from "./routes/flags.ts";
 import { flagAdminRoutes } from "./routes/flags-admin/index.ts";
 import { healthRoutes } from "./routes/health.ts";

@@ -18,7 +18,7 @@ import {
   socketRefusal,
 } from "../src/realtime/credential.ts";
 import { mintTicket, redeemTicket } from "../src/realtime/tickets.ts";
-import { messageJson } from "../src/routes/conversations.ts";
+import { messageJson } from "../src/routes/conversations/schemas.ts";
 
 /** The subprotocol a chat client speaks; echoed when offered, as browsers require. */
 export const CHAT_PROTOCOL = "voiceassist.chat.v1";

@@ -1,0 +1,10 @@
+import { createRouter } from "../router.ts";
+import { conversationRecordRoutes } from "./conversations.ts";
+import { messageRoutes } from "./messages.ts";
+import { usageRoutes } from "./usage.ts";
+
+/** The conversations API: conversations, their messages and turns, and the caller's usage. */
+export const conversationRoutes = createRouter()
+  .route("/", conversationRecordRoutes)
+  .route("/", messageRoutes)
+  .route("/", usageRoutes);
