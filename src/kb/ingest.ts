@@ -3,14 +3,13 @@ import { createDb, postgresErrorCode, withPoolDb } from "../adapters/db/client.t
 import { chunks, documents, postings } from "../adapters/db/schema/kb.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, isTransient } from "../errors.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
 import { describeError, safeErrorMessage } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { enqueue, envelope } from "../observability/outbound.ts";
 import { bumpKbVersion } from "./cache-version.ts";
 import { chunkDocument, estimateTokens } from "./chunk.ts";
-import { isTransient } from "./embed/errors.ts";
 import { createEmbedder } from "./embed/index.ts";
 import type { Embedder } from "./embed/port.ts";
 import { extractDocument } from "./extract/index.ts";

@@ -1,8 +1,8 @@
 import type OpenAI from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import type { Config } from "../config.ts";
+import { UpstreamError } from "../errors.ts";
 import { estimateTokens } from "../kb/chunk.ts";
-import { UpstreamError } from "../kb/embed/errors.ts";
 import { type CallOutcome, circuitBreakerFor } from "./circuit-breaker.ts";
 import { MAX_RETRY_WAIT_MS, type OpenAiOperation, openAiClient, retryDelayMs, upstreamError } from "./openai-client.ts";
 import type { ChatChunk, ChatModel, ChatRequest, ChatUsage } from "./port.ts";

@@ -1,6 +1,6 @@
 import OpenAI, { APIConnectionTimeoutError, APIError } from "openai";
 import type { Config } from "../config.ts";
-import { UpstreamError } from "../kb/embed/errors.ts";
+import { UpstreamError } from "../errors.ts";
 import { backoffMs, tracedFetch } from "../observability/outbound.ts";
 
 // What the OpenAI adapters (embeddings, chat) share: the client, the error mapping and the retry rule.

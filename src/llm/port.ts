@@ -37,7 +37,7 @@ export interface ChatModel {
   readonly provider: "openai" | "local";
   readonly model: string;
   /**
-   * Streams one answer. Throws an UpstreamError (src/kb/embed/errors.ts) with a clear message on
+   * Streams one answer. Throws an UpstreamError (src/errors.ts) with a clear message on
    * timeout, rate limit, open circuit or a malformed stream; never hangs past its configured timeouts.
    */
   stream(request: ChatRequest): AsyncIterable<ChatChunk>;

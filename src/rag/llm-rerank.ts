@@ -1,7 +1,7 @@
 import type OpenAI from "openai";
 import { z } from "zod";
 import type { Config } from "../config.ts";
-import { UpstreamError } from "../kb/embed/errors.ts";
+import { UpstreamError } from "../errors.ts";
 import { type CallOutcome, circuitBreakerFor } from "../llm/circuit-breaker.ts";
 import {
   MAX_RETRY_WAIT_MS,

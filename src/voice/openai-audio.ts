@@ -3,8 +3,7 @@ import { APIError } from "openai";
 import type { ClientSecretCreateResponse } from "openai/resources/realtime/client-secrets";
 import type { RealtimeSessionCreateRequest } from "openai/resources/realtime/realtime";
 import type { Config } from "../config.ts";
-import { ApiError } from "../errors.ts";
-import { UpstreamError } from "../kb/embed/errors.ts";
+import { ApiError, UpstreamError } from "../errors.ts";
 import { openAiClient, upstreamError } from "../llm/openai-client.ts";
 
 // OpenAI's audio endpoints for clients that do not use a realtime session: transcription, speech, and

@@ -1,5 +1,5 @@
 import type { Config } from "../config.ts";
-import { UpstreamError } from "../kb/embed/errors.ts";
+import { UpstreamError } from "../errors.ts";
 
 const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 const CONNECT_TIMEOUT_MS = 10_000;

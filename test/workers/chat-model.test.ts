@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
 import { loadConfig } from "../../src/env.ts";
-import { UpstreamError } from "../../src/kb/embed/errors.ts";
+import { UpstreamError } from "../../src/errors.ts";
 import { CircuitBreaker } from "../../src/llm/circuit-breaker.ts";
 import { createChatModel } from "../../src/llm/index.ts";
 import { type OpenAiChatConfig, openAiChatModel } from "../../src/llm/openai-chat.ts";

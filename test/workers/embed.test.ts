@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
 import { loadConfig } from "../../src/env.ts";
-import { ApiError } from "../../src/errors.ts";
-import { createEmbedder, isTransient, UpstreamError } from "../../src/kb/embed/index.ts";
+import { ApiError, isTransient, UpstreamError } from "../../src/errors.ts";
+import { createEmbedder } from "../../src/kb/embed/index.ts";
 import { embedText, LOCAL_DIMENSIONS, LOCAL_MODEL } from "../../src/kb/embed/local.ts";
 import { type OpenAiEmbeddingConfig, openAiEmbedder } from "../../src/kb/embed/openai.ts";
 import { runInWorkContext } from "../../src/observability/context.ts";

@@ -3,7 +3,7 @@ import { describe, expect, inject, it } from "vitest";
 import { createDb } from "../../src/adapters/db/client.ts";
 import { chunks, documents } from "../../src/adapters/db/schema/kb.ts";
 import { loadConfig } from "../../src/env.ts";
-import { isTransient, UpstreamError } from "../../src/kb/embed/index.ts";
+import { isTransient, UpstreamError } from "../../src/errors.ts";
 import { createVectorStore } from "../../src/kb/vectors/index.ts";
 import { pgvectorStore } from "../../src/kb/vectors/pgvector.ts";
 import type { IndexSpec, VectorStore } from "../../src/kb/vectors/port.ts";

@@ -1,7 +1,6 @@
 import type { Config } from "../../config.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, UpstreamError } from "../../errors.ts";
 import { type OpenAiOperation, openAiClient, retryDelayMs, upstreamError } from "../../llm/openai-client.ts";
-import { UpstreamError } from "./errors.ts";
 import type { Embedder } from "./port.ts";
 
 const MAX_RETRIES = 3;

@@ -1,7 +1,7 @@
 import { QdrantClient, QdrantClientTimeoutError, withHeaders } from "@qdrant/js-client-rest";
 import type { Config } from "../../config.ts";
+import { UpstreamError } from "../../errors.ts";
 import { traceHeaders } from "../../observability/outbound.ts";
-import { UpstreamError } from "../embed/errors.ts";
 import { assertFits, storedDimensionMismatch } from "./dimensions.ts";
 import type { IndexSpec, VectorStore } from "./port.ts";
 
