@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: the G.711 tables, codecs and the conversions that use them are one concern.
 // Audio payloads of the realtime voice protocol (OpenAI Realtime GA shapes): formats, base64 transport,
 // ITU-T G.711 μ-law / A-law, conversions and durations. Pure, and allocation-conscious: these run for every
 // `input_audio_buffer.append` a Durable Object relays (typically one per 20 ms), so every conversion takes an
