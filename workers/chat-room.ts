@@ -1,8 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
-import { createDb } from "../src/adapters/db/client.ts";
 import { thread } from "../src/conversations/store.ts";
 import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
+import { createDb } from "../src/db/client.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { type FieldError, toApiError } from "../src/errors.ts";
 import { findUnsafeJson } from "../src/input/unsafe.ts";

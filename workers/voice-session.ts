@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { createDb } from "../src/adapters/db/client.ts";
+import { createDb } from "../src/db/client.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { toApiError } from "../src/errors.ts";
 import { type MetricEvent, recordMetrics } from "../src/metrics/record.ts";

@@ -86,12 +86,9 @@ const STAGES: [string, (f: Frame) => boolean][] = [
   ["other Durable Objects", (f) => /^workers\//.test(f.file)],
   [
     "sign-in: revocation check (Upstash REST)",
-    (f) => /@upstash\/redis|src\/auth\/revocation|src\/adapters\/cache/.test(f.file),
+    (f) => /@upstash\/redis|src\/auth\/revocation|src\/cache\/redis/.test(f.file),
   ],
-  [
-    "sign-in: user + session query (drizzle, Neon driver)",
-    (f) => /drizzle-orm|@neondatabase|src\/adapters\/db/.test(f.file),
-  ],
+  ["sign-in: user + session query (drizzle, Neon driver)", (f) => /drizzle-orm|@neondatabase|src\/db/.test(f.file)],
   ["sign-in: JWT, principal, activity", (f) => /src\/auth\/|src\/middleware\/auth/.test(f.file)],
   ["request id, trace context", (f) => /src\/observability\/trace|src\/middleware\/request-context/.test(f.file)],
   ["request log", (f) => /src\/observability\/log|src\/middleware\/request-log/.test(f.file)],

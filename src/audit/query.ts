@@ -1,7 +1,7 @@
 import { and, asc, count, desc, eq, gt, gte, like, lt, lte, max, type SQL } from "drizzle-orm";
-import type { Database } from "../adapters/db/client.ts";
-import { auditLog } from "../adapters/db/schema/audit.ts";
 import { base64url, fromBase64url, utf8 } from "../auth/crypto.ts";
+import type { Database } from "../db/client.ts";
+import { auditLog } from "../db/schema/audit.ts";
 import { type BrokenLink, type ChainRow, GENESIS, verifyChain } from "./chain.ts";
 
 export type AuditRow = typeof auditLog.$inferSelect;

@@ -1,10 +1,10 @@
 import { desc, sql } from "drizzle-orm";
 import type { NeonQueryResultHKT } from "drizzle-orm/neon-serverless";
 import type { PgDatabase } from "drizzle-orm/pg-core";
-import { withPoolDb } from "../adapters/db/client.ts";
-import { auditLog } from "../adapters/db/schema/audit.ts";
-import type * as schema from "../adapters/db/schema/index.ts";
 import type { Config } from "../config.ts";
+import { withPoolDb } from "../db/client.ts";
+import { auditLog } from "../db/schema/audit.ts";
+import type * as schema from "../db/schema/index.ts";
 import { currentWorkContext } from "../observability/context.ts";
 import { redact } from "../observability/redact.ts";
 import { type AuditContent, GENESIS, hashRow } from "./chain.ts";

@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { roles, type users } from "../adapters/db/schema/identity.ts";
+import { roles, type users } from "../db/schema/identity.ts";
 import { displayName } from "../input/names.ts";
 import { passwordProblem } from "./password-policy.ts";
 

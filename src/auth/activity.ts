@@ -1,6 +1,6 @@
-import { createDb } from "../adapters/db/client.ts";
-import { userActivity } from "../adapters/db/schema/identity.ts";
 import type { Config } from "../config.ts";
+import { createDb } from "../db/client.ts";
+import { userActivity } from "../db/schema/identity.ts";
 import type { Env } from "../env.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";

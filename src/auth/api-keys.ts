@@ -1,6 +1,6 @@
 import { and, desc, eq, isNull } from "drizzle-orm";
-import type { Database } from "../adapters/db/client.ts";
-import { apiKeys } from "../adapters/db/schema/identity.ts";
+import type { Database } from "../db/client.ts";
+import { apiKeys } from "../db/schema/identity.ts";
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 

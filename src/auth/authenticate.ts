@@ -1,7 +1,7 @@
 import { and, eq, isNull, sql } from "drizzle-orm";
-import { type Database, queryRows } from "../adapters/db/client.ts";
-import { apiKeys, users } from "../adapters/db/schema/identity.ts";
 import type { Config } from "../config.ts";
+import { type Database, queryRows } from "../db/client.ts";
+import { apiKeys, users } from "../db/schema/identity.ts";
 import { ApiError } from "../errors.ts";
 import { randomToken, secretsEqual, sha256Hex } from "./crypto.ts";
 import { accessTokenCheck, TokenError, verifyAccessToken } from "./jwt.ts";

@@ -1,6 +1,6 @@
 import { and, isNotNull, lt, or, sql } from "drizzle-orm";
-import { createDb, queryRows } from "../adapters/db/client.ts";
-import { authSessions, passwordResetTokens } from "../adapters/db/schema/identity.ts";
+import { createDb, queryRows } from "../db/client.ts";
+import { authSessions, passwordResetTokens } from "../db/schema/identity.ts";
 import { type Env, requireConfig } from "../env.ts";
 import { recordMetrics } from "../metrics/record.ts";
 import { log } from "../observability/log.ts";

@@ -1,7 +1,7 @@
 // Whether a credential admitted earlier still admits its user, for connections that outlive their request
 // (sockets). The rules of signing in (authenticate.ts) less the role, asked again by id, never by secret.
 import { sql } from "drizzle-orm";
-import { type Database, queryRows } from "../adapters/db/client.ts";
+import { type Database, queryRows } from "../db/client.ts";
 import type { Principal } from "./principal.ts";
 
 /** What a long-lived connection keeps of the credential it was admitted with: ids and expiry, no secret. */

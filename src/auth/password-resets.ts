@@ -1,6 +1,6 @@
 import { and, eq, gt, isNull } from "drizzle-orm";
-import type { Database } from "../adapters/db/client.ts";
-import { passwordResetTokens, users } from "../adapters/db/schema/identity.ts";
+import type { Database } from "../db/client.ts";
+import { passwordResetTokens, users } from "../db/schema/identity.ts";
 import { ApiError } from "../errors.ts";
 import { sha256Hex } from "./crypto.ts";
 import { loadUser } from "./user-admin.ts";

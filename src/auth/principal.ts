@@ -1,4 +1,4 @@
-import type { Role } from "../adapters/db/schema/identity.ts";
+import type { Role } from "../db/schema/identity.ts";
 
 export type { Role };
 

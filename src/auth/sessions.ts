@@ -1,7 +1,7 @@
 import { and, desc, eq, gt, isNull, sql } from "drizzle-orm";
-import { type Database, queryRows } from "../adapters/db/client.ts";
-import { authSessions, refreshTokens, users } from "../adapters/db/schema/identity.ts";
 import type { Config } from "../config.ts";
+import { type Database, queryRows } from "../db/client.ts";
+import { authSessions, refreshTokens, users } from "../db/schema/identity.ts";
 import { randomToken, sha256Hex } from "./crypto.ts";
 import { signAccessToken } from "./jwt.ts";
 import type { Role } from "./principal.ts";

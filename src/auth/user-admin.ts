@@ -1,8 +1,8 @@
 import { and, count, desc, eq, ilike, isNotNull, isNull, or, type SQL, sql } from "drizzle-orm";
-import { type Database, withPoolDb } from "../adapters/db/client.ts";
-import { users } from "../adapters/db/schema/identity.ts";
 import { type AuditEvent, recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
+import { type Database, withPoolDb } from "../db/client.ts";
+import { users } from "../db/schema/identity.ts";
 import { ApiError } from "../errors.ts";
 import { revokeAllSessions } from "./sessions.ts";
 import type { UserRow } from "./users-store.ts";

@@ -1,8 +1,8 @@
 import { and, eq, isNull, sql } from "drizzle-orm";
-import { type Database, withPoolDb } from "../adapters/db/client.ts";
-import { users } from "../adapters/db/schema/identity.ts";
 import { recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
+import { type Database, withPoolDb } from "../db/client.ts";
+import { users } from "../db/schema/identity.ts";
 import { ApiError } from "../errors.ts";
 
 export type UserRow = typeof users.$inferSelect;

@@ -1,5 +1,4 @@
 import type { Redis } from "@upstash/redis/cloudflare";
-import { createRedis } from "../adapters/cache/redis.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
 import type { Env } from "../env.ts";
@@ -8,6 +7,7 @@ import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { sleep } from "../sleep.ts";
 import { MemoryTier } from "./memory.ts";
+import { createRedis } from "./redis.ts";
 
 // The multi-level cache (docs/caching.md): isolate memory (L1) in front of Upstash Redis (L2), in front
 // of the loader. It never fails a request: a Redis error is counted and the loader runs instead.

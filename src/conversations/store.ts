@@ -1,7 +1,7 @@
 import { and, asc, count, desc, eq, ilike, type SQL, sql } from "drizzle-orm";
-import { createDb, type Database } from "../adapters/db/client.ts";
-import { conversations, messages } from "../adapters/db/schema/conversations.ts";
 import type { Config } from "../config.ts";
+import { createDb, type Database } from "../db/client.ts";
+import { conversations, messages } from "../db/schema/conversations.ts";
 import { ApiError } from "../errors.ts";
 import type { HistoryTurn } from "../rag/prompt.ts";
 

@@ -1,7 +1,7 @@
 import { and, eq, sql } from "drizzle-orm";
-import { createDb, type Database, queryRows } from "../adapters/db/client.ts";
-import { messages } from "../adapters/db/schema/conversations.ts";
 import type { Config } from "../config.ts";
+import { createDb, type Database, queryRows } from "../db/client.ts";
+import { messages } from "../db/schema/conversations.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { type Answer, type AnswerChannel, type AnswerDeps, type AnswerEvent, answerQuestion } from "../rag/answer.ts";

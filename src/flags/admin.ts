@@ -2,8 +2,8 @@
 // validates what it changes against the whole rule set, and reports its changes for history, audit and the
 // change stream. Routes stay thin: parse, call one of these, publish, answer.
 import { and, asc, eq, inArray, isNotNull, lte, sql } from "drizzle-orm";
-import { flagOverrides, flagSegments, flags } from "../adapters/db/schema/flags.ts";
 import type { Config } from "../config.ts";
+import { flagOverrides, flagSegments, flags } from "../db/schema/flags.ts";
 import { ApiError, type FieldError } from "../errors.ts";
 import { canonicalJson } from "../json.ts";
 import { rulesOf } from "./interchange.ts";

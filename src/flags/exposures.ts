@@ -3,8 +3,8 @@
 // memory and added to Postgres at most every FLAGS_EXPOSURE_FLUSH_SECONDS, so the request path never waits on
 // a database. Counts an isolate held when it was evicted are lost; Analytics Engine keeps every sampled event.
 import { sql } from "drizzle-orm";
-import { createDb } from "../adapters/db/client.ts";
 import type { Config } from "../config.ts";
+import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { currentWorkContext } from "../observability/context.ts";
 import { describeError } from "../observability/errors.ts";

@@ -1,8 +1,8 @@
 // What the admin API shows about one flag over time: its changes and its exposures. Both answer for any key the
 // platform has known (a live, archived or deleted flag); a key that never was a flag is NOT_FOUND.
 import { and, asc, desc, eq, gte, or, sql } from "drizzle-orm";
-import type { Database } from "../adapters/db/client.ts";
-import { flagChanges, flagExposuresDaily, flags } from "../adapters/db/schema/flags.ts";
+import type { Database } from "../db/client.ts";
+import { flagChanges, flagExposuresDaily, flags } from "../db/schema/flags.ts";
 import { ApiError } from "../errors.ts";
 import { diffFields } from "./store.ts";
 

@@ -4,8 +4,8 @@
 
 import type { z } from "@hono/zod-openapi";
 import { inArray, sql } from "drizzle-orm";
-import { flagSegments, flags } from "../adapters/db/schema/flags.ts";
 import type { Config } from "../config.ts";
+import { flagSegments, flags } from "../db/schema/flags.ts";
 import { ApiError, type FieldError } from "../errors.ts";
 import { canonicalJson } from "../json.ts";
 import { definitionFromUnleash, type ImportedFeature, rulesOf } from "./interchange.ts";

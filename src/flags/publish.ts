@@ -3,8 +3,8 @@
 
 import { sql } from "drizzle-orm";
 import type { FlagChangeEvent } from "../../workers/flag-hub.ts";
-import { createDb, queryRows } from "../adapters/db/client.ts";
 import type { Config } from "../config.ts";
+import { createDb, queryRows } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { recordMetrics } from "../metrics/record.ts";
 import { describeError } from "../observability/errors.ts";

@@ -3,10 +3,10 @@
 // version, records the change (before/after) and its audit row, and builds the new snapshot, all in one
 // transaction. Two writers therefore serialise, and a snapshot always matches its version.
 import { and, asc, count, eq, ilike, isNull, or, type SQL, sql } from "drizzle-orm";
-import { type Database, withPoolDb } from "../adapters/db/client.ts";
-import { flagChanges, flagOverrides, flagSegments, flagState, flags } from "../adapters/db/schema/flags.ts";
 import { recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
+import { type Database, withPoolDb } from "../db/client.ts";
+import { flagChanges, flagOverrides, flagSegments, flagState, flags } from "../db/schema/flags.ts";
 import { ApiError, type FieldError } from "../errors.ts";
 import { canonicalJson } from "../json.ts";
 import { clientFeatures, rulesOf, unleashFromFlag } from "./interchange.ts";

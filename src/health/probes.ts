@@ -1,8 +1,8 @@
 // The probes behind /ready and /health/detailed: each component asked once, with a deadline.
-import { createRedis } from "../adapters/cache/redis.ts";
-import { createSql } from "../adapters/db/client.ts";
-import { migrationStatus } from "../adapters/db/migrations.ts";
+import { createRedis } from "../cache/redis.ts";
 import type { Config } from "../config.ts";
+import { createSql } from "../db/client.ts";
+import { migrationStatus } from "../db/migrations.ts";
 import type { Env } from "../env.ts";
 import { tracedFetch } from "../observability/outbound.ts";
 import { type ComponentCheck, probe } from "./status.ts";

@@ -1,6 +1,6 @@
 import { eq, sql } from "drizzle-orm";
-import type { Database } from "../adapters/db/client.ts";
-import { kbState } from "../adapters/db/schema/kb.ts";
+import type { Database } from "../db/client.ts";
+import { kbState } from "../db/schema/kb.ts";
 
 // Every cache of knowledge-base results keys on this version. It lives in Postgres, beside the data,
 // and is bumped in the same transaction as the change, so no cache can outlive a delete or reindex.

@@ -1,14 +1,8 @@
 import { and, arrayContains, asc, count, desc, eq, ilike, type SQL, sql, sum } from "drizzle-orm";
-import { createDb, queryRows } from "../adapters/db/client.ts";
-import {
-  chunks,
-  type DocumentStatus,
-  documents,
-  embeddingIndexes,
-  type TitleSource,
-} from "../adapters/db/schema/kb.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
+import { createDb, queryRows } from "../db/client.ts";
+import { chunks, type DocumentStatus, documents, embeddingIndexes, type TitleSource } from "../db/schema/kb.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { bumpKbVersion } from "./cache-version.ts";
@@ -21,7 +15,7 @@ import type { IndexSpec } from "./vectors/port.ts";
 // The document catalogue: what the knowledge base holds, and every change an admin makes to it.
 
 // Routes name statuses and title sources in their schemas without reaching into the database layer.
-export { documentStatuses, titleSources } from "../adapters/db/schema/kb.ts";
+export { documentStatuses, titleSources } from "../db/schema/kb.ts";
 
 export type DocumentRow = typeof documents.$inferSelect;
 export type ChunkRow = typeof chunks.$inferSelect;

@@ -1,8 +1,8 @@
 import { count, eq, inArray } from "drizzle-orm";
-import { createDb } from "../adapters/db/client.ts";
-import { type DocumentStatus, documents, importBatches } from "../adapters/db/schema/kb.ts";
 import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
+import { createDb } from "../db/client.ts";
+import { type DocumentStatus, documents, importBatches } from "../db/schema/kb.ts";
 import type { Env } from "../env.ts";
 import { log } from "../observability/log.ts";
 import { queueIngestions } from "./ingest.ts";

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
-import type { Database } from "../adapters/db/client.ts";
-import { embeddingIndexes } from "../adapters/db/schema/kb.ts";
+import type { Database } from "../db/client.ts";
+import { embeddingIndexes } from "../db/schema/kb.ts";
 import { ApiError } from "../errors.ts";
 import type { Embedder } from "./embed/port.ts";
 import type { IndexSpec } from "./vectors/port.ts";

@@ -1,7 +1,7 @@
 import { and, eq, lt, ne, sql } from "drizzle-orm";
-import { createDb, postgresErrorCode, withPoolDb } from "../adapters/db/client.ts";
-import { chunks, documents, postings } from "../adapters/db/schema/kb.ts";
 import type { Config } from "../config.ts";
+import { createDb, postgresErrorCode, withPoolDb } from "../db/client.ts";
+import { chunks, documents, postings } from "../db/schema/kb.ts";
 import type { Env } from "../env.ts";
 import { ApiError, isTransient } from "../errors.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";

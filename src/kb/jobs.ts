@@ -1,6 +1,6 @@
 import { and, inArray, lt } from "drizzle-orm";
-import { createDb } from "../adapters/db/client.ts";
-import { documents } from "../adapters/db/schema/kb.ts";
+import { createDb } from "../db/client.ts";
+import { documents } from "../db/schema/kb.ts";
 import { type Env, requireConfig } from "../env.ts";
 import { log } from "../observability/log.ts";
 import { queueIngestions } from "./ingest.ts";

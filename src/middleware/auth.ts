@@ -1,11 +1,11 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
-import { createDb } from "../adapters/db/client.ts";
 import type { AppEnv } from "../app-env.ts";
 import { recordActivity } from "../auth/activity.ts";
 import { API_KEY_PREFIX, principalFromAccessToken, principalFromApiKey, touchApiKey } from "../auth/authenticate.ts";
 import type { Principal, Role } from "../auth/principal.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
+import { createDb } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
 import { setRequestUser } from "./request-context.ts";
 

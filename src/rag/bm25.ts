@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { type Database, queryRows } from "../adapters/db/client.ts";
+import { type Database, queryRows } from "../db/client.ts";
 import { analyze } from "../kb/terms.ts";
 import { activeChunks, documentConditions, type SearchFilters } from "./filters.ts";
 import type { RankedHit } from "./fuse.ts";

@@ -1,8 +1,8 @@
 import { and, eq, inArray } from "drizzle-orm";
-import { createDb, type Database } from "../adapters/db/client.ts";
-import { chunks, documents } from "../adapters/db/schema/kb.ts";
 import { createCache } from "../cache/multilevel.ts";
 import type { Config } from "../config.ts";
+import { createDb, type Database } from "../db/client.ts";
+import { chunks, documents } from "../db/schema/kb.ts";
 import type { Env } from "../env.ts";
 import { kbVersion } from "../kb/cache-version.ts";
 import { createEmbedder } from "../kb/embed/index.ts";

@@ -1,7 +1,7 @@
 import { and, eq, gte, sql } from "drizzle-orm";
-import { createDb, type Database } from "../adapters/db/client.ts";
-import { llmUsage } from "../adapters/db/schema/conversations.ts";
 import type { Config } from "../config.ts";
+import { createDb, type Database } from "../db/client.ts";
+import { llmUsage } from "../db/schema/conversations.ts";
 import type { ChatUsage } from "../llm/port.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";

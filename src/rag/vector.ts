@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { type Database, queryRows } from "../adapters/db/client.ts";
+import { type Database, queryRows } from "../db/client.ts";
 import { LOCAL_MODEL } from "../kb/embed/local.ts";
 import type { Embedder } from "../kb/embed/port.ts";
 import { recordedIndex } from "../kb/index-spec.ts";

@@ -1,10 +1,10 @@
 // Sockets outlive the request that admitted them. Each keeps what it was admitted with, and its Durable
 // Object asks every SOCKET_RECHECK_MS whether that still admits the user: a logout ends its sockets too.
 import { z } from "zod";
-import { createDb, type Database } from "../adapters/db/client.ts";
 import { credentialEnded, type HeldCredential } from "../auth/liveness.ts";
 import type { Principal } from "../auth/principal.ts";
 import type { Config } from "../config.ts";
+import { createDb, type Database } from "../db/client.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 

@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../adapters/db/client.ts";
 import {
   type AuditFilter,
   auditItem,
@@ -10,6 +9,7 @@ import {
   verifyAuditChain,
 } from "../audit/query.ts";
 import { recordAudit } from "../audit/record.ts";
+import { createDb } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
 import { requireAdminOrViewer } from "../middleware/auth.ts";
 import { createRouter, problem, signedIn } from "./router.ts";

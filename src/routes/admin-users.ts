@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb, type Database } from "../adapters/db/client.ts";
 import { PublicUser, publicUser, RoleField } from "../auth/accounts.ts";
 import { randomToken } from "../auth/crypto.ts";
 import { issuePasswordReset } from "../auth/password-resets.ts";
@@ -12,6 +11,7 @@ import {
   setActive,
   softDeleteUser,
 } from "../auth/user-admin.ts";
+import { createDb, type Database } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../middleware/auth.ts";

@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../adapters/db/client.ts";
 import { recordAudit } from "../audit/record.ts";
 import {
   EmailField,
@@ -22,6 +21,7 @@ import {
   startSession,
 } from "../auth/sessions.ts";
 import { createUser, findUser, findUserByEmail, recordLogin, setPassword } from "../auth/users-store.ts";
+import { createDb } from "../db/client.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { recordMetrics } from "../metrics/record.ts";

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { CHAT_PROTOCOL, CONVERSATION_HEADER, USER_HEADER } from "../../workers/chat-room.ts";
-import { createDb } from "../adapters/db/client.ts";
 import { ownConversation } from "../conversations/store.ts";
+import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";

@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../adapters/db/client.ts";
 import { recordAudit } from "../audit/record.ts";
 import { PasswordField, RoleField } from "../auth/accounts.ts";
 import { type ApiKeyRow, createApiKey, listApiKeys, revokeApiKey } from "../auth/api-keys.ts";
@@ -11,6 +10,7 @@ import { atMost } from "../auth/principal.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
 import { revokeAllSessions } from "../auth/sessions.ts";
 import { findUser, setPassword } from "../auth/users-store.ts";
+import { createDb } from "../db/client.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { displayName } from "../input/names.ts";

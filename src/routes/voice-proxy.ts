@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../adapters/db/client.ts";
+import { createDb } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { bodyRules } from "../middleware/body.ts";

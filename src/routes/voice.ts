@@ -1,9 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { VOICE_CONVERSATION_HEADER, VOICE_SESSION_HEADER, VOICE_USER_HEADER } from "../../workers/voice-session.ts";
-import { createDb } from "../adapters/db/client.ts";
 import type { AppEnv } from "../app-env.ts";
 import { ownConversation } from "../conversations/store.ts";
+import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";

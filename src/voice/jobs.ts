@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { createDb, queryRows } from "../adapters/db/client.ts";
+import { createDb, queryRows } from "../db/client.ts";
 import { type Env, requireConfig } from "../env.ts";
 import { recordMetrics } from "../metrics/record.ts";
 

@@ -1,4 +1,4 @@
-import { createDb } from "../adapters/db/client.ts";
+import { createDb } from "../db/client.ts";
 import { requireConfig } from "../env.ts";
 import type { AudioFormat } from "./audio.ts";
 import { LocalTurns } from "./local-turns.ts";

@@ -1,5 +1,5 @@
-import { createDb } from "../adapters/db/client.ts";
 import { sendMessage } from "../conversations/turns.ts";
+import { createDb } from "../db/client.ts";
 import { requireConfig } from "../env.ts";
 import { toApiError } from "../errors.ts";
 import { estimateTokens } from "../kb/chunk.ts";

@@ -1,4 +1,4 @@
-import { createDb } from "../adapters/db/client.ts";
+import { createDb } from "../db/client.ts";
 import { requireConfig } from "../env.ts";
 import { toApiError } from "../errors.ts";
 import { hybridSearch } from "../rag/search.ts";

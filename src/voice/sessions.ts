@@ -1,7 +1,7 @@
 import { type AnyColumn, and, eq, sql } from "drizzle-orm";
-import type { Database } from "../adapters/db/client.ts";
-import { voicePreferences, voiceSessions } from "../adapters/db/schema/voice.ts";
 import type { Config } from "../config.ts";
+import type { Database } from "../db/client.ts";
+import { voicePreferences, voiceSessions } from "../db/schema/voice.ts";
 import { ApiError } from "../errors.ts";
 import { newSession, type Session } from "./protocol.ts";
 

@@ -1,6 +1,6 @@
-import type { Database } from "../adapters/db/client.ts";
 import type { Config } from "../config.ts";
 import { storeExchange } from "../conversations/turns.ts";
+import type { Database } from "../db/client.ts";
 import { costUsd, priceFor } from "../llm/pricing.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";

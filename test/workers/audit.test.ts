@@ -1,15 +1,15 @@
 import { env } from "cloudflare:workers";
 import { and, asc, eq, gt, like, lte, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { createDb, withPoolDb } from "../../src/adapters/db/client.ts";
-import { auditLog } from "../../src/adapters/db/schema/audit.ts";
-import { users } from "../../src/adapters/db/schema/identity.ts";
 import { createApp } from "../../src/app.ts";
 import { GENESIS, hashRow, verifyChain } from "../../src/audit/chain.ts";
 import { exportAuditCsv, listAudit, verifyAuditChain } from "../../src/audit/query.ts";
 import { type AuditEvent, type AuditWriter, recordAudit } from "../../src/audit/record.ts";
 import type { Role } from "../../src/auth/principal.ts";
 import { startSession } from "../../src/auth/sessions.ts";
+import { createDb, withPoolDb } from "../../src/db/client.ts";
+import { auditLog } from "../../src/db/schema/audit.ts";
+import { users } from "../../src/db/schema/identity.ts";
 import { type Env, loadConfig } from "../../src/env.ts";
 import { runInWorkContext, type WorkContext } from "../../src/observability/context.ts";
 import { REDACTED } from "../../src/observability/redact.ts";

@@ -4,8 +4,8 @@ import { createExecutionContext, createScheduledController, waitOnExecutionConte
 import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { expect, vi } from "vitest";
-import { queryRows } from "../../src/adapters/db/client.ts";
 import type { createApp } from "../../src/app.ts";
+import { queryRows } from "../../src/db/client.ts";
 import type { Env } from "../../src/env.ts";
 import type { Snapshot } from "../../src/flags/model.ts";
 import { KV_SNAPSHOT_KEY, KV_VERSION_KEY } from "../../src/flags/snapshot-cache.ts";

@@ -5,9 +5,9 @@ import { createExecutionContext, runInDurableObject, waitOnExecutionContext } fr
 import { neonConfig } from "@neondatabase/serverless";
 import { sql } from "drizzle-orm";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { queryRows } from "../../src/adapters/db/client.ts";
 import { createApp } from "../../src/app.ts";
 import { sha256Hex } from "../../src/auth/crypto.ts";
+import { queryRows } from "../../src/db/client.ts";
 import { ApiError } from "../../src/errors.ts";
 import { evaluate } from "../../src/flags/evaluate.ts";
 import { EXPOSURE_INDEX, flushExposures } from "../../src/flags/exposures.ts";

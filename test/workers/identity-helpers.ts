@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
-import { createDb } from "../../src/adapters/db/client.ts";
 import { createApp } from "../../src/app.ts";
+import { createDb } from "../../src/db/client.ts";
 import { loadConfig } from "../../src/env.ts";
 import { serve } from "./harness.ts";
 

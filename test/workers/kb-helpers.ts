@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
-import { documents } from "../../src/adapters/db/schema/kb.ts";
+import { documents } from "../../src/db/schema/kb.ts";
 import { ingestDocument } from "../../src/kb/ingest.ts";
 import { serve } from "./harness.ts";
 import { app, config, db } from "./identity-helpers.ts";

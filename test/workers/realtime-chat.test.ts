@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { Database } from "../../src/adapters/db/client.ts";
+import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
 import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/realtime/credential.ts";
 import { serve } from "./harness.ts";

@@ -1,12 +1,12 @@
 import { env } from "cloudflare:workers";
 import { inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { createRedis } from "../../src/adapters/cache/redis.ts";
-import { createDb } from "../../src/adapters/db/client.ts";
-import { revokedTokens } from "../../src/adapters/db/schema/identity.ts";
 import type { RevocationList } from "../../src/auth/revocation/port.ts";
 import { postgresRevocationList, purgeExpiredRevocations } from "../../src/auth/revocation/postgres.ts";
 import { redisRevocationList } from "../../src/auth/revocation/redis.ts";
+import { createRedis } from "../../src/cache/redis.ts";
+import { createDb } from "../../src/db/client.ts";
+import { revokedTokens } from "../../src/db/schema/identity.ts";
 import { loadConfig } from "../../src/env.ts";
 import { stack } from "./harness.ts";
 

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
-import { createDb } from "../../src/adapters/db/client.ts";
-import { chunks, documents } from "../../src/adapters/db/schema/kb.ts";
+import { createDb } from "../../src/db/client.ts";
+import { chunks, documents } from "../../src/db/schema/kb.ts";
 import { loadConfig } from "../../src/env.ts";
 import { isTransient, UpstreamError } from "../../src/errors.ts";
 import { createVectorStore } from "../../src/kb/vectors/index.ts";

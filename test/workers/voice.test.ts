@@ -2,7 +2,7 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import type { Database } from "../../src/adapters/db/client.ts";
+import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
 import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/realtime/credential.ts";
 import { OPERATOR_TOKEN, serve } from "./harness.ts";

@@ -1,6 +1,6 @@
-import { createRedis } from "../../adapters/cache/redis.ts";
-import { createDb } from "../../adapters/db/client.ts";
+import { createRedis } from "../../cache/redis.ts";
 import type { Config } from "../../config.ts";
+import { createDb } from "../../db/client.ts";
 import type { RevocationList } from "./port.ts";
 import { postgresRevocationList } from "./postgres.ts";
 import { redisRevocationList } from "./redis.ts";

@@ -1,6 +1,6 @@
 import { and, eq, gt, lte } from "drizzle-orm";
-import type { Database } from "../../adapters/db/client.ts";
-import { revokedTokens } from "../../adapters/db/schema/identity.ts";
+import type { Database } from "../../db/client.ts";
+import { revokedTokens } from "../../db/schema/identity.ts";
 import type { RevocationList } from "./port.ts";
 
 /** Postgres, when no Redis is configured: rows past expiry are ignored, and purged by purgeExpired. */

@@ -1,5 +1,5 @@
-import { createDb, type Database } from "../../adapters/db/client.ts";
 import type { Config } from "../../config.ts";
+import { createDb, type Database } from "../../db/client.ts";
 import { pgvectorStore } from "./pgvector.ts";
 import type { VectorStore } from "./port.ts";
 import { qdrantStore } from "./qdrant.ts";

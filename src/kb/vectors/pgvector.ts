@@ -1,5 +1,5 @@
 import { type SQL, sql } from "drizzle-orm";
-import { type Database, postgresErrorCode, queryRows } from "../../adapters/db/client.ts";
+import { type Database, postgresErrorCode, queryRows } from "../../db/client.ts";
 import { assertFits, storedDimensionMismatch } from "./dimensions.ts";
 import { type VectorStore, VectorStoreUnavailable } from "./port.ts";
 

@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../../adapters/db/client.ts";
 import { exportMarkdown } from "../../conversations/export.ts";
 import {
   createConversation,
@@ -9,6 +8,7 @@ import {
   thread,
   updateConversation,
 } from "../../conversations/store.ts";
+import { createDb } from "../../db/client.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
 import { usageTotals } from "../../rag/usage.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";

@@ -1,9 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { createDb } from "../../adapters/db/client.ts";
 import type { AppEnv } from "../../app-env.ts";
 import { listMessages, messageVersions, ownConversation } from "../../conversations/store.ts";
 import { editMessage, regenerate, sendMessage, type TurnContext, type TurnEvent } from "../../conversations/turns.ts";
+import { createDb } from "../../db/client.ts";
 import { ApiError } from "../../errors.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
 import { AnswerSchema, answerFailure, answerJson, sseResponse, streamAnswer, wantsStream } from "../answer-wire.ts";

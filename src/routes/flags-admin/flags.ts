@@ -2,8 +2,8 @@
 // (strategies, variants, dependencies, schedule). Every write goes through the one writer (src/flags/store.ts).
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { createDb } from "../../adapters/db/client.ts";
 import type { AppEnv } from "../../app-env.ts";
+import { createDb } from "../../db/client.ts";
 import { ApiError } from "../../errors.ts";
 import { createFlag, definitionOf, deleteFlag, type Precondition, updateFlag } from "../../flags/admin.ts";
 import type { FlagDefinition } from "../../flags/model.ts";

@@ -1,6 +1,6 @@
 // A flag over time: its changes and its exposures, for any key the platform has known.
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../../adapters/db/client.ts";
+import { createDb } from "../../db/client.ts";
 import { flagExposures, flagHistory } from "../../flags/history.ts";
 import { requireAdminOrViewer } from "../../middleware/auth.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";

@@ -1,6 +1,6 @@
 // Import and export of the whole rule set as an Unleash client-API document.
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../../adapters/db/client.ts";
+import { createDb } from "../../db/client.ts";
 import { importFeatures } from "../../flags/import.ts";
 import { ClientFeaturesSchema, ImportDocumentSchema } from "../../flags/schema.ts";
 import { exportFeatures } from "../../flags/store.ts";

@@ -1,6 +1,6 @@
 // Per-user overrides of a flag, and the cleanup of expired ones.
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../../adapters/db/client.ts";
+import { createDb } from "../../db/client.ts";
 import { listOverrides, removeExpiredOverrides, removeOverride, setOverrides } from "../../flags/admin.ts";
 import { BulkOverrideInput, identifier, OverrideInput } from "../../flags/schema.ts";
 import { requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";

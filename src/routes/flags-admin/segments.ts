@@ -1,6 +1,6 @@
 // Segments: reusable constraint sets that strategies refer to by id.
 import { createRoute, z } from "@hono/zod-openapi";
-import { createDb } from "../../adapters/db/client.ts";
+import { createDb } from "../../db/client.ts";
 import { deleteSegment, saveSegment } from "../../flags/admin.ts";
 import { SegmentInput } from "../../flags/schema.ts";
 import { listSegments } from "../../flags/store.ts";

@@ -3,10 +3,10 @@ import type { SQL } from "drizzle-orm";
 import { drizzle as drizzleHttp } from "drizzle-orm/neon-http";
 import { drizzle as drizzlePool } from "drizzle-orm/neon-serverless";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
-import type { Config } from "../../config.ts";
-import { describeError } from "../../observability/errors.ts";
-import { log } from "../../observability/log.ts";
-import { tracedFetch } from "../../observability/outbound.ts";
+import type { Config } from "../config.ts";
+import { describeError } from "../observability/errors.ts";
+import { log } from "../observability/log.ts";
+import { tracedFetch } from "../observability/outbound.ts";
 import * as schema from "./schema/index.ts";
 
 const QUERY_TIMEOUT_MS = 15_000;

@@ -1,6 +1,6 @@
 import { Redis } from "@upstash/redis/cloudflare";
-import type { Config } from "../../config.ts";
-import { backoffMs, traceHeaders } from "../../observability/outbound.ts";
+import type { Config } from "../config.ts";
+import { backoffMs, traceHeaders } from "../observability/outbound.ts";
 
 const REDIS_TIMEOUT_MS = 2_000;
 

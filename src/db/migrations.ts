@@ -1,4 +1,4 @@
-import journal from "../../../migrations/meta/_journal.json";
+import journal from "../../migrations/meta/_journal.json";
 import { postgresErrorCode, type Sql } from "./client.ts";
 
 /** Migrations bundled with this build, in order (drizzle-kit's journal). */

@@ -15,7 +15,7 @@ import {
   timestamp,
   uuid,
 } from "drizzle-orm/pg-core";
-import type { Constraint, FlagDefinition, JsonValue } from "../../../flags/model.ts";
+import type { Constraint, FlagDefinition, JsonValue } from "../../flags/model.ts";
 import { users } from "./identity.ts";
 
 /** One row: the rule-set version. Every flag write locks it, bumps it and writes its change under it. */
