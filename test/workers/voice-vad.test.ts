@@ -1,15 +1,5 @@
 import { describe, expect, inject, it } from "vitest";
-import {
-  type AudioFormat,
-  bytesForMs,
-  decodeAudioPayload,
-  decodeBase64,
-  encodeBase64,
-  fromInt16,
-  PCM24K,
-  PCMU,
-  parseAudioFormat,
-} from "../../src/voice/audio.ts";
+import { type AudioFormat, decodeAudioPayload } from "../../src/voice/audio.ts";
 import {
   DEFAULT_SERVER_VAD,
   EnergyVad,
@@ -20,6 +10,7 @@ import {
   vadLevels,
 } from "../../src/voice/vad.ts";
 import type { VoiceFixture } from "../provided.ts";
+import { bytesForMs, decodeBase64, encodeBase64, fromInt16, PCM24K, PCMU } from "./audio-helpers.ts";
 
 const { voiceFixtures, voiceFixturesMissing } = inject("stack");
 const TOLERANCE_MS = 100;
@@ -233,7 +224,7 @@ describe.skipIf(!voiceFixtures)(`energy VAD on espeak-ng speech${reason}`, () =>
   const fixtures = voiceFixtures?.fixtures ?? [];
   const fixture = (name: string) => fixtures.find((f) => f.name === name) as VoiceFixture;
   const run = (f: VoiceFixture, config: Partial<ServerVadConfig> = {}) =>
-    stream(decodeBase64(f.audio), parseAudioFormat(f.format), config).events;
+    stream(decodeBase64(f.audio), f.format, config).events;
 
   for (const f of fixtures) {
     if (f.name === "two-sentences") continue;
