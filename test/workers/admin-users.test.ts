@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { auditFor, call, db, freshIp, PASSWORD, signedInUser } from "./identity-helpers.ts";
+import { call } from "./harness.ts";
+import { auditFor, db, freshIp, PASSWORD, signedInUser } from "./identity-helpers.ts";
 
 describe("admin user management", () => {
   it("lists and searches users with pagination and a total (admin and viewer)", async () => {

@@ -1,5 +1,4 @@
-import { serve, stack } from "./harness.ts";
-import { app } from "./identity-helpers.ts";
+import { stack } from "./harness.ts";
 
 export interface SseEvent {
   event: string;
@@ -24,29 +23,6 @@ export const withOpenAi = (extra: Record<string, string> = {}) => ({
   OPENAI_BASE_URL: `${stack().openaiUrl}/v1`,
   ...extra,
 });
-
-/** A JSON POST (or any method) with optional binding overrides; returns the raw Response. */
-export function post(
-  path: string,
-  token: string,
-  json: unknown,
-  options: { overrides?: Record<string, unknown>; method?: string; accept?: string } = {},
-) {
-  return serve(
-    app,
-    path,
-    {
-      method: options.method ?? "POST",
-      headers: {
-        authorization: `Bearer ${token}`,
-        "content-type": "application/json",
-        ...(options.accept ? { accept: options.accept } : {}),
-      },
-      body: JSON.stringify(json),
-    },
-    options.overrides,
-  );
-}
 
 /** Requests the OpenAI stand-in received whose body contains `text`. */
 export async function upstreamRequests(text: string): Promise<{ body: Record<string, unknown>; aborted: boolean }[]> {

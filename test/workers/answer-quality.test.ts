@@ -4,7 +4,7 @@ import { type AskedQuestion, figuresOf, judge, type Verdict } from "../../bench/
 import { NOT_IN_KNOWLEDGE_BASE } from "../../src/llm/local-composer.ts";
 import { sampleQuestions } from "../fixtures/kb/questions.ts";
 import { samples } from "../fixtures/kb/samples.ts";
-import { post } from "./answer-helpers.ts";
+import { callRaw } from "./harness.ts";
 import { db, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { documentRow, ingestNow, upload } from "./kb-helpers.ts";
 
@@ -42,10 +42,9 @@ beforeAll(async () => {
   )) as unknown as { rows: { id: string; text: string }[] };
   for (const row of rows.rows) chunkTexts.set(row.id, row.text);
   for (const question of sampleQuestions) {
-    const res = await post("/api/rag/query", user.access, {
-      query: question.question,
-      filters: { document_ids: documentIds },
-      stream: false,
+    const res = await callRaw("POST", "/api/rag/query", {
+      token: user.access,
+      json: { query: question.question, filters: { document_ids: documentIds }, stream: false },
     });
     const body = await res.json<{ content: string; citations: { chunk_id: string }[] }>();
     const asked = {

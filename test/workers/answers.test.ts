@@ -1,7 +1,8 @@
 import { sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { NOT_IN_KNOWLEDGE_BASE } from "../../src/llm/local-composer.ts";
-import { parseSse, post, upstreamRequests, withOpenAi } from "./answer-helpers.ts";
+import { parseSse, upstreamRequests, withOpenAi } from "./answer-helpers.ts";
+import { type CallOptions, callRaw } from "./harness.ts";
 import { db, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
 
@@ -15,8 +16,8 @@ let admin: TestUser;
 let user: TestUser;
 const chunkTexts = new Map<string, string>();
 
-const ask = (json: Record<string, unknown>, options: Parameters<typeof post>[3] = {}) =>
-  post("/api/rag/query", user.access, { filters, ...json }, options);
+const ask = (json: Record<string, unknown>, options: CallOptions = {}) =>
+  callRaw("POST", "/api/rag/query", { ...options, token: user.access, json: { filters, ...json } });
 
 beforeAll(async () => {
   admin = await signedInUser("admin");
@@ -80,14 +81,18 @@ describe("POST /api/rag/query with the local composer (no OpenAI key)", () => {
   });
 
   it("refuses bad input with 422 naming the field", async () => {
-    const res = await post("/api/rag/query", user.access, { query: "  " });
+    const res = await callRaw("POST", "/api/rag/query", { token: user.access, json: { query: "  " } });
     expect(res.status).toBe(422);
     expect((await res.json<{ errors: { field: string }[] }>()).errors[0]?.field).toBe("body.query");
-    expect((await post("/api/rag/query", user.access, { query: "x", top: 3 })).status).toBe(422);
+    expect((await callRaw("POST", "/api/rag/query", { token: user.access, json: { query: "x", top: 3 } })).status).toBe(
+      422,
+    );
   });
 
   it("needs a signed-in caller", async () => {
-    expect((await post("/api/rag/query", "not-a-token", { query: "insulin" })).status).toBe(401);
+    expect((await callRaw("POST", "/api/rag/query", { token: "not-a-token", json: { query: "insulin" } })).status).toBe(
+      401,
+    );
   });
 });
 

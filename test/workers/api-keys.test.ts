@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { call, db, signedInUser } from "./identity-helpers.ts";
+import { call } from "./harness.ts";
+import { db, signedInUser } from "./identity-helpers.ts";
 
 describe("API keys", () => {
   it("creates a key shown once, prefixed va_k_, stored hashed; it authenticates via X-API-Key", async () => {

@@ -1,7 +1,8 @@
 import { sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { signAccessToken } from "../../src/auth/jwt.ts";
-import { auditFor, call, config, db, freshIp, PASSWORD, signedInUser, uniqueEmail } from "./identity-helpers.ts";
+import { call } from "./harness.ts";
+import { auditFor, config, db, freshIp, PASSWORD, signedInUser, uniqueEmail } from "./identity-helpers.ts";
 
 describe("POST /api/auth/register", () => {
   it("creates a user, trimming and lowercasing the email, with no password fields", async () => {

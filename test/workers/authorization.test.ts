@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { serve } from "./harness.ts";
-import { app, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { app, serve } from "./harness.ts";
+import { signedInUser, type TestUser } from "./identity-helpers.ts";
 
 // Who may call what, generated from /openapi.json: a new route is covered without anyone writing a test.
 // Authorisation runs before validation and lookups, so a fake id and no body are enough to see the refusal.

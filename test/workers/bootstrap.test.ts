@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, db, freshIp, PASSWORD, uniqueEmail } from "./identity-helpers.ts";
+import { call } from "./harness.ts";
+import { db, freshIp, PASSWORD, uniqueEmail } from "./identity-helpers.ts";
 
 const TOKEN = "test-bootstrap-token-0123456789abcdef";
 let hidden: string[] = [];

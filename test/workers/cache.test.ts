@@ -8,8 +8,8 @@ import type { VectorStore } from "../../src/kb/vectors/port.ts";
 import { hybridSearch } from "../../src/rag/search.ts";
 import { cachedEmbedder } from "../../src/rag/search-cache.ts";
 import { sleep } from "../../src/sleep.ts";
-import { stack } from "./harness.ts";
-import { call, config, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { call, stack } from "./harness.ts";
+import { config, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { ingestNow, upload } from "./kb-helpers.ts";
 
 const hasRedis = stack().redis;

@@ -1,7 +1,8 @@
 import { sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseSse, post, upstreamRequests, withOpenAi } from "./answer-helpers.ts";
-import { call, db, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { parseSse, upstreamRequests, withOpenAi } from "./answer-helpers.ts";
+import { call, callRaw } from "./harness.ts";
+import { db, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
@@ -23,7 +24,7 @@ const create = async (owner: TestUser, json: Json = {}) => {
 };
 
 const send = (owner: TestUser, id: string, json: Json, overrides?: Record<string, unknown>) =>
-  post(`/api/conversations/${id}/messages`, owner.access, { filters, ...json }, { overrides });
+  callRaw("POST", `/api/conversations/${id}/messages`, { token: owner.access, json: { filters, ...json }, overrides });
 
 const rows = async (query: ReturnType<typeof sql>) => ((await db.execute(query)) as unknown as { rows: Json[] }).rows;
 
@@ -144,7 +145,10 @@ describe("conversations: sending messages", () => {
     expect(replayed.answer.content).toBe(first.answer.content);
     const streamed = parseSse(
       await (
-        await post(`/api/conversations/${conversation.id}/messages`, alice.access, { ...json, stream: true })
+        await callRaw("POST", `/api/conversations/${conversation.id}/messages`, {
+          token: alice.access,
+          json: { ...json, stream: true },
+        })
       ).text(),
     );
     expect(streamed.at(-1)?.data).toMatchObject({ replayed: true, content: first.answer.content });
@@ -219,11 +223,9 @@ describe("conversations: sending messages", () => {
 
   it("streams a conversation turn: user_message, deltas, citations, done with the stored message", async () => {
     const conversation = await create(alice);
-    const res = await post(`/api/conversations/${conversation.id}/messages`, alice.access, {
-      content: `salbutamol asthma ${WORD}`,
-      client_message_id: "s-1",
-      filters,
-      stream: true,
+    const res = await callRaw("POST", `/api/conversations/${conversation.id}/messages`, {
+      token: alice.access,
+      json: { content: `salbutamol asthma ${WORD}`, client_message_id: "s-1", filters, stream: true },
     });
     const events = parseSse(await res.text());
     expect(events[0]?.event).toBe("user_message");
@@ -241,10 +243,10 @@ describe("conversations: edit, regenerate, versions and export", () => {
     ).json<Json>();
     await send(alice, conversation.id, { content: `asthma ${WORD}`, client_message_id: "v-2" });
 
-    const regenerated = await post(
+    const regenerated = await callRaw(
+      "POST",
       `/api/conversations/${conversation.id}/messages/${one.assistant_message.id}/regenerate`,
-      alice.access,
-      { filters },
+      { token: alice.access, json: { filters } },
     );
     expect(regenerated.status).toBe(201);
     const again = await regenerated.json<Json>();
@@ -259,12 +261,10 @@ describe("conversations: edit, regenerate, versions and export", () => {
       [2, true],
     ]);
 
-    const edited = await post(
-      `/api/conversations/${conversation.id}/messages/${one.user_message.id}`,
-      alice.access,
-      { content: `asthma ${WORD} in children`, client_message_id: "v-3", filters },
-      { method: "PATCH" },
-    );
+    const edited = await callRaw("PATCH", `/api/conversations/${conversation.id}/messages/${one.user_message.id}`, {
+      token: alice.access,
+      json: { content: `asthma ${WORD} in children`, client_message_id: "v-3", filters },
+    });
     expect(edited.status).toBe(201);
     const edit = await edited.json<Json>();
     expect(edit.user_message).toMatchObject({ turn: 1, version: 2, content: `asthma ${WORD} in children` });
@@ -289,7 +289,7 @@ describe("conversations: edit, regenerate, versions and export", () => {
   it("exports the thread as Markdown with each answer's sources", async () => {
     const conversation = await create(alice, { title: "Export me" });
     await send(alice, conversation.id, { content: `anaphylaxis ${WORD} adrenaline`, client_message_id: "e-1" });
-    const res = await post(`/api/conversations/${conversation.id}/export`, alice.access, undefined, { method: "GET" });
+    const res = await callRaw("GET", `/api/conversations/${conversation.id}/export`, { token: alice.access });
     expect(res.headers.get("content-type")).toContain("text/markdown");
     const markdown = await res.text();
     expect(markdown).toMatch(/^# Export me\n/);

@@ -1,18 +1,17 @@
 // Helpers for the feature-flag suites: admin writes through the API, the rule-set version in Postgres and KV,
-// requests with binding overrides, a KV that fails, a reader of the change stream and a runner for one cron job.
+// a KV that fails, a reader of the change stream and a runner for one cron job.
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { expect, vi } from "vitest";
-import type { createApp } from "../../src/app.ts";
 import { queryRows } from "../../src/db/client.ts";
 import type { Env } from "../../src/env.ts";
 import type { Snapshot } from "../../src/flags/model.ts";
 import { KV_SNAPSHOT_KEY, KV_VERSION_KEY } from "../../src/flags/snapshot-cache.ts";
 import { type CronJob, type CronTable, runCron } from "../../src/jobs/cron.ts";
 import { cronJobs } from "../../src/jobs/schedule.ts";
-import { serve } from "./harness.ts";
-import { db, app as defaultApp } from "./identity-helpers.ts";
+import { type CallOptions, type CallResult, call, callRaw } from "./harness.ts";
+import { db } from "./identity-helpers.ts";
 
 export const workerEnv = env as unknown as Env;
 
@@ -20,62 +19,31 @@ export const workerEnv = env as unknown as Env;
 export const uniqueFlagKey = (tag: string) => `rt.${tag}.${crypto.randomUUID().slice(0, 8)}`;
 export const flagPath = (key: string, rest = "") => `/api/admin/flags/${encodeURIComponent(key)}${rest}`;
 
-export interface RequestOptions {
-  json?: unknown;
-  token?: string;
-  headers?: Record<string, string>;
-  /** Binding and variable overrides (they reach the Worker code, not Durable Objects). */
-  overrides?: Partial<Record<string, unknown>>;
-  app?: ReturnType<typeof createApp>;
-}
-
-/** One request through the app (waiting for its waitUntil work), with an optional env override. */
-export async function request(method: string, path: string, options: RequestOptions = {}) {
-  const headers: Record<string, string> = { "cf-connecting-ip": "203.0.113.9", ...options.headers };
-  if (options.json !== undefined) headers["content-type"] = "application/json";
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
-  const res = await serve(
-    options.app ?? defaultApp,
-    path,
-    { method, headers, ...(options.json !== undefined ? { body: JSON.stringify(options.json) } : {}) },
-    options.overrides,
-  );
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = text;
-  }
-  // biome-ignore lint/suspicious/noExplicitAny: assertions read arbitrary JSON
-  return { status: res.status, headers: res.headers, body: body as any };
-}
-
-async function expectStatus(res: Awaited<ReturnType<typeof request>>, status: number, what: string) {
+async function expectStatus(res: CallResult, status: number, what: string) {
   if (res.status !== status) throw new Error(`${what} failed: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
 }
 
 /** POST /api/admin/flags; throws unless 201. */
 export async function createFlag(adminToken: string, body: Record<string, unknown>) {
-  return expectStatus(await request("POST", "/api/admin/flags", { token: adminToken, json: body }), 201, "create flag");
+  return expectStatus(await call("POST", "/api/admin/flags", { token: adminToken, json: body }), 201, "create flag");
 }
 
 /** POST /api/admin/flags/{key}/toggle; throws unless 200. */
 export async function toggleFlag(adminToken: string, key: string, enabled?: boolean) {
   const json = enabled === undefined ? {} : { enabled };
-  return expectStatus(await request("POST", flagPath(key, "/toggle"), { token: adminToken, json }), 200, "toggle");
+  return expectStatus(await call("POST", flagPath(key, "/toggle"), { token: adminToken, json }), 200, "toggle");
 }
 
 /** PUT /api/admin/flags/{key}/overrides/{userId}; throws unless 200. */
 export async function setOverride(adminToken: string, key: string, userId: string, body: Record<string, unknown>) {
   const path = flagPath(key, `/overrides/${encodeURIComponent(userId)}`);
-  return expectStatus(await request("PUT", path, { token: adminToken, json: body }), 200, "set override");
+  return expectStatus(await call("PUT", path, { token: adminToken, json: body }), 200, "set override");
 }
 
 /** POST /api/flags/evaluate for the caller. */
-export const evaluateFor = (token: string, context: Record<string, unknown> = {}, options: RequestOptions = {}) =>
-  request("POST", "/api/flags/evaluate", { ...options, token, json: { context } });
+export const evaluateFor = (token: string, context: Record<string, unknown> = {}, options: CallOptions = {}) =>
+  call("POST", "/api/flags/evaluate", { ...options, token, json: { context } });
 
 /** The rule-set version in Postgres (flag_state). */
 export async function ruleSetVersion(): Promise<number> {
@@ -213,9 +181,7 @@ function parseFrame(frame: string): SseEvent | undefined {
 
 /** Opens GET /api/flags/stream; the caller must close() the reader it returns. */
 export async function openStream(token: string | undefined, headers: Record<string, string> = {}) {
-  const res = await serve(defaultApp, "/api/flags/stream", {
-    headers: { "cf-connecting-ip": "203.0.113.9", ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
-  });
+  const res = await callRaw("GET", "/api/flags/stream", { token, headers });
   return new EventReader(res);
 }
 

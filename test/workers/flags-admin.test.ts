@@ -4,7 +4,8 @@ import constraintsSpec from "@unleash/client-specification/specifications/09-str
 import globalSpec from "@unleash/client-specification/specifications/15-global-constraints.json";
 import { sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
-import { auditFor, call, db, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { call } from "./harness.ts";
+import { auditFor, db, signedInUser, type TestUser } from "./identity-helpers.ts";
 
 let admin: TestUser;
 let otherAdmin: TestUser;

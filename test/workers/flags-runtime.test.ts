@@ -36,7 +36,6 @@ import {
   flagPath,
   kvState,
   openStream,
-  request,
   ruleSetVersion,
   runCronJob,
   setOverride,
@@ -44,7 +43,7 @@ import {
   uniqueFlagKey,
   workerEnv,
 } from "./flag-helpers.ts";
-import { OPERATOR_TOKEN } from "./harness.ts";
+import { call, OPERATOR_TOKEN } from "./harness.ts";
 import { config, db, signedInUser, type TestUser } from "./identity-helpers.ts";
 
 let admin: TestUser;
@@ -99,7 +98,7 @@ function unreachableFlagTables() {
 
 /** A counter's value in the Prometheus exposition of GET /metrics (0 when not yet recorded). */
 async function metricValue(series: string): Promise<number> {
-  const res = await request("GET", "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
+  const res = await call("GET", "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
   const line = String(res.body)
     .split("\n")
     .find((l) => l.startsWith(`${series} `));
@@ -113,7 +112,7 @@ const emptyKv = async () => {
 
 describe("POST /api/flags/evaluate", () => {
   it("refuses a caller without a token (401 problem)", async () => {
-    const res = await request("POST", "/api/flags/evaluate", { json: { context: {} } });
+    const res = await call("POST", "/api/flags/evaluate", { json: { context: {} } });
     expect(res.status).toBe(401);
     expect(res.headers.get("content-type")).toContain("application/problem+json");
     expect(res.body.code).toBe("UNAUTHORIZED");
@@ -281,7 +280,7 @@ describe("outages", () => {
   it("keeps evaluating for signed-in callers while the whole database is down (token-only sign-in, 503 for API keys)", async () => {
     const key = uniqueFlagKey("db-down");
     await createFlag(admin.access, { key, enabled: true });
-    const keyRes = await request("POST", "/api/users/me/api-keys", { token: bob.access, json: { name: "flags" } });
+    const keyRes = await call("POST", "/api/users/me/api-keys", { token: bob.access, json: { name: "flags" } });
     expect(keyRes.status).toBe(201);
     forgetFlagCallers();
     const original = neonConfig.fetchFunction as (url: string, init: RequestInit) => Promise<Response>;
@@ -290,7 +289,7 @@ describe("outages", () => {
       const res = await evaluateFor(bob.access, {});
       expect(res.status).toBe(200);
       expect(res.body.flags[key].enabled).toBe(true);
-      const byKey = await request("POST", "/api/flags/evaluate", {
+      const byKey = await call("POST", "/api/flags/evaluate", {
         headers: { "x-api-key": (keyRes.body as { key: string }).key },
         json: { context: {} },
       });
@@ -403,7 +402,7 @@ describe("outages", () => {
 
 describe("GET /api/flags/stream", () => {
   it("refuses a caller without a token (401)", async () => {
-    const res = await request("GET", "/api/flags/stream");
+    const res = await call("GET", "/api/flags/stream");
     expect(res.status).toBe(401);
     expect(res.body.code).toBe("UNAUTHORIZED");
   });
@@ -472,7 +471,7 @@ describe("GET /api/flags/stream", () => {
     const seen = await ruleSetVersion();
     await setOverride(admin.access, key, alice.id, { value: true, reason: "alice's beta" });
     await setOverride(admin.access, key, bob.id, { value: true, reason: "bob's beta" });
-    const segment = await request("POST", "/api/admin/flags/segments", {
+    const segment = await call("POST", "/api/admin/flags/segments", {
       token: admin.access,
       json: { name: "alice's cohort", constraints: [{ contextName: "userId", operator: "IN", values: [alice.id] }] },
     });
@@ -542,7 +541,7 @@ describe("GET /api/flags/stream", () => {
 describe("ended sessions on the flag routes", () => {
   const evaluates = async (credential: { token?: string; apiKey?: string }) =>
     (
-      await request("POST", "/api/flags/evaluate", {
+      await call("POST", "/api/flags/evaluate", {
         token: credential.token,
         headers: credential.apiKey ? { "x-api-key": credential.apiKey } : {},
         json: { context: {} },
@@ -561,18 +560,18 @@ describe("ended sessions on the flag routes", () => {
     const user = await signedInUser("user");
     await refusedAtOnce(
       { token: user.access },
-      async () => (await request("POST", "/api/auth/logout", { token: user.access })).status,
+      async () => (await call("POST", "/api/auth/logout", { token: user.access })).status,
     );
 
     const other = await signedInUser("user");
-    const second = await request("POST", "/api/auth/login", {
+    const second = await call("POST", "/api/auth/login", {
       json: { email: other.email, password: other.password },
       headers: { "cf-connecting-ip": "198.51.100.77" },
     });
     const path = `/api/auth/sessions/${sessionOf(other.access)}`;
     await refusedAtOnce(
       { token: other.access },
-      async () => (await request("DELETE", path, { token: second.body.access_token })).status,
+      async () => (await call("DELETE", path, { token: second.body.access_token })).status,
     );
   });
 
@@ -580,14 +579,13 @@ describe("ended sessions on the flag routes", () => {
     const [deactivated, promoted, deleted] = await Promise.all([signedInUser(), signedInUser(), signedInUser()]);
     await refusedAtOnce(
       { token: deactivated.access },
-      async () =>
-        (await request("POST", `/api/admin/users/${deactivated.id}/deactivate`, { token: admin.access })).status,
+      async () => (await call("POST", `/api/admin/users/${deactivated.id}/deactivate`, { token: admin.access })).status,
     );
     await refusedAtOnce(
       { token: promoted.access },
       async () =>
         (
-          await request("PATCH", `/api/admin/users/${promoted.id}/role`, {
+          await call("PATCH", `/api/admin/users/${promoted.id}/role`, {
             token: admin.access,
             json: { role: "viewer" },
           })
@@ -595,7 +593,7 @@ describe("ended sessions on the flag routes", () => {
     );
     await refusedAtOnce(
       { token: deleted.access },
-      async () => (await request("DELETE", `/api/admin/users/${deleted.id}`, { token: admin.access })).status,
+      async () => (await call("DELETE", `/api/admin/users/${deleted.id}`, { token: admin.access })).status,
     );
   });
 
@@ -605,37 +603,36 @@ describe("ended sessions on the flag routes", () => {
       { token: changed.access },
       async () =>
         (
-          await request("POST", "/api/users/me/change-password", {
+          await call("POST", "/api/users/me/change-password", {
             token: changed.access,
             json: { current_password: changed.password, new_password: "Quartz-Meadow-Falcon-97" },
           })
         ).status,
     );
     await refusedAtOnce({ token: reset.access }, async () => {
-      const issued = await request("POST", `/api/admin/users/${reset.id}/password-reset`, { token: admin.access });
+      const issued = await call("POST", `/api/admin/users/${reset.id}/password-reset`, { token: admin.access });
       const token = issued.body.reset_token;
       return (
-        await request("POST", "/api/auth/password-reset", { json: { token, new_password: "Quartz-Meadow-Falcon-98" } })
+        await call("POST", "/api/auth/password-reset", { json: { token, new_password: "Quartz-Meadow-Falcon-98" } })
       ).status;
     });
-    const created = await request("POST", "/api/users/me/api-keys", { token: keyed.access, json: { name: "flags" } });
+    const created = await call("POST", "/api/users/me/api-keys", { token: keyed.access, json: { name: "flags" } });
     await refusedAtOnce(
       { apiKey: created.body.key },
-      async () =>
-        (await request("DELETE", `/api/users/me/api-keys/${created.body.id}`, { token: keyed.access })).status,
+      async () => (await call("DELETE", `/api/users/me/api-keys/${created.body.id}`, { token: keyed.access })).status,
     );
   });
 
   it("a refresh token replayed after its grace window ends its session at once", async () => {
     const user = await signedInUser();
-    const rotated = await request("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh } });
+    const rotated = await call("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh } });
     expect(rotated.status).toBe(200);
     expect(await evaluates({ token: rotated.body.access_token })).toBe(200);
     // As if the spent token were presented again a minute later (past REFRESH_REUSE_GRACE_SECONDS).
     await db.execute(
       sql`update refresh_tokens set used_at = now() - interval '1 minute' where token_hash = ${await sha256Hex(user.refresh)}`,
     );
-    expect((await request("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh } })).status).toBe(401);
+    expect((await call("POST", "/api/auth/refresh", { json: { refresh_token: user.refresh } })).status).toBe(401);
     expect(await evaluates({ token: rotated.body.access_token })).toBe(401);
   });
 
@@ -678,12 +675,12 @@ describe("ended sessions on the flag routes", () => {
       return () => undefined;
     });
     const owner = await signedInUser("admin");
-    const created = await request("POST", "/api/users/me/api-keys", { token: owner.access, json: { name: "console" } });
+    const created = await call("POST", "/api/users/me/api-keys", { token: owner.access, json: { name: "console" } });
     expect(created.status).toBe(201);
     const stream = await openStream(undefined, { "x-api-key": created.body.key });
     try {
       expect((await stream.next()).event).toBe("hello");
-      const demoted = await request("PATCH", `/api/admin/users/${owner.id}/role`, {
+      const demoted = await call("PATCH", `/api/admin/users/${owner.id}/role`, {
         token: admin.access,
         json: { role: "user" },
       });
@@ -741,7 +738,7 @@ describe("exposures", () => {
 
     // Rate 0: nothing is recorded.
     expect((await evaluateFor(bob.access, {}, { overrides: { FLAGS_EXPOSURE_SAMPLE_RATE: "0" } })).status).toBe(200);
-    const gatedAtZero = await request("GET", "/__probe/exposed", {
+    const gatedAtZero = await call("GET", "/__probe/exposed", {
       app,
       token: bob.access,
       overrides: { FLAGS_EXPOSURE_SAMPLE_RATE: "0" },
@@ -786,7 +783,7 @@ describe("exposures", () => {
     for (const probe of probes) {
       const id = `rt-probe-${crypto.randomUUID()}`;
       const trace = crypto.randomUUID().replaceAll("-", "");
-      const gated = await request("GET", "/__probe/exposed", {
+      const gated = await call("GET", "/__probe/exposed", {
         app,
         token: probe.user.access,
         overrides: everything,
@@ -812,11 +809,11 @@ describe("exposures", () => {
       override: { sampled: overrideCount, estimated: overrideCount },
     };
     for (const reader of [admin, viewer]) {
-      const metrics = await request("GET", flagPath(key, "/metrics"), { token: reader.access });
+      const metrics = await call("GET", flagPath(key, "/metrics"), { token: reader.access });
       expect(metrics.status).toBe(200);
       expect(metrics.body).toMatchObject({ key, totals: variants, days: [{ day: today, variants }] });
     }
-    expect((await request("GET", flagPath(key, "/metrics"), { token: bob.access })).status).toBe(403);
+    expect((await call("GET", flagPath(key, "/metrics"), { token: bob.access })).status).toBe(403);
   });
 });
 
@@ -829,16 +826,16 @@ describe("requireFlag", () => {
     app.get("/__probe/gated", requireFlag(key), (c) => c.json({ served: true }));
     app.get("/__probe/missing", requireFlag(missing), (c) => c.json({ served: true }));
 
-    const off = await request("GET", "/__probe/gated", { app });
+    const off = await call("GET", "/__probe/gated", { app });
     expect(off.status).toBe(404);
     expect(off.headers.get("content-type")).toContain("application/problem+json");
     expect(off.body).toMatchObject({ status: 404, code: "NOT_FOUND" });
-    const absent = await request("GET", "/__probe/missing", { app });
+    const absent = await call("GET", "/__probe/missing", { app });
     expect(absent.status).toBe(404);
     expect(absent.body.code).toBe("NOT_FOUND");
 
     await toggleFlag(admin.access, key, true);
-    const on = await request("GET", "/__probe/gated", { app });
+    const on = await call("GET", "/__probe/gated", { app });
     expect(on.status).toBe(200);
     expect(on.body).toEqual({ served: true });
   });
@@ -854,11 +851,11 @@ describe("requireFlag", () => {
     app.get("/__probe/targeted", requireUser, requireFlag(key), (c) => c.json({ served: true }));
     app.get("/__probe/targeted-before-auth", requireFlag(key), requireUser, (c) => c.json({ served: true }));
 
-    expect((await request("GET", "/__probe/targeted", { app, token: alice.access })).status).toBe(200);
-    expect((await request("GET", "/__probe/targeted", { app, token: bob.access })).status).toBe(404);
-    expect((await request("GET", "/__probe/targeted", { app })).status).toBe(401);
+    expect((await call("GET", "/__probe/targeted", { app, token: alice.access })).status).toBe(200);
+    expect((await call("GET", "/__probe/targeted", { app, token: bob.access })).status).toBe(404);
+    expect((await call("GET", "/__probe/targeted", { app })).status).toBe(401);
     // Before sign-in nobody is known yet, so even Alice is not targeted.
-    expect((await request("GET", "/__probe/targeted-before-auth", { app, token: alice.access })).status).toBe(404);
+    expect((await call("GET", "/__probe/targeted-before-auth", { app, token: alice.access })).status).toBe(404);
   });
 });
 
@@ -900,7 +897,7 @@ describe("cron jobs", () => {
       insert into flag_overrides (flag_key, user_id, value, reason, expires_at)
       values (${key}, ${expired}, 'true'::jsonb, 'trial ended', now() - interval '1 hour')`);
     const listed = async () => {
-      const res = await request("GET", flagPath(key, "/overrides"), { token: viewer.access });
+      const res = await call("GET", flagPath(key, "/overrides"), { token: viewer.access });
       expect(res.status).toBe(200);
       return (res.body.items as { userId: string }[]).map((o) => o.userId).sort();
     };
@@ -919,7 +916,7 @@ describe("cron jobs", () => {
     const version = await ruleSetVersion();
     expect(version).toBeGreaterThan(before);
     expect((await kvState()).version).toBe(version);
-    const history = await request("GET", flagPath(key, "/history"), { token: viewer.access });
+    const history = await call("GET", flagPath(key, "/history"), { token: viewer.access });
     expect(history.body.items).toEqual(
       expect.arrayContaining([expect.objectContaining({ key: `${key}/${expired}`, action: "expired", actorId: null })]),
     );

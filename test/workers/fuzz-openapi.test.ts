@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { serve } from "./harness.ts";
-import { app, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { app, serve } from "./harness.ts";
+import { signedInUser, type TestUser } from "./identity-helpers.ts";
 
 // Every operation of /openapi.json, as an admin (who reaches the most code), with the input a careless or
 // hostile client sends: NUL characters, `null` and other non-object JSON, deep nesting, huge strings and

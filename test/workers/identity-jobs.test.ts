@@ -2,8 +2,8 @@ import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { cleanUpIdentity, recordIdentityGauges } from "../../src/auth/jobs.ts";
-import { OPERATOR_TOKEN, serve } from "./harness.ts";
-import { app, call, db, freshIp, PASSWORD, signedInUser } from "./identity-helpers.ts";
+import { app, call, OPERATOR_TOKEN, serve } from "./harness.ts";
+import { db, freshIp, PASSWORD, signedInUser } from "./identity-helpers.ts";
 
 const count = async (query: ReturnType<typeof sql>) =>
   ((await db.execute(query)) as unknown as { rows: { n: number }[] }).rows[0]?.n ?? -1;

@@ -2,8 +2,8 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { documents } from "../../src/db/schema/kb.ts";
 import { ingestDocument } from "../../src/kb/ingest.ts";
-import { serve } from "./harness.ts";
-import { app, config, db } from "./identity-helpers.ts";
+import { call } from "./harness.ts";
+import { config, db } from "./identity-helpers.ts";
 
 /** Uploads bytes as a multipart form, the way a browser or curl -F would. */
 export async function upload(
@@ -15,14 +15,7 @@ export async function upload(
   const form = new FormData();
   form.set("file", new File([file.bytes], file.name, { type: file.type ?? "application/octet-stream" }));
   for (const [k, v] of Object.entries(fields)) form.set(k, v);
-  const res = await serve(
-    app,
-    "/api/admin/kb/documents",
-    { method: "POST", body: form, headers: { authorization: `Bearer ${token}` } },
-    overrides,
-  );
-  // Parsed loosely, like `call` in identity-helpers: tests assert on the shape.
-  return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) };
+  return call("POST", "/api/admin/kb/documents", { body: form, token, overrides });
 }
 
 export const documentRow = async (id: string) => (await db.select().from(documents).where(eq(documents.id, id)))[0];

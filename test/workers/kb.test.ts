@@ -6,8 +6,8 @@ import { createVectorStore } from "../../src/kb/vectors/index.ts";
 import type { VectorStore } from "../../src/kb/vectors/port.ts";
 import { pdf, pdfTextString, withPdfInfo, zip } from "../fixtures/kb/generate.ts";
 import { samples } from "../fixtures/kb/samples.ts";
-import { serve, stack } from "./harness.ts";
-import { app, call, config, db, signedInUser } from "./identity-helpers.ts";
+import { app, call, serve, stack } from "./harness.ts";
+import { config, db, signedInUser } from "./identity-helpers.ts";
 import { documentRow, ingestNow, untilSettled, upload } from "./kb-helpers.ts";
 
 // Ingestion without pgvector indexes keywords only: suites that assert on vectors or ingest to the end skip

@@ -4,8 +4,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { Snapshot } from "../../src/flags/model.ts";
 import { forgetSnapshot, heldSnapshot, rememberSnapshot } from "../../src/flags/snapshot-cache.ts";
 import { ofrepRoutes } from "../../src/routes/ofrep.ts";
-import { serve } from "./harness.ts";
-import { app, call, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { app, call, serve } from "./harness.ts";
+import { signedInUser, type TestUser } from "./identity-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const key = (name: string) => `ofrep-${run}-${name}`;

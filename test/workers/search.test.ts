@@ -5,8 +5,8 @@ import { ingestDocument } from "../../src/kb/ingest.ts";
 import { createVectorStore } from "../../src/kb/vectors/index.ts";
 import type { VectorStore } from "../../src/kb/vectors/port.ts";
 import { hybridSearch } from "../../src/rag/search.ts";
-import { stack } from "./harness.ts";
-import { call, config, db, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { call, stack } from "./harness.ts";
+import { config, db, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { documentRow, upload } from "./kb-helpers.ts";
 
 const hasVector = stack().databaseHasVector;

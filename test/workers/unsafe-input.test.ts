@@ -1,8 +1,8 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { findUnsafeJson, MAX_JSON_DEPTH } from "../../src/input/unsafe.ts";
-import { received, serve, stack } from "./harness.ts";
-import { app, call, db, freshIp, PASSWORD, signedInUser, type TestUser, uniqueEmail } from "./identity-helpers.ts";
+import { app, call, received, serve, stack } from "./harness.ts";
+import { db, freshIp, PASSWORD, signedInUser, type TestUser, uniqueEmail } from "./identity-helpers.ts";
 
 const nested = (levels: number): unknown => {
   let value: unknown = "leaf";

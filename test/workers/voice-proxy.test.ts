@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { SEARCH_TOOL } from "../../src/voice/grounding.ts";
 import { MAX_AUDIO_BYTES } from "../../src/voice/openai-audio.ts";
-import { post, upstreamRequests, withOpenAi } from "./answer-helpers.ts";
-import { serve } from "./harness.ts";
-import { app, call, config, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { upstreamRequests, withOpenAi } from "./answer-helpers.ts";
+import { app, call, callRaw, serve } from "./harness.ts";
+import { config, signedInUser, type TestUser } from "./identity-helpers.ts";
 
 // OpenAI's audio endpoints through the app, the real openai SDK talking to the stand-in
 // (test/standins/openai.ts).
@@ -58,10 +58,10 @@ function transcribe(
 }
 
 const synthesize = (token: string, json: unknown, overrides: Record<string, unknown> = withOpenAi()) =>
-  post("/api/voice/synthesize", token, json, { overrides });
+  callRaw("POST", "/api/voice/synthesize", { token, json, overrides });
 
 const realtimeSession = (token: string, json: unknown, overrides: Record<string, unknown> = withOpenAi()) =>
-  post("/api/voice/realtime-session", token, json, { overrides });
+  callRaw("POST", "/api/voice/realtime-session", { token, json, overrides });
 
 interface SessionAudio {
   input: { transcription: { language: string }; turn_detection: { type: string; threshold: number } };
@@ -179,7 +179,11 @@ describe("POST /api/voice/transcribe", () => {
   });
 
   it("415 for a body that is not multipart, or a file that is not audio", async () => {
-    const json = await post("/api/voice/transcribe", user.access, { file: "x" }, { overrides: withOpenAi() });
+    const json = await callRaw("POST", "/api/voice/transcribe", {
+      token: user.access,
+      json: { file: "x" },
+      overrides: withOpenAi(),
+    });
     await expectProblem(json, 415, "UNSUPPORTED_MEDIA_TYPE");
     const text = await transcribe(user.access, { file: new File(["just some notes"], "notes.txt") });
     const body = await expectProblem(text, 415, "UNSUPPORTED_MEDIA_TYPE");

@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { stack } from "./harness.ts";
-import { call, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { call, stack } from "./harness.ts";
+import { signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
-import { bearer, type Event, open, textItem } from "./voice-helpers.ts";
+import { type Event, openRealtime, textItem } from "./voice-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const WORD = `morvelan${run.replace(/\d/g, "")}`;
@@ -46,7 +46,7 @@ beforeAll(async () => {
 describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
   it("injects the grounding, runs search_knowledge_base itself, and answers with citations", async () => {
     const tag = `tool-${crypto.randomUUID()}`;
-    const s = await open("/v1/realtime", bearer(alice), upstream());
+    const s = await openRealtime("/v1/realtime", { token: alice.access, overrides: upstream() });
     expect(s.res.status).toBe(101);
     const created = await s.until((e) => e.type === "session.created");
     expect(created.session.instructions).toBe("");
@@ -83,7 +83,7 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
       token: alice.access,
       json: { conversation_id: conversation.body.id },
     });
-    const s = await open(created.body.url, {}, upstream());
+    const s = await openRealtime(created.body.url, { overrides: upstream() });
     await s.until((e) => e.type === "session.created");
     s.send(textItem(`hypothermia ${WORD} rewarming`));
     s.send({ type: "response.create" });
@@ -105,7 +105,7 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
   it("on barge-in cancels the response and relays the client's truncate with its played milliseconds", async () => {
     const tag = `barge-${crypto.randomUUID()}`;
     const created = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
-    const s = await open(created.body.url, {}, upstream());
+    const s = await openRealtime(created.body.url, { overrides: upstream() });
     await s.until((e) => e.type === "session.created");
     s.send(textItem(`${tag} hypothermia ${WORD} !notool !slow=150`));
     s.send({ type: "response.create" });
@@ -130,7 +130,7 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
 
   it("survives an upstream drop: reconnects, restores the conversation, and the client sees no break", async () => {
     const tag = `drop-${crypto.randomUUID()}`;
-    const s = await open("/v1/realtime", bearer(alice), upstream());
+    const s = await openRealtime("/v1/realtime", { token: alice.access, overrides: upstream() });
     await s.until((e) => e.type === "session.created");
     s.send({ type: "session.update", session: { type: "realtime", output_modalities: ["text"] } });
     s.send(textItem(`${tag} first hypothermia ${WORD} !notool`));
@@ -152,7 +152,10 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
 
   it("moves to a fresh upstream before the session cap, between turns", async () => {
     const tag = `refresh-${crypto.randomUUID()}`;
-    const s = await open("/v1/realtime", bearer(alice), upstream({ VOICE_UPSTREAM_REFRESH_SECONDS: "1" }));
+    const s = await openRealtime("/v1/realtime", {
+      token: alice.access,
+      overrides: upstream({ VOICE_UPSTREAM_REFRESH_SECONDS: "1" }),
+    });
     await s.until((e) => e.type === "session.created");
     s.send(textItem(`${tag} hypothermia ${WORD} !notool`));
     s.send({ type: "response.create" });
@@ -170,7 +173,10 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
   });
 
   it("ends the session with a clear error when the upstream refuses the key", async () => {
-    const s = await open("/v1/realtime", bearer(alice), upstream({ OPENAI_API_KEY: "sk-invalid-key" }));
+    const s = await openRealtime("/v1/realtime", {
+      token: alice.access,
+      overrides: upstream({ OPENAI_API_KEY: "sk-invalid-key" }),
+    });
     const error = await s.until((e) => e.type === "error");
     expect(error.error.message).toMatch(/OPENAI_API_KEY/);
     await until(async () => s.closed());

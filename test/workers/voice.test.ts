@@ -5,10 +5,10 @@ import { afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
 import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/realtime/credential.ts";
-import { OPERATOR_TOKEN, serve } from "./harness.ts";
-import { app, call, db, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { call, callRaw, OPERATOR_TOKEN, type SocketOptions } from "./harness.ts";
+import { db, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
-import { bearer, capturedLogs, type Event, open, textItem } from "./voice-helpers.ts";
+import { capturedLogs, type Event, openRealtime, textItem } from "./voice-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const WORD = `thrennic${run.replace(/\d/g, "")}`;
@@ -29,7 +29,7 @@ beforeAll(async () => {
 
 describe("realtime voice: connecting", () => {
   it("accepts an OpenAI-style client at /v1/realtime with a bearer token and sends session.created", async () => {
-    const s = await open("/v1/realtime?model=gpt-realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime?model=gpt-realtime", { token: alice.access });
     expect(s.res.status).toBe(101);
     const created = await s.until((e) => e.type === "session.created");
     expect(created.session).toMatchObject({ type: "realtime", object: "realtime.session" });
@@ -37,8 +37,8 @@ describe("realtime voice: connecting", () => {
   });
 
   it("accepts the browser subprotocol openai-insecure-api-key.<token> and selects 'realtime'", async () => {
-    const s = await open("/api/voice/realtime", {
-      "sec-websocket-protocol": `realtime, openai-insecure-api-key.${alice.access}`,
+    const s = await openRealtime("/api/voice/realtime", {
+      protocols: ["realtime", `openai-insecure-api-key.${alice.access}`],
     });
     expect(s.res.status).toBe(101);
     expect(s.res.headers.get("sec-websocket-protocol")).toBe("realtime");
@@ -50,14 +50,14 @@ describe("realtime voice: connecting", () => {
       json: { name: "voice client" },
     });
     expect(created.status).toBe(201);
-    const s = await open("/v1/realtime", { authorization: `Bearer ${created.body.key}` });
+    const s = await openRealtime("/v1/realtime", { token: created.body.key });
     expect(s.res.status).toBe(101);
     await s.until((e) => e.type === "session.created");
   });
 
   it("refuses a bad or missing credential at the handshake", async () => {
-    expect((await open("/v1/realtime", { authorization: "Bearer nope" })).res.status).toBe(401);
-    expect((await open("/v1/realtime", {})).res.status).toBe(401);
+    expect((await openRealtime("/v1/realtime", { token: "nope" })).res.status).toBe(401);
+    expect((await openRealtime("/v1/realtime")).res.status).toBe(401);
     expect((await call("GET", "/v1/realtime", { token: alice.access })).status).toBe(400);
   });
 
@@ -65,10 +65,10 @@ describe("realtime voice: connecting", () => {
     const created = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ mode: "local", status: "created" });
-    const s = await open(created.body.url, {});
+    const s = await openRealtime(created.body.url);
     expect(s.res.status).toBe(101);
     await s.until((e) => e.type === "session.created");
-    expect((await open(created.body.url, {})).res.status).toBe(401);
+    expect((await openRealtime(created.body.url)).res.status).toBe(401);
     s.send(textItem(`lorazepam for status epilepticus ${WORD}?`));
     s.send({ type: "response.create" });
     await s.until((e) => e.type === "response.done");
@@ -82,7 +82,7 @@ describe("realtime voice: connecting", () => {
 
 describe("realtime voice: local mode turns", () => {
   it("answers a text turn, grounded, with output_text deltas, citations in metadata and usage", async () => {
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     s.send(textItem(`What is the first treatment for status epilepticus ${WORD}?`));
     await s.until((e) => e.type === "conversation.item.done");
@@ -104,7 +104,7 @@ describe("realtime voice: local mode turns", () => {
 
   it("stores the turn in the session's conversation", async () => {
     const conversation = await call("POST", "/api/conversations", { token: alice.access, json: {} });
-    const s = await open(`/v1/realtime?conversation_id=${conversation.body.id}`, bearer(alice));
+    const s = await openRealtime(`/v1/realtime?conversation_id=${conversation.body.id}`, { token: alice.access });
     await s.until((e) => e.type === "session.created");
     s.send(textItem(`status epilepticus ${WORD} second dose`));
     s.send({ type: "response.create" });
@@ -115,7 +115,7 @@ describe("realtime voice: local mode turns", () => {
   });
 
   it("answers bad input with an error event and keeps the connection", async () => {
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     s.send("{not json");
     s.send({ type: "no.such.event" });
@@ -143,7 +143,7 @@ describe("realtime voice: local mode turns", () => {
   });
 
   it("ends an audio-only turn with a clear error: no speech-to-text provider", async () => {
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     s.send({ type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: null } } } });
     await s.until((e) => e.type === "session.updated");
@@ -158,7 +158,7 @@ describe("realtime voice: local mode turns", () => {
   });
 
   it("throttles a client that floods audio, then disconnects it with a reason", async () => {
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     s.send({ type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: null } } } });
     const twoSeconds = btoa(String.fromCharCode(...new Uint8Array(24_000 * 2 * 2)));
@@ -178,7 +178,7 @@ describe("realtime voice: every response ends, and bad input is refused at the d
 
   it("ends a response whose answer throws with an error and response.done failed, logged without the question", async () => {
     const conversation = await call("POST", "/api/conversations", { token: alice.access, json: {} });
-    const s = await open(`/v1/realtime?conversation_id=${conversation.body.id}`, bearer(alice));
+    const s = await openRealtime(`/v1/realtime?conversation_id=${conversation.body.id}`, { token: alice.access });
     await s.until((e) => e.type === "session.created");
     // The conversation goes away under the session: answering the turn now throws.
     const deleted = await call("DELETE", `/api/conversations/${conversation.body.id}`, { token: alice.access });
@@ -207,7 +207,7 @@ describe("realtime voice: every response ends, and bad input is refused at the d
   });
 
   it("refuses a NUL anywhere in an event, naming the field, and stores nothing", async () => {
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     s.send({
       type: "conversation.item.create",
@@ -231,7 +231,7 @@ describe("realtime voice: every response ends, and bad input is refused at the d
   });
 
   it("answers JSON that is not an event, or nested too deep, with invalid_request_error, never an internal error", async () => {
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     const deep = `${'{"a":'.repeat(200_000)}1${"}".repeat(200_000)}`;
     const frames = [
@@ -262,7 +262,7 @@ describe.skipIf(!fixtures)("realtime voice: server VAD on real speech (espeak-ng
   it.each(fixtures?.fixtures.filter((f) => f.segments.length === 1) ?? [])(
     "$name: speech_started and speech_stopped within ±100 ms of the speech",
     async (fixture) => {
-      const s = await open("/v1/realtime", bearer(alice));
+      const s = await openRealtime("/v1/realtime", { token: alice.access });
       await s.until((e) => e.type === "session.created");
       s.send({
         type: "session.update",
@@ -295,7 +295,7 @@ describe.skipIf(!fixtures)("realtime voice: VAD times are session-wide", () => {
   it("keeps counting from the session's first audio after a settings change", async () => {
     const fixture = fixtures?.fixtures.find((f) => f.name === "question") ?? fixtures?.fixtures[0];
     if (!fixture) return;
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     const vad = (threshold: number) => ({
       type: "session.update",
@@ -340,7 +340,7 @@ describe("voice preferences", () => {
     expect(after.body.vad_sensitivity).toBeCloseTo(0.8);
     const bad = await call("PUT", "/api/voice/preferences", { token: user.access, json: { ...saved, speed: 9 } });
     expect(bad.status).toBe(422);
-    const s = await open("/v1/realtime", bearer(user));
+    const s = await openRealtime("/v1/realtime", { token: user.access });
     const created = await s.until((e) => e.type === "session.created");
     expect(created.session.audio.output.voice).toBe("cedar");
   });
@@ -348,7 +348,7 @@ describe("voice preferences", () => {
 
 describe("voice metrics", () => {
   it("counts sessions, turns, latencies and errors in /metrics", async () => {
-    const s = await open("/v1/realtime", bearer(alice));
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
     await s.until((e) => e.type === "session.created");
     s.send("{not json");
     s.send(textItem(`status epilepticus ${WORD}`));
@@ -365,7 +365,7 @@ describe("voice metrics", () => {
     let text = "";
     for (let i = 0; i < 50 && !wanted.every((w) => text.includes(w)); i++) {
       await new Promise((r) => setTimeout(r, 100));
-      text = await (await serve(app, "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } })).text();
+      text = await (await callRaw("GET", "/metrics", { token: OPERATOR_TOKEN })).text();
     }
     for (const line of wanted) expect(text).toContain(line);
   });
@@ -377,7 +377,7 @@ describe("realtime voice: a session ends when its credential does", () => {
     setLogLevel("error");
   });
 
-  type Socket = Awaited<ReturnType<typeof open>>;
+  type Socket = Awaited<ReturnType<typeof openRealtime>>;
   /** The user's newest voice session row. */
   const sessionOf = async (user: TestUser) => {
     const result = (await db.execute(
@@ -388,8 +388,8 @@ describe("realtime voice: a session ends when its credential does", () => {
   /** The session's re-check, as its alarm runs it every SOCKET_RECHECK_MS; false when none was armed. */
   const recheck = async (user: TestUser) =>
     runDurableObjectAlarm(env.VOICE_SESSION.get(env.VOICE_SESSION.idFromName((await sessionOf(user)).id)));
-  const connected = async (path: string, headers: Record<string, string>) => {
-    const s = await open(path, headers);
+  const connected = async (path: string, options: SocketOptions = {}) => {
+    const s = await openRealtime(path, options);
     await s.until((e) => e.type === "session.created");
     return s;
   };
@@ -415,7 +415,7 @@ describe("realtime voice: a session ends when its credential does", () => {
   it("checks every SOCKET_RECHECK_MS (at most 30 s) and ends a logged-out session's socket", async () => {
     expect(SOCKET_RECHECK_MS).toBeLessThanOrEqual(30_000);
     const user = await signedInUser();
-    const s = await connected("/v1/realtime", bearer(user));
+    const s = await connected("/v1/realtime", { token: user.access });
     expect(await recheck(user)).toBe(true);
     await stillOpen(s);
     expect(await recheck(user)).toBe(true); // re-armed while the client is connected
@@ -428,7 +428,7 @@ describe("realtime voice: a session ends when its credential does", () => {
     const user = await signedInUser();
     const key = await call("POST", "/api/users/me/api-keys", { token: user.access, json: { name: "voice bot" } });
     const s = await connected("/api/voice/realtime", {
-      "sec-websocket-protocol": `realtime, openai-insecure-api-key.${key.body.key}`,
+      protocols: ["realtime", `openai-insecure-api-key.${key.body.key}`],
     });
     expect((await call("DELETE", `/api/users/me/api-keys/${key.body.id}`, { token: user.access })).status).toBe(204);
     expect(await recheck(user)).toBe(true);
@@ -438,7 +438,7 @@ describe("realtime voice: a session ends when its credential does", () => {
   it("ends a ticket's session when its user is deleted, and a token's when the token expires", async () => {
     const user = await signedInUser();
     const minted = await call("POST", "/api/voice/sessions", { token: user.access, json: {} });
-    const byTicket = await connected(minted.body.url, {});
+    const byTicket = await connected(minted.body.url);
     // As if the next re-check ran after the minting token's expiry: a ticket's session lives on with its session.
     vi.spyOn(socketRecheck, "now").mockReturnValue(Date.now() + 16 * 60_000);
     expect(await recheck(user)).toBe(true);
@@ -449,7 +449,7 @@ describe("realtime voice: a session ends when its credential does", () => {
     await endedBy(byTicket, user, /no longer exists/);
 
     const other = await signedInUser();
-    const byToken = await connected("/v1/realtime", bearer(other));
+    const byToken = await connected("/v1/realtime", { token: other.access });
     vi.spyOn(socketRecheck, "now").mockReturnValue(Date.now() + 16 * 60_000);
     expect(await recheck(other)).toBe(true);
     await endedBy(byToken, other, /access token has expired/);
@@ -461,7 +461,7 @@ describe("realtime voice: a session ends when its credential does", () => {
       json: { email: user.email, password: user.password },
       ip: freshIp(),
     });
-    const s = await connected("/v1/realtime", { authorization: `Bearer ${second.body.access_token}` });
+    const s = await connected("/v1/realtime", { token: second.body.access_token });
     const promoted = await call("PATCH", `/api/admin/users/${user.id}/role`, {
       token: admin.access,
       json: { role: "viewer" },
@@ -476,7 +476,7 @@ describe("realtime voice: a session ends when its credential does", () => {
 
   it("keeps the session, and says so in the log, when the database does not answer", async () => {
     const user = await signedInUser();
-    const s = await connected("/v1/realtime", bearer(user));
+    const s = await connected("/v1/realtime", { token: user.access });
     expect((await call("POST", "/api/auth/logout", { token: user.access })).status).toBe(204);
     const down = { execute: () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432")) };
     vi.spyOn(socketRecheck, "database").mockReturnValue(down as unknown as Database);
