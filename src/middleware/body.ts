@@ -1,4 +1,4 @@
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { matchedRoutes } from "hono/route";
@@ -14,15 +14,28 @@ export interface BodyRule {
 
 const JSON_RULE: BodyRule = { media: ["application/json"], maxBytes: (config) => config.MAX_BODY_BYTES };
 const JSON_MEDIA = /^application\/([\w.-]+\+)?json$/i;
+const RULE = Symbol("bodyRule");
+
+type RuleCarrier = MiddlewareHandler<AppEnv> & { [RULE]?: BodyRule };
 
 /**
- * Routes whose bodies are not plain JSON (uploads, JSONL imports, audio), by "METHOD route template".
- * Every other body must be application/json within MAX_BODY_BYTES. Areas register their routes here.
+ * Route middleware for a route whose body is not plain JSON within MAX_BODY_BYTES (uploads, JSON Lines
+ * imports, audio, small JSON bodies). It does nothing itself: limitBody and requireBodyMedia, which run
+ * before any route middleware so the input guard never reads past a limit, find it on the matched route.
  */
-export const bodyRules = new Map<string, BodyRule>();
+export function acceptsBody(rule: BodyRule): MiddlewareHandler<AppEnv> {
+  const declared: RuleCarrier = (_c, next) => next();
+  declared[RULE] = rule;
+  return declared;
+}
 
-const ruleOf = (c: Context<AppEnv>) =>
-  bodyRules.get(`${c.req.method} ${matchedRoutes(c).at(-1)?.path ?? ""}`) ?? JSON_RULE;
+const ruleOf = (c: Context<AppEnv>) => {
+  for (const route of matchedRoutes(c)) {
+    const rule = (route.handler as RuleCarrier)[RULE];
+    if (rule) return rule;
+  }
+  return JSON_RULE;
+};
 
 const hasBody = (req: Request) =>
   req.body !== null &&

@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { createDb } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
-import { bodyRules } from "../middleware/body.ts";
+import { acceptsBody } from "../middleware/body.ts";
 import { SEARCH_TOOL, VOICE_INSTRUCTIONS } from "../voice/grounding.ts";
 import {
   audioUpload,
@@ -26,13 +26,10 @@ import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./route
 // that transcribe or speak one clip at a time, or that talk to OpenAI Realtime directly with a client secret.
 
 const UPLOAD_OVERHEAD = 64 * 1024; // multipart boundaries and the other fields
-bodyRules.set("POST /api/voice/transcribe", {
-  media: ["multipart/form-data"],
-  maxBytes: () => MAX_AUDIO_BYTES + UPLOAD_OVERHEAD,
-});
+const audioClip = acceptsBody({ media: ["multipart/form-data"], maxBytes: () => MAX_AUDIO_BYTES + UPLOAD_OVERHEAD });
 // 4096 characters of text, each at most 6 bytes as a JSON escape, and the other fields.
-bodyRules.set("POST /api/voice/synthesize", { media: ["application/json"], maxBytes: () => 32 * 1024 });
-bodyRules.set("POST /api/voice/realtime-session", { media: ["application/json"], maxBytes: () => 4 * 1024 });
+const textToSpeak = acceptsBody({ media: ["application/json"], maxBytes: () => 32 * 1024 });
+const sessionOptions = acceptsBody({ media: ["application/json"], maxBytes: () => 4 * 1024 });
 
 const notReady = problem("No speech provider configured (OPENAI_API_KEY unset)");
 const upstream = {
@@ -111,7 +108,7 @@ export const voiceProxyRoutes = createRouter()
       description:
         "The secret is bound to VOICE_REALTIME_MODEL, the grounded instructions, the search_knowledge_base tool (the client runs it, e.g. with POST /api/kb/search) and your voice preferences.",
       security: signedIn,
-      middleware: [requireUser] as const,
+      middleware: [sessionOptions, requireUser] as const,
       request: {
         body: {
           required: false,
@@ -169,7 +166,7 @@ export const voiceProxyRoutes = createRouter()
       tags: ["voice"],
       summary: "Transcribe an audio clip (multipart: file, language?, prompt?, model?)",
       security: signedIn,
-      middleware: [requireUser] as const,
+      middleware: [audioClip, requireUser] as const,
       request: { body: { required: true, content: { "multipart/form-data": { schema: TranscribeForm } } } },
       responses: {
         200: jsonResponse("The transcript", Transcript),
@@ -209,7 +206,7 @@ export const voiceProxyRoutes = createRouter()
       tags: ["voice"],
       summary: "Speak a text (up to 4096 characters); the audio streams back as it is made",
       security: signedIn,
-      middleware: [requireUser] as const,
+      middleware: [textToSpeak, requireUser] as const,
       request: { body: jsonBody(SynthesizeBody) },
       responses: {
         200: {

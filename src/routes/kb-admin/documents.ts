@@ -15,7 +15,7 @@ import {
 import { detectFormat } from "../../kb/extract/index.ts";
 import { recordMetrics } from "../../metrics/record.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
-import { bodyRules } from "../../middleware/body.ts";
+import { acceptsBody } from "../../middleware/body.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
 import {
   auditTarget,
@@ -34,7 +34,7 @@ import {
 // Knowledge-base documents: upload, list, read (with chunks and live progress), retry and delete.
 
 const UPLOAD_OVERHEAD = 64 * 1024; // multipart boundaries and the other fields
-bodyRules.set("POST /api/admin/kb/documents", {
+const documentUpload = acceptsBody({
   media: ["multipart/form-data"],
   maxBytes: (config) => config.KB_MAX_UPLOAD_BYTES + UPLOAD_OVERHEAD,
 });
@@ -70,7 +70,7 @@ export const documentRoutes = createRouter()
       summary:
         "Upload a document (multipart: file, title?, source_type?, tags?, external_id?, metadata?) for ingestion",
       security: signedIn,
-      middleware: [requireAdmin] as const,
+      middleware: [documentUpload, requireAdmin] as const,
       request: {
         body: {
           required: true,

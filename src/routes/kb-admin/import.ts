@@ -4,13 +4,13 @@ import { ApiError, fieldError } from "../../errors.ts";
 import { batchProgress, type ImportRecord, importDocuments } from "../../kb/import.ts";
 import { recordMetrics } from "../../metrics/record.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
-import { bodyRules } from "../../middleware/body.ts";
+import { acceptsBody } from "../../middleware/body.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
 import { IdParam, Metadata, readForm, SourceType, Tags, unsafeField } from "./shared.ts";
 
 // Bulk import of JSON Lines records into the knowledge base, and each import batch's progress.
 
-bodyRules.set("POST /api/admin/kb/import", {
+const jsonLines = acceptsBody({
   media: ["application/x-ndjson", "application/jsonl", "application/x-jsonlines", "text/plain", "multipart/form-data"],
   maxBytes: (config) => config.KB_MAX_IMPORT_BYTES,
 });
@@ -32,7 +32,7 @@ export const importRoutes = createRouter()
       tags: ["knowledge base"],
       summary: "Bulk import JSON Lines of {external_id, title, text, source_type?, tags?, metadata?}",
       security: signedIn,
-      middleware: [requireAdmin] as const,
+      middleware: [jsonLines, requireAdmin] as const,
       request: { body: { required: true, content: { "application/x-ndjson": { schema: z.string() } } } },
       responses: {
         202: jsonResponse(
