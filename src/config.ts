@@ -100,7 +100,7 @@ function parsePrices(value: string | undefined, ctx: z.RefinementCtx): Record<st
   return result.data;
 }
 
-export const variablesSchema = z
+const variablesSchema = z
   .object({
     ENVIRONMENT: z.enum(["development", "test", "staging", "production"]).default("production"),
     LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),

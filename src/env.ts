@@ -28,7 +28,7 @@ const binding = (kind: string) =>
   );
 
 /** Every binding the platform uses; presence is all a Worker can check before first use. */
-export const bindingsSchema = z.object({
+const bindingsSchema = z.object({
   FLAGS_KV: binding("KV namespace"),
   DOCUMENTS: binding("R2 bucket"),
   KB_INGEST: binding("Queue"),

@@ -67,9 +67,9 @@ export class ApiError extends Error {
   }
 }
 
-export const problemTypeUri = (code: ProblemCode) => `urn:voiceassist:problem:${code.toLowerCase()}`;
+const problemTypeUri = (code: ProblemCode) => `urn:voiceassist:problem:${code.toLowerCase()}`;
 
-export function problemBody(error: ApiError, requestId: string): Problem {
+function problemBody(error: ApiError, requestId: string): Problem {
   return {
     type: problemTypeUri(error.code),
     title: problemCodes[error.code].title,

@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env.ts";
 
-export interface RateLimitVerdict {
+interface RateLimitVerdict {
   allowed: boolean;
   remaining: number;
   retryAfterSeconds: number;

@@ -32,14 +32,14 @@ export interface ChainRow extends AuditContent {
 }
 
 /** The last verified link: where the next row must continue from. */
-export interface ChainLink {
+interface ChainLink {
   seq: number;
   hash: string;
 }
 
 export const GENESIS: ChainLink = { seq: 0, hash: GENESIS_HASH };
 
-export type BrokenReason = "hash mismatch" | "prev_hash does not match the previous row" | "gap in seq (row deleted?)";
+type BrokenReason = "hash mismatch" | "prev_hash does not match the previous row" | "gap in seq (row deleted?)";
 
 export interface BrokenLink {
   seq: number;
@@ -47,9 +47,7 @@ export interface BrokenLink {
   reason: BrokenReason;
 }
 
-export type ChainVerdict =
-  | { ok: true; checked: number; last: ChainLink }
-  | { ok: false; checked: number; broken: BrokenLink };
+type ChainVerdict = { ok: true; checked: number; last: ChainLink } | { ok: false; checked: number; broken: BrokenLink };
 
 /** The row's content as one stable string; times as ISO 8601 UTC (millisecond precision, as stored). */
 export function canonicalContent(row: AuditContent): string {

@@ -4,7 +4,7 @@ import type { Database } from "../db/client.ts";
 import { auditLog } from "../db/schema/audit.ts";
 import { type BrokenLink, type ChainRow, GENESIS, verifyChain } from "./chain.ts";
 
-export type AuditRow = typeof auditLog.$inferSelect;
+type AuditRow = typeof auditLog.$inferSelect;
 
 export interface AuditFilter {
   actorId?: string;
@@ -21,7 +21,7 @@ export interface AuditFilter {
 }
 
 export const MAX_PAGE_SIZE = 200;
-export const DEFAULT_PAGE_SIZE = 50;
+const DEFAULT_PAGE_SIZE = 50;
 const EXPORT_PAGE_SIZE = 500;
 const VERIFY_PAGE_SIZE = 1_000;
 
@@ -112,7 +112,7 @@ export function auditItem(row: AuditRow) {
 
 export type AuditItem = ReturnType<typeof auditItem>;
 
-export const CSV_COLUMNS = [
+const CSV_COLUMNS = [
   "seq",
   "id",
   "occurred_at",
@@ -146,7 +146,7 @@ export function csvCell(value: unknown): string {
 
 export const csvLine = (cells: readonly unknown[]): string => `${cells.map(csvCell).join(",")}\r\n`;
 
-export const csvRow = (row: AuditRow): string => {
+const csvRow = (row: AuditRow): string => {
   const item = auditItem(row);
   return csvLine(CSV_COLUMNS.map((column) => item[column]));
 };
@@ -183,9 +183,7 @@ export function exportAuditCsv(db: Database, filter: AuditFilter, pageSize = EXP
   });
 }
 
-export type ChainReport =
-  | { ok: true; rowsChecked: number }
-  | { ok: false; rowsChecked: number; firstBroken: BrokenLink };
+type ChainReport = { ok: true; rowsChecked: number } | { ok: false; rowsChecked: number; firstBroken: BrokenLink };
 
 /** Walks the whole chain from the genesis in seq order, a page at a time, and stops at the first broken link. */
 export async function verifyAuditChain(db: Database, pageSize = VERIFY_PAGE_SIZE): Promise<ChainReport> {

@@ -9,8 +9,8 @@ import { currentWorkContext } from "../observability/context.ts";
 import { redact } from "../observability/redact.ts";
 import { type AuditContent, GENESIS, hashRow } from "./chain.ts";
 
-export type ActorType = "user" | "api_key" | "system" | "anonymous";
-export type AuditOutcome = "success" | "failure" | "denied";
+type ActorType = "user" | "api_key" | "system" | "anonymous";
+type AuditOutcome = "success" | "failure" | "denied";
 
 export interface AuditEvent {
   /** Dotted lowercase name, area first: "auth.login", "admin.user.role_changed" (docs/audit.md lists them). */

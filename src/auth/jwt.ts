@@ -5,7 +5,7 @@ import type { Role } from "./principal.ts";
 // Access tokens: HS256 JWTs with a key id. The first configured key signs; every configured key
 // verifies, so a new key can be introduced before the old one is retired (docs/runbooks/key-rotation.md).
 
-export interface AccessClaims {
+interface AccessClaims {
   sub: string;
   role: Role;
   sid: string; // session (refresh family) id
@@ -15,7 +15,7 @@ export interface AccessClaims {
   iss: string;
 }
 
-export type TokenProblem =
+type TokenProblem =
   | "malformed"
   | "unsupported_algorithm"
   | "unknown_key"

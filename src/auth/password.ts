@@ -18,7 +18,7 @@ export async function hashPassword(password: string, iterations = PASSWORD_ITERA
   return `pbkdf2-sha256$${iterations}$${base64url(salt)}$${base64url(hash)}`;
 }
 
-export interface PasswordCheck {
+interface PasswordCheck {
   ok: boolean;
   /** The stored hash uses weaker parameters than today's: store a fresh hash after this login. */
   needsRehash: boolean;

@@ -8,7 +8,7 @@ import type { Role } from "./principal.ts";
 
 type Db = Database;
 
-export interface IssuedTokens {
+interface IssuedTokens {
   access_token: string;
   refresh_token: string;
   token_type: "Bearer";
@@ -57,7 +57,7 @@ export async function startSession(
   return (await issue(config, user, session.id, refreshToken, expiresAt)).tokens;
 }
 
-export type RefreshOutcome =
+type RefreshOutcome =
   | { kind: "rotated"; tokens: IssuedTokens; userId: string; sessionId: string }
   | { kind: "reused"; userId: string; sessionId: string }
   | { kind: "raced"; sessionId: string }

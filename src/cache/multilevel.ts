@@ -15,7 +15,7 @@ import { createRedis } from "./redis.ts";
 /** Where a value came from: isolate memory, Redis, a load already running, or the loader itself. */
 export type Source = "l1" | "l2" | "shared" | "loader";
 
-export interface Served<T> {
+interface Served<T> {
   value: T;
   from: Source;
 }
@@ -44,7 +44,7 @@ export interface CacheOptions<T> {
 }
 
 /** What the requests served by one isolate share. */
-export interface IsolateCache {
+interface IsolateCache {
   memory: MemoryTier;
   /** Misses being served now, by storage key: concurrent misses join one load. */
   flights: Map<string, Promise<Served<unknown>>>;

@@ -284,7 +284,7 @@ async function storeReply(db: Database, question: MessageRow, answer: Answer): P
 }
 
 /** An assistant message as the Answer it was stored from. */
-export function storedAnswer(reply: MessageRow, disclaimer: string): Answer {
+function storedAnswer(reply: MessageRow, disclaimer: string): Answer {
   return {
     content: reply.content,
     citations: reply.citations as Answer["citations"],

@@ -16,7 +16,7 @@ let configuredProxy: string | undefined | null = null;
  * Production talks to Neon directly. Locally NEON_LOCAL_PROXY names the proxy from
  * scripts/local-stack, which serves the WebSocket tunnel at /v1 and the HTTP SQL endpoint at /sql.
  */
-export function configureNeon(config: Pick<Config, "NEON_LOCAL_PROXY">): void {
+function configureNeon(config: Pick<Config, "NEON_LOCAL_PROXY">): void {
   const proxy = config.NEON_LOCAL_PROXY;
   if (configuredProxy === proxy) return;
   configuredProxy = proxy;

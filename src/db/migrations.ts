@@ -2,9 +2,9 @@ import journal from "../../migrations/meta/_journal.json";
 import { postgresErrorCode, type Sql } from "./client.ts";
 
 /** Migrations bundled with this build, in order (drizzle-kit's journal). */
-export const bundledMigrations = journal.entries.map((e) => ({ tag: e.tag, createdAt: e.when }));
+const bundledMigrations = journal.entries.map((e) => ({ tag: e.tag, createdAt: e.when }));
 
-export interface MigrationStatus {
+interface MigrationStatus {
   current: boolean;
   applied: number;
   pending: string[];

@@ -73,7 +73,7 @@ const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?
 export const parseIsoDate = (text: unknown) =>
   typeof text === "string" && ISO_DATE.test(text) ? Date.parse(text) : Number.NaN;
 
-export interface Semver {
+interface Semver {
   readonly core: readonly [number, number, number];
   readonly prerelease: readonly (string | number)[];
 }

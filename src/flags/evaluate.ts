@@ -46,7 +46,7 @@ interface Dependency {
 
 type OffReason = "DISABLED" | "DEFAULT" | "SCHEDULED_INACTIVE" | "ERROR";
 
-export interface CompiledFlag {
+interface CompiledFlag {
   readonly key: string;
   readonly version: number;
   readonly enabled: boolean;

@@ -14,12 +14,12 @@ import { UnleashFeatureSchema, UnleashSegmentSchema } from "./schema.ts";
 import { type Change, flagRecord, invalid, segmentOf, type Tx, writeFlags } from "./store.ts";
 import { validateFlag, validateSegment } from "./validate.ts";
 
-export type ImportMode = "merge" | "replace";
+type ImportMode = "merge" | "replace";
 /** What an entry the platform refuses does: refuse the whole document (the default), or leave that entry out. */
-export type OnInvalid = "refuse" | "skip";
+type OnInvalid = "refuse" | "skip";
 
 /** An entry left out, by its position in the document, with every field at fault. */
-export interface RefusedEntry {
+interface RefusedEntry {
   index: number;
   name?: string;
   id?: number;
@@ -38,7 +38,7 @@ export interface ImportSummary {
 }
 
 /** The document as the route parsed it: features and segments still unchecked, one object each. */
-export interface ImportDocument {
+interface ImportDocument {
   features: Record<string, unknown>[];
   segments: Record<string, unknown>[];
 }

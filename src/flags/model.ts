@@ -102,7 +102,7 @@ export type ValueType = (typeof VALUE_TYPES)[number];
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 /** An optional window (ISO 8601, either end open) outside which the flag is off with reason SCHEDULED_INACTIVE. */
-export interface Schedule {
+interface Schedule {
   start?: string | null;
   end?: string | null;
 }

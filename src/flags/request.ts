@@ -85,7 +85,7 @@ export async function admitFlagCaller(c: Context<AppEnv>): Promise<Principal> {
 }
 
 /** Whose access just ended or changed: a user (every credential of theirs), one session, or one API key. */
-export interface EndedAccess {
+interface EndedAccess {
   userId?: string;
   sessionId?: string;
   apiKeyId?: string;

@@ -28,7 +28,7 @@ export const identifier = () =>
         });
     });
 
-export const FlagKey = identifier()
+const FlagKey = identifier()
   .max(255)
   .refine((key) => !RESERVED_KEYS.has(key), `must not be one of ${[...RESERVED_KEYS].join(", ")}`)
   // URLs resolve these as path segments, so no route by key could reach such a flag.
@@ -40,7 +40,7 @@ const JsonValueSchema = z
   .custom<JsonValue>((value) => value !== undefined, "must be a JSON value")
   .openapi({ description: "Any JSON value", type: ["string", "number", "boolean", "object", "array", "null"] });
 
-export const ConstraintSchema = z
+const ConstraintSchema = z
   .object({
     contextName: identifier(),
     operator: z.enum(OPERATORS),

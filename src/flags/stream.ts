@@ -62,7 +62,7 @@ export const sseFrame = (event: string, data: unknown, id?: number) =>
   encoder.encode(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
 /** Why a stream ended: the refusal its caller would now get. */
-export interface StreamEnd {
+interface StreamEnd {
   code: string;
   reason: string;
 }

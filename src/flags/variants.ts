@@ -24,7 +24,7 @@ export interface FlagShape {
 export type MatchReason = "TARGETING_MATCH" | "SPLIT" | "DEFAULT";
 export type Outcomes<R extends Reason> = Readonly<Record<R, Evaluation>>;
 
-export interface CompiledVariant {
+interface CompiledVariant {
   readonly name: string;
   readonly weight: number;
   /** The evaluation serving this variant, for each reason it can be served with. */

@@ -1,14 +1,14 @@
 // Pure rules that turn component checks into an overall health status.
 
-export type ComponentStatus = "ok" | "down" | "disabled";
-export type OverallStatus = "healthy" | "degraded" | "unhealthy";
+type ComponentStatus = "ok" | "down" | "disabled";
+type OverallStatus = "healthy" | "degraded" | "unhealthy";
 
 /** What a probe finds: a status, a reason when not ok, and any component-specific detail. */
-export type ProbeResult = { status: ComponentStatus; reason?: string } & Record<string, unknown>;
+type ProbeResult = { status: ComponentStatus; reason?: string } & Record<string, unknown>;
 export type ComponentCheck = ProbeResult & { latency_ms: number | null };
 
 /** Components without which no request can be served. */
-export const criticalComponents = new Set(["postgres"]);
+const criticalComponents = new Set(["postgres"]);
 
 export function overallStatus(components: Record<string, ComponentCheck>): OverallStatus {
   let degraded = false;

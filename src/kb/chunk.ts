@@ -10,7 +10,7 @@ export interface Chunk {
   headingPath: string[];
 }
 
-export interface ChunkOptions {
+interface ChunkOptions {
   /** Target size in characters; a chunk exceeds it only when a single sentence does. */
   size: number;
   /** Characters of the previous chunk repeated at the start of the next one (whole sentences). */

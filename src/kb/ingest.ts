@@ -22,7 +22,7 @@ import { type IndexSpec, type VectorStore, VectorStoreUnavailable } from "./vect
 export const INGEST_MESSAGE = "kb.ingest";
 
 /** Build `generation` of a document's chunks; it becomes visible only once complete. */
-export interface IngestJob {
+interface IngestJob {
   documentId: string;
   generation: number;
 }
@@ -49,7 +49,7 @@ const ROWS_PER_INSERT = 1_000;
 
 class DocumentGone extends Error {}
 
-export type IngestOutcome = "indexed" | "already_indexed" | "document_gone" | "failed";
+type IngestOutcome = "indexed" | "already_indexed" | "document_gone" | "failed";
 
 /**
  * Runs one ingestion: fetch from R2, extract, chunk, embed, write chunks + postings + vectors under

@@ -6,7 +6,7 @@ import { log } from "../observability/log.ts";
 import { queueIngestions } from "./ingest.ts";
 
 // Longer than any healthy backlog wait plus an ingestion: only a lost message leaves a document this still.
-export const STUCK_AFTER_MINUTES = 30;
+const STUCK_AFTER_MINUTES = 30;
 
 /**
  * Every 5 minutes: documents queued or processing with no progress for STUCK_AFTER_MINUTES lost their

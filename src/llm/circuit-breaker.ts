@@ -1,10 +1,10 @@
 // A circuit breaker per upstream: after N consecutive failures, calls fail fast for a cooldown, then
 // one trial call decides whether the circuit closes again. Pure state; the caller says what failed.
 
-export type CircuitState = "closed" | "open" | "half-open";
+type CircuitState = "closed" | "open" | "half-open";
 export type CallOutcome = "success" | "failure" | "no-verdict";
 
-export interface CircuitOptions {
+interface CircuitOptions {
   /** Consecutive failures that open the circuit. */
   failures: number;
   cooldownMs: number;

@@ -253,7 +253,7 @@ export const metricCatalog = {
 
 export type MetricName = keyof typeof metricCatalog;
 
-export type LabelName<N extends MetricName> = (typeof metricCatalog)[N]["labelNames"][number];
+type LabelName<N extends MetricName> = (typeof metricCatalog)[N]["labelNames"][number];
 
 /** One observation: a counter increment or a histogram sample. Unknown names and labels do not compile. */
 export type MetricEvent = {

@@ -12,7 +12,7 @@ import { setRequestUser } from "./request-context.ts";
 const BEARER = /^Bearer +(\S+) *$/i;
 
 /** The credential of a request: an API key header, or a bearer token (access token, or an API key). */
-export interface Credential {
+interface Credential {
   apiKey?: string;
   bearer?: string;
 }

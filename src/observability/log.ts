@@ -1,7 +1,7 @@
 import { currentWorkContext } from "./context.ts";
 import { redact } from "./redact.ts";
 
-export type LogLevel = "debug" | "info" | "warn" | "error";
+type LogLevel = "debug" | "info" | "warn" | "error";
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 let threshold: LogLevel = "info";
 

@@ -25,7 +25,7 @@ export function traceHeaders(trace: TraceContext | undefined = currentWorkContex
   };
 }
 
-export interface OutboundInit extends RequestInit {
+interface OutboundInit extends RequestInit {
   /** Abort after this long (default OUTBOUND_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Extra attempts after a network error, 429 or 5xx; only for idempotent calls. Default 0. */

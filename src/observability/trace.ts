@@ -25,7 +25,7 @@ function randomHex(bytes: number): string {
 export const newTraceId = (): string => randomHex(16);
 export const newSpanId = (): string => randomHex(8);
 
-export interface ParsedTraceparent {
+interface ParsedTraceparent {
   traceId: string;
   parentSpanId: string;
   sampled: boolean;

@@ -16,9 +16,9 @@ import { hybridSearch, type SearchDeps } from "./search.ts";
 import { recordUsage } from "./usage.ts";
 
 export type AnswerChannel = "query" | "conversation" | "websocket" | "voice";
-export type AnswerOutcome = "answered" | "no_sources" | "blocked" | "cancelled" | "error";
+type AnswerOutcome = "answered" | "no_sources" | "blocked" | "cancelled" | "error";
 
-export interface AnswerRequest {
+interface AnswerRequest {
   question: string;
   /** Earlier turns of the conversation, oldest first. */
   history?: HistoryTurn[];

@@ -4,7 +4,7 @@ import { analyze } from "../kb/terms.ts";
 import { activeChunks, documentConditions, type SearchFilters } from "./filters.ts";
 import type { RankedHit } from "./fuse.ts";
 
-export interface Bm25Parameters {
+interface Bm25Parameters {
   k1: number;
   b: number;
 }

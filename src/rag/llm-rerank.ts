@@ -15,7 +15,7 @@ import { screenForCloud } from "../safety/phi.ts";
 import type { Reranker } from "./rerank.ts";
 import type { SearchResult } from "./search.ts";
 
-export type LlmRerankConfig = Pick<
+type LlmRerankConfig = Pick<
   Config,
   | "OPENAI_API_KEY"
   | "OPENAI_BASE_URL"

@@ -19,7 +19,7 @@ export interface SourcePassage {
   score: number;
 }
 
-export interface PromptInput {
+interface PromptInput {
   sources: SourcePassage[];
   /** Oldest first; only the newest turns that fit the budget are kept. */
   history: HistoryTurn[];
@@ -28,14 +28,14 @@ export interface PromptInput {
   disclaimer: string;
 }
 
-export interface Prompt {
+interface Prompt {
   messages: ChatMessage[];
   sources: PromptSource[];
   /** How many of the history turns made it into the budget. */
   historyTurns: number;
 }
 
-export function systemPolicy(disclaimer: string): string {
+function systemPolicy(disclaimer: string): string {
   return [
     "You are VoiceAssist, an assistant for clinicians that answers from the organisation's knowledge base.",
     "Answer only from the numbered sources below. Cite each statement with the number of its source in square brackets, like [1] or [2][3], right after the statement.",
@@ -48,7 +48,7 @@ export function systemPolicy(disclaimer: string): string {
 }
 
 /** Where a source sits in its document, for the model and for people reading citations. */
-export const locationOf = (source: Pick<SourcePassage, "page" | "headingPath">): string =>
+const locationOf = (source: Pick<SourcePassage, "page" | "headingPath">): string =>
   [source.page !== null ? `page ${source.page}` : "", source.headingPath.join(" > ")].filter(Boolean).join(", ");
 
 function formatSources(sources: SourcePassage[]): string {

@@ -18,9 +18,9 @@ import { cachedEmbedder, searchKey } from "./search-cache.ts";
 import { snippetFor } from "./snippet.ts";
 import { vectorSearch, vectorWeight } from "./vector.ts";
 
-export type SearchMode = "hybrid" | "keyword" | "vector";
-export type Retriever = "keyword" | "vector";
-export type SearchStage = "embed" | "keyword" | "vector" | "fuse" | "load" | "rerank";
+type SearchMode = "hybrid" | "keyword" | "vector";
+type Retriever = "keyword" | "vector";
+type SearchStage = "embed" | "keyword" | "vector" | "fuse" | "load" | "rerank";
 
 export interface SearchRequest {
   query: string;

@@ -6,7 +6,7 @@ import type { ChatUsage } from "../llm/port.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 
-export interface UsageRecord {
+interface UsageRecord {
   userId: string;
   conversationId: string | null;
   channel: string;
@@ -40,7 +40,7 @@ export async function recordUsage(config: Config, record: UsageRecord): Promise<
   }
 }
 
-export interface UsageTotals {
+interface UsageTotals {
   calls: number;
   prompt_tokens: number;
   completion_tokens: number;

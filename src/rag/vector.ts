@@ -19,7 +19,7 @@ const LEXICAL_EMBEDDER_WEIGHT = 0.02;
 export const vectorWeight = (configured: number | undefined, model: string): number =>
   configured ?? (model === LOCAL_MODEL ? LEXICAL_EMBEDDER_WEIGHT : 1);
 
-export interface VectorArmResult {
+interface VectorArmResult {
   hits: RankedHit[];
   /** The embedding model searched, when the arm ran. */
   model?: string;
@@ -27,7 +27,7 @@ export interface VectorArmResult {
   skipped?: string;
 }
 
-export interface VectorArmDeps {
+interface VectorArmDeps {
   db: Database;
   embedder: Embedder;
   store: VectorStore;

@@ -6,13 +6,13 @@ import type { MetricEvent } from "../metrics/record.ts";
 // so "metformin 500 mg since 2020-01-01" passes untouched. Only types, offsets and counts come out, so
 // logs and metrics cannot carry the PHI itself.
 
-export const PHI_TYPES = ["name", "dob", "mrn", "ssn", "phone", "email", "address"] as const;
+const PHI_TYPES = ["name", "dob", "mrn", "ssn", "phone", "email", "address"] as const;
 export type PhiType = (typeof PHI_TYPES)[number];
-export type PhiMode = Config["PHI_MODE"];
+type PhiMode = Config["PHI_MODE"];
 /** Spans found per type; types not found are absent. */
 export type PhiCounts = Partial<Record<PhiType, number>>;
 
-export interface PhiSpan {
+interface PhiSpan {
   type: PhiType;
   /** Offsets into the scanned text, end exclusive. */
   start: number;

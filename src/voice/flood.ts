@@ -34,7 +34,7 @@ export function readFrame(
   return { ok: true, text: data };
 }
 
-export type AudioPace = { verdict: "admitted" } | { verdict: "throttled"; event: object } | { verdict: "flood" };
+type AudioPace = { verdict: "admitted" } | { verdict: "throttled"; event: object } | { verdict: "flood" };
 
 /** Holds a client's audio to real time: a little ahead is admitted, more is dropped, far more disconnects. */
 export class AudioPacer {

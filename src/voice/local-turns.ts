@@ -24,7 +24,7 @@ import { recordLocalTurn } from "./usage-sync.ts";
 type Position = { response_id: string; item_id: string; output_index: number; content_index: number };
 
 /** Why a local answer stops early: the client cancelled, or the user started talking over it. */
-export type StopReason = "client_cancelled" | "turn_detected";
+type StopReason = "client_cancelled" | "turn_detected";
 
 /**
  * Local mode's responses: the last user message answered from the knowledge base, streamed as text, with

@@ -10,22 +10,22 @@ import { openAiClient, upstreamError } from "../llm/openai-client.ts";
 // client secrets for clients that connect to OpenAI Realtime themselves. Each call maps OpenAI's failures
 // to UPSTREAM_* problems as the chat and embedding adapters do (llm/openai-client.ts).
 
-export type OpenAiAudioConfig = Pick<Config, "OPENAI_API_KEY" | "OPENAI_BASE_URL">;
+type OpenAiAudioConfig = Pick<Config, "OPENAI_API_KEY" | "OPENAI_BASE_URL">;
 
 /** OpenAI's upload limit for transcription. */
 export const MAX_AUDIO_BYTES = 25 * 1024 * 1024;
-export const TRANSCRIBE_TIMEOUT_MS = 120_000;
+const TRANSCRIBE_TIMEOUT_MS = 120_000;
 /** Speech must start within this long; once it flows, SPEECH_TIMEOUT_MS caps the whole body. */
-export const SPEECH_FIRST_BYTE_TIMEOUT_MS = 30_000;
-export const SPEECH_TIMEOUT_MS = 300_000;
-export const CLIENT_SECRET_TIMEOUT_MS = 15_000;
+const SPEECH_FIRST_BYTE_TIMEOUT_MS = 30_000;
+const SPEECH_TIMEOUT_MS = 300_000;
+const CLIENT_SECRET_TIMEOUT_MS = 15_000;
 
 export const TRANSCRIPTION_MODELS = ["gpt-4o-mini-transcribe", "gpt-4o-transcribe", "whisper-1"] as const;
-export type TranscriptionModel = (typeof TRANSCRIPTION_MODELS)[number];
+type TranscriptionModel = (typeof TRANSCRIPTION_MODELS)[number];
 export const DEFAULT_TRANSCRIPTION_MODEL: TranscriptionModel = "gpt-4o-mini-transcribe";
 
 /** Speaks every voice below, the realtime ones (marin, cedar...) included. */
-export const SPEECH_MODEL = "gpt-4o-mini-tts";
+const SPEECH_MODEL = "gpt-4o-mini-tts";
 export const SPEECH_VOICES = [
   "alloy",
   "ash",
@@ -41,9 +41,9 @@ export const SPEECH_VOICES = [
   "shimmer",
   "verse",
 ] as const;
-export type SpeechVoice = (typeof SPEECH_VOICES)[number];
+type SpeechVoice = (typeof SPEECH_VOICES)[number];
 export const SPEECH_FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"] as const;
-export type SpeechFormat = (typeof SPEECH_FORMATS)[number];
+type SpeechFormat = (typeof SPEECH_FORMATS)[number];
 
 /** What each format is on the wire; pcm is raw 24 kHz mono signed 16-bit little-endian samples. */
 export const SPEECH_CONTENT_TYPES: Record<SpeechFormat, string> = {
@@ -94,7 +94,7 @@ function audioUpstreamError(error: unknown, operation: AudioOperation, timeoutMs
 }
 
 /** The containers OpenAI transcribes; it tells them apart by the file name's extension. */
-export const AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"] as const;
+const AUDIO_EXTENSIONS = ["flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"] as const;
 
 const EXTENSION_OF_TYPE: Record<string, string> = {
   "audio/flac": "flac",
@@ -146,7 +146,7 @@ export async function audioUpload(file: File): Promise<File> {
   return new File([file], `${stem}.${found}`, { type: file.type });
 }
 
-export interface TranscribeInput {
+interface TranscribeInput {
   file: File;
   model: TranscriptionModel;
   /** ISO 639-1, e.g. "en"; detected when absent. */
@@ -204,7 +204,7 @@ const withOptional = (transcript: Transcript, language: string | undefined, dura
   ...(typeof duration === "number" && Number.isFinite(duration) ? { duration } : {}),
 });
 
-export interface SpeechInput {
+interface SpeechInput {
   text: string;
   voice: SpeechVoice;
   speed: number;
@@ -268,7 +268,7 @@ export async function synthesize(config: OpenAiAudioConfig, input: SpeechInput):
   });
 }
 
-export type RealtimeSessionConfig = Omit<RealtimeSessionCreateRequest, "type">;
+type RealtimeSessionConfig = Omit<RealtimeSessionCreateRequest, "type">;
 
 /** A short-lived client secret for OpenAI Realtime (GA), bound to the given session configuration. */
 export async function mintClientSecret(

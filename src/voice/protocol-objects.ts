@@ -8,7 +8,7 @@ const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 export const newId = (prefix: "event" | "item" | "resp" | "sess" | "call" | "conv"): string =>
   `${prefix}_${Array.from(crypto.getRandomValues(new Uint8Array(21)), (b) => ALPHABET[b % 62]).join("")}`;
 
-export const audioFormatSchema = z.discriminatedUnion("type", [
+const audioFormatSchema = z.discriminatedUnion("type", [
   // GA PCM is 24 kHz only; a format without a rate means 24000.
   z.object({ type: z.literal("audio/pcm"), rate: z.literal(24000).default(24000) }),
   z.object({ type: z.literal("audio/pcmu") }),
@@ -18,7 +18,7 @@ export type AudioFormat = z.output<typeof audioFormatSchema>;
 
 // GA answers in one modality: "audio" (with a transcript) or "text", never both.
 const modalitiesSchema = z.array(z.enum(["text", "audio"])).length(1);
-export type Modality = z.output<typeof modalitiesSchema>[number];
+type Modality = z.output<typeof modalitiesSchema>[number];
 
 const functionToolSchema = z.object({
   type: z.literal("function"),
@@ -26,13 +26,13 @@ const functionToolSchema = z.object({
   description: z.string().optional(),
   parameters: z.record(z.string(), z.unknown()).optional(),
 });
-export type FunctionTool = z.output<typeof functionToolSchema>;
+type FunctionTool = z.output<typeof functionToolSchema>;
 
 const toolChoiceSchema = z.union([
   z.enum(["auto", "none", "required"]),
   z.object({ type: z.literal("function"), name: z.string().min(1) }),
 ]);
-export type ToolChoice = z.output<typeof toolChoiceSchema>;
+type ToolChoice = z.output<typeof toolChoiceSchema>;
 
 const maxOutputTokensSchema = z.union([z.int().min(1).max(4096), z.literal("inf")]);
 
@@ -45,7 +45,7 @@ const serverVadSchema = z.object({
   interrupt_response: z.boolean().optional(),
   idle_timeout_ms: z.int().min(5000).max(30000).nullable().optional(),
 });
-export type ServerVad = Required<z.output<typeof serverVadSchema>>;
+type ServerVad = Required<z.output<typeof serverVadSchema>>;
 
 const transcriptionSchema = z.object({
   model: z.string().min(1).optional(),
@@ -210,7 +210,7 @@ export const clientItemSchema = z.discriminatedUnion("type", [
 ]);
 export type ClientItem = z.output<typeof clientItemSchema>;
 
-export type ItemStatus = "completed" | "incomplete" | "in_progress";
+type ItemStatus = "completed" | "incomplete" | "in_progress";
 type Stored<T> = T extends unknown
   ? Omit<T, "id"> & { id: string; object: "realtime.item"; status: ItemStatus }
   : never;

@@ -43,9 +43,9 @@ export type ClientEvent = z.output<typeof clientEventSchema>;
 export const CLIENT_EVENT_TYPES: readonly string[] = clientEventSchemas.map((s) => s.shape.type.value);
 
 // The `part` of response.content_part.*: the schema (and the SDK) still name these "text" and "audio".
-export type ContentPart = { type: "text"; text: string } | { type: "audio"; transcript: string; audio?: string };
+type ContentPart = { type: "text"; text: string } | { type: "audio"; transcript: string; audio?: string };
 
-export type TranscriptionUsage =
+type TranscriptionUsage =
   | {
       type: "tokens";
       input_tokens: number;
@@ -55,7 +55,7 @@ export type TranscriptionUsage =
     }
   | { type: "duration"; seconds: number };
 
-export interface RateLimit {
+interface RateLimit {
   name: "requests" | "tokens";
   limit: number;
   remaining: number;
@@ -143,7 +143,7 @@ export const errorEvent = (
 ): ServerEvent<"error"> =>
   serverEvent("error", { error: { type: "invalid_request_error", param: null, event_id: null, ...error } });
 
-export type ParsedClientEvent = { ok: true; event: ClientEvent } | { ok: false; error: ServerEvent<"error"> };
+type ParsedClientEvent = { ok: true; event: ClientEvent } | { ok: false; error: ServerEvent<"error"> };
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);

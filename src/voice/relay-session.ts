@@ -11,7 +11,7 @@ import { connectUpstream, type UpstreamSettings } from "./upstream.ts";
 import { recordUpstreamTurn } from "./usage-sync.ts";
 
 /** What upstream mode needs beyond the session's parts: closing its sockets and ending it. */
-export interface RelaySessionIo extends SessionIo {
+interface RelaySessionIo extends SessionIo {
   closeSockets(code: number, reason: string): void;
   end(reason: string): Promise<void>;
 }

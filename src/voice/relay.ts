@@ -36,7 +36,7 @@ export interface RelayIo {
   failed(reason: string): void;
 }
 
-export interface RelayOptions {
+interface RelayOptions {
   instructions: string;
   /** Reconnect upstream after this long, before OpenAI's 60-minute cap. */
   reconnectAfterMs: number;

@@ -8,7 +8,7 @@ import { newSession, type Session } from "./protocol.ts";
 export type VoiceSessionRow = typeof voiceSessions.$inferSelect;
 export type VoicePreferences = Omit<typeof voicePreferences.$inferSelect, "userId" | "updatedAt">;
 
-export const DEFAULT_PREFERENCES: VoicePreferences = { voice: "marin", speed: 1, language: "en", vadSensitivity: 0.5 };
+const DEFAULT_PREFERENCES: VoicePreferences = { voice: "marin", speed: 1, language: "en", vadSensitivity: 0.5 };
 
 const notFound = () => new ApiError("NOT_FOUND", "No voice session with this id.");
 
@@ -30,7 +30,7 @@ export async function ownVoiceSession(db: Database, userId: string, id: string):
   return row;
 }
 
-export interface UsageDelta {
+interface UsageDelta {
   audioInMs?: number;
   audioOutMs?: number;
   inputTokens?: number;

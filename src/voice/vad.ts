@@ -51,9 +51,9 @@ export const DEFAULT_SERVER_VAD: Readonly<ServerVadConfig> = Object.freeze({
 
 export const FRAME_MS = 10;
 /** Loud audio needed before speech starts. */
-export const MIN_SPEECH_MS = 50;
+const MIN_SPEECH_MS = 50;
 /** How far audio_start_ms may reach back before the first loud frame. */
-export const MAX_BACKDATE_MS = 200;
+const MAX_BACKDATE_MS = 200;
 const FLOOR_MIN_DBFS = -70;
 const FLOOR_START_MAX_DBFS = -40;
 const FLOOR_RISE_DB_PER_S = 2;

@@ -34,9 +34,8 @@ export const conversations = pgTable(
   (t) => [index("conversations_user_idx").on(t.userId, t.archived, t.updatedAt)],
 );
 
-export const messageRoles = ["user", "assistant"] as const;
-export const replyStatuses = ["pending", "answered", "failed"] as const;
-export type ReplyStatus = (typeof replyStatuses)[number];
+const messageRoles = ["user", "assistant"] as const;
+const replyStatuses = ["pending", "answered", "failed"] as const;
 
 /**
  * One version of one side of a turn. Editing or regenerating adds a version and deactivates the

@@ -3,8 +3,8 @@ import { doublePrecision, index, integer, pgTable, real, text, timestamp, uuid }
 import { conversations } from "./conversations.ts";
 import { users } from "./identity.ts";
 
-export const voiceModes = ["local", "upstream"] as const;
-export const voiceSessionStatuses = ["created", "active", "ended"] as const;
+const voiceModes = ["local", "upstream"] as const;
+const voiceSessionStatuses = ["created", "active", "ended"] as const;
 
 /** One realtime voice session: who, where its turns are stored, and what it used. */
 export const voiceSessions = pgTable(

@@ -11,7 +11,7 @@ const EMBEDDINGS: OpenAiOperation = {
 };
 
 /** Output sizes of the models we know; an index must know its dimension before the first call. */
-export const OPENAI_EMBEDDING_DIMENSIONS: Readonly<Record<string, number>> = {
+const OPENAI_EMBEDDING_DIMENSIONS: Readonly<Record<string, number>> = {
   "text-embedding-3-small": 1536,
   "text-embedding-3-large": 3072,
   "text-embedding-ada-002": 1536,

@@ -9,7 +9,7 @@ const CONTROLS = /[\u0000-\u0008\u000e-\u001f\u007f-\u0084\u0086-\u009f]/g;
 // A word split at a line end ("inter-\nnational"); "COVID-\n19" and "Anti-\nInflammatory" keep their hyphen.
 const SPLIT_WORD = /(\p{L})-[ ]*\n[ ]*(\p{Ll})/gu;
 
-export interface NormaliseOptions {
+interface NormaliseOptions {
   /** Join words hyphenated across line ends (PDF text, laid out in lines). */
   dehyphenate?: boolean;
 }

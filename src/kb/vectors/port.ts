@@ -7,13 +7,13 @@ export interface IndexSpec {
   dimensions: number;
 }
 
-export interface VectorItem {
+interface VectorItem {
   chunkId: string;
   documentId: string;
   vector: number[];
 }
 
-export interface VectorHit {
+interface VectorHit {
   chunkId: string;
   documentId: string;
   /** Cosine similarity, higher is closer. */

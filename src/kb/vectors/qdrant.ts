@@ -122,7 +122,7 @@ export function qdrantStore(config: QdrantConfig): VectorStore {
   };
 }
 
-export const collectionName = (index: IndexSpec) => `kb_${index.name}`;
+const collectionName = (index: IndexSpec) => `kb_${index.name}`;
 
 /** The HTTP status Qdrant answered with, behind an UpstreamError. */
 const httpStatus = (error: unknown): unknown => (error as { cause?: { status?: unknown } }).cause?.status;
