@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
 import { thread } from "../src/conversations/store.ts";
 import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
+import { messageJson } from "../src/conversations/wire.ts";
 import { createDb } from "../src/db/client.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { type FieldError, toApiError } from "../src/errors.ts";
@@ -16,9 +17,8 @@ import {
   SOCKET_RECHECK_MS,
   type SocketCredential,
   socketRefusal,
-} from "../src/realtime/credential.ts";
-import { mintTicket, redeemTicket } from "../src/realtime/tickets.ts";
-import { messageJson } from "../src/routes/conversations/schemas.ts";
+} from "../src/sockets/credential.ts";
+import { mintTicket, redeemTicket } from "../src/sockets/tickets.ts";
 
 /** The subprotocol a chat client speaks; echoed when offered, as browsers require. */
 export const CHAT_PROTOCOL = "voiceassist.chat.v1";

@@ -7,7 +7,7 @@ import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";
-import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../realtime/credential.ts";
+import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../sockets/credential.ts";
 import {
   createVoiceSession,
   loadPreferences,

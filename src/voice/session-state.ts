@@ -2,7 +2,7 @@ import type { Env } from "../env.ts";
 import type { MetricEvent } from "../metrics/record.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
-import type { SocketCredential } from "../realtime/credential.ts";
+import type { SocketCredential } from "../sockets/credential.ts";
 import type { Item, Session } from "./protocol.ts";
 
 /** Who a voice session belongs to, as the Worker admitted them (or as the ticket they redeemed recorded). */

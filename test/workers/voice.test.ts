@@ -4,7 +4,7 @@ import { sql } from "drizzle-orm";
 import { afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
-import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/realtime/credential.ts";
+import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/sockets/credential.ts";
 import { call, callRaw, OPERATOR_TOKEN, type SocketOptions } from "./harness.ts";
 import { db, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";

@@ -3,13 +3,14 @@ import type { Context } from "hono";
 import type { AppEnv } from "../../app-env.ts";
 import { listMessages, messageVersions, ownConversation } from "../../conversations/store.ts";
 import { editMessage, regenerate, sendMessage, type TurnContext, type TurnEvent } from "../../conversations/turns.ts";
+import { messageJson } from "../../conversations/wire.ts";
 import { createDb } from "../../db/client.ts";
 import { ApiError } from "../../errors.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
 import { AnswerSchema, answerFailure, answerJson, sseResponse, streamAnswer, wantsStream } from "../answer-wire.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
 import { SearchFiltersSchema, toSearchFilters } from "../search.ts";
-import { IdParam, Message, MessageParam, messageJson, Page, pageOf } from "./schemas.ts";
+import { IdParam, Message, MessageParam, Page, pageOf } from "./schemas.ts";
 
 // A conversation's messages and turns: read the thread, ask, edit a question, regenerate, read versions.
 

@@ -1,8 +1,9 @@
 import { z } from "@hono/zod-openapi";
-import type { ConversationRow, MessageRow } from "../../conversations/store.ts";
+import type { ConversationRow } from "../../conversations/store.ts";
+import type { MessageJson } from "../../conversations/wire.ts";
 import { CitationSchema } from "../answer-wire.ts";
 
-// What the conversation, message and usage routes (and the chat socket's frames) have in common.
+// What the conversation, message and usage routes have in common.
 
 export const IdParam = z.object({ id: z.uuid() });
 export const MessageParam = z.object({ id: z.uuid(), message_id: z.uuid() });
@@ -57,6 +58,11 @@ export const Message = z
   })
   .openapi("Message");
 
+// The chat room sends messages too, so their shape (messageJson) lives in src/conversations/wire.ts;
+// this fails to compile when that shape and this schema drift apart.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const _messageShape: Same<z.infer<typeof Message>, MessageJson> = true;
+
 export const conversationJson = (row: ConversationRow): z.infer<typeof Conversation> => ({
   id: row.id,
   title: row.title,
@@ -64,28 +70,4 @@ export const conversationJson = (row: ConversationRow): z.infer<typeof Conversat
   archived: row.archived,
   created_at: row.createdAt.toISOString(),
   updated_at: row.updatedAt.toISOString(),
-});
-
-export const messageJson = (row: MessageRow): z.infer<typeof Message> => ({
-  id: row.id,
-  conversation_id: row.conversationId,
-  turn: row.turn,
-  role: row.role,
-  version: row.version,
-  active: row.active,
-  content: row.content,
-  client_message_id: row.clientMessageId,
-  reply_to: row.replyTo,
-  citations: row.citations as z.infer<typeof CitationSchema>[],
-  invalid_citations: row.invalidCitations,
-  provider: row.provider,
-  model: row.model,
-  usage:
-    row.role === "assistant"
-      ? { prompt_tokens: row.promptTokens ?? 0, completion_tokens: row.completionTokens ?? 0 }
-      : null,
-  cost_usd: row.costUsd,
-  latency_ms: row.latencyMs,
-  first_token_ms: row.firstTokenMs,
-  created_at: row.createdAt.toISOString(),
 });

@@ -1,3 +1,5 @@
+// The chat room: one conversation's chat socket, served by the ChatRoom Durable Object (workers/chat-room.ts).
+// Its paths keep their historical names (/api/realtime/tickets, /api/realtime/ws): clients depend on them.
 import { createRoute, z } from "@hono/zod-openapi";
 import { CHAT_PROTOCOL, CONVERSATION_HEADER, USER_HEADER } from "../../workers/chat-room.ts";
 import { ownConversation } from "../conversations/store.ts";
@@ -5,7 +7,7 @@ import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";
-import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../realtime/credential.ts";
+import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../sockets/credential.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 // A token rides in the subprotocol list ("bearer.<token>"): browsers cannot set headers on a socket,
@@ -14,7 +16,7 @@ const BEARER_PROTOCOL = "bearer.";
 
 const chatRoom = (env: Env, conversationId: string) => env.CHAT_ROOM.get(env.CHAT_ROOM.idFromName(conversationId));
 
-export const realtimeChatRoutes = createRouter()
+export const chatRoomRoutes = createRouter()
   .openapi(
     createRoute({
       method: "post",

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
-import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/realtime/credential.ts";
+import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/sockets/credential.ts";
 import { serve } from "./harness.ts";
 import { app, call, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
