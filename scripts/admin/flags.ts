@@ -31,15 +31,8 @@ export const flags: Group = {
         const { values } = options(args, { tag: { type: "string" }, archived: { type: "boolean" } });
         const api = await signedIn(values.url, io);
         if (!api) return 2;
-        const { items, failure } = await allPages((page) => {
-          const query = new URLSearchParams({
-            archived: values.archived ? "true" : "false",
-            page: String(page),
-            page_size: "500",
-          });
-          if (values.tag !== undefined) query.set("tag", values.tag);
-          return api.call("GET", `/api/admin/flags?${query}`);
-        });
+        const filters = { archived: values.archived ? "true" : "false", tag: values.tag };
+        const { items, failure } = await allPages(api, "/api/admin/flags", filters, 500);
         if (failure) return failed(io, failure);
         if (items.length === 0) io.err(values.archived ? "No archived flags match." : "No flags match.");
         const rows = items.map((flag) => [

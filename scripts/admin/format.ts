@@ -1,6 +1,7 @@
 // How the commands print values: one line per item, in aligned columns.
 import type { Json } from "./command.ts";
 import type { Reply } from "./http.ts";
+import type { Api } from "./session.ts";
 
 /** A value for one column: quoted as JSON when it holds a space, a comma or a control character. */
 export const cell = (value: unknown): string => {
@@ -19,13 +20,21 @@ export function table(rows: string[][]): string[] {
   );
 }
 
-/** Every item of a paginated admin list (`items`, `total`), page after page. */
+/**
+ * Every item of a paginated admin list (`items`, `total`) at `path`, page after page of `pageSize`; `filters` go on
+ * every page's query, those unset or empty left out.
+ */
 export async function allPages(
-  fetchPage: (page: number) => Promise<Reply>,
+  api: Pick<Api, "call">,
+  path: string,
+  filters: Record<string, string | undefined>,
+  pageSize = 200,
 ): Promise<{ items: Json[]; failure?: Reply }> {
   const items: Json[] = [];
   for (let page = 1; ; page++) {
-    const res = await fetchPage(page);
+    const query = new URLSearchParams({ page: String(page), page_size: String(pageSize) });
+    for (const [name, value] of Object.entries(filters)) if (value) query.set(name, value);
+    const res = await api.call("GET", `${path}?${query}`);
     if (!res.ok) return { items, failure: res };
     const batch = (res.json.items ?? []) as Json[];
     items.push(...batch);

@@ -140,13 +140,11 @@ export const kb: Group = {
         choice("--status", values.status, STATUSES);
         const api = await signedIn(values.url, io);
         if (!api) return 2;
-        const { items, failure } = await allPages((page) => {
-          const query = new URLSearchParams({ page: String(page), page_size: "200" });
-          if (positionals[0]) query.set("q", positionals[0]);
-          if (values.status) query.set("status", values.status);
-          if (values.tag) query.set("tag", values.tag);
-          if (values["source-type"]) query.set("source_type", values["source-type"]);
-          return api.call("GET", `/api/admin/kb/documents?${query}`);
+        const { items, failure } = await allPages(api, "/api/admin/kb/documents", {
+          q: positionals[0],
+          status: values.status,
+          tag: values.tag,
+          source_type: values["source-type"],
         });
         if (failure) return failed(io, failure);
         if (items.length === 0) io.err("No documents match.");

@@ -68,12 +68,10 @@ export const users: Group = {
         choice("--status", values.status, STATUSES);
         const api = await signedIn(values.url, io);
         if (!api) return 2;
-        const { items, failure } = await allPages((page) => {
-          const query = new URLSearchParams({ page: String(page), page_size: "200" });
-          if (positionals[0]) query.set("q", positionals[0]);
-          if (values.role) query.set("role", values.role);
-          if (values.status) query.set("status", values.status);
-          return api.call("GET", `/api/admin/users?${query}`);
+        const { items, failure } = await allPages(api, "/api/admin/users", {
+          q: positionals[0],
+          role: values.role,
+          status: values.status,
         });
         if (failure) return failed(io, failure);
         if (items.length === 0) io.err("No users match.");

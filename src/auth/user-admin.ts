@@ -2,6 +2,7 @@ import { and, count, desc, eq, ilike, isNotNull, isNull, or, type SQL, sql } fro
 import { type AuditEvent, recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
 import { type Database, withPoolDb } from "../db/client.ts";
+import { pageOffset } from "../db/paging.ts";
 import { users } from "../db/schema/identity.ts";
 import { ApiError } from "../errors.ts";
 import { revokeAllSessions } from "./sessions.ts";
@@ -50,7 +51,7 @@ export async function listUsers(db: Database, filter: UserFilter): Promise<{ row
       .where(where)
       .orderBy(desc(users.createdAt), desc(users.id))
       .limit(pageSize)
-      .offset((page - 1) * pageSize),
+      .offset(pageOffset(page, pageSize)),
     db.select({ total: count() }).from(users).where(where),
   ]);
   return { rows, total: totals[0]?.total ?? 0 };

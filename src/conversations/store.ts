@@ -1,6 +1,7 @@
 import { and, asc, count, desc, eq, ilike, type SQL, sql } from "drizzle-orm";
 import type { Config } from "../config.ts";
 import { createDb, type Database } from "../db/client.ts";
+import { pageOffset } from "../db/paging.ts";
 import { conversations, messages } from "../db/schema/conversations.ts";
 import { ApiError } from "../errors.ts";
 import type { HistoryTurn } from "../rag/prompt.ts";
@@ -58,7 +59,7 @@ export async function listConversations(db: Database, userId: string, query: Con
       .where(where)
       .orderBy(desc(conversations.updatedAt), desc(conversations.id))
       .limit(query.pageSize)
-      .offset((query.page - 1) * query.pageSize),
+      .offset(pageOffset(query.page, query.pageSize)),
     db.select({ total: count() }).from(conversations).where(where),
   ]);
   return { rows, total: totals[0]?.total ?? 0 };
@@ -99,7 +100,7 @@ export async function listMessages(db: Database, conversationId: string, page: n
       .where(where)
       .orderBy(...threadOrder)
       .limit(pageSize)
-      .offset((page - 1) * pageSize),
+      .offset(pageOffset(page, pageSize)),
     db.select({ total: count() }).from(messages).where(where),
   ]);
   return { rows, total: totals[0]?.total ?? 0 };

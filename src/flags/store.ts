@@ -6,6 +6,7 @@ import { and, asc, count, eq, ilike, isNull, or, type SQL, sql } from "drizzle-o
 import { recordAudit } from "../audit/record.ts";
 import type { Config } from "../config.ts";
 import { type Database, withPoolDb } from "../db/client.ts";
+import { pageOffset } from "../db/paging.ts";
 import { flagChanges, flagOverrides, flagSegments, flagState, flags } from "../db/schema/flags.ts";
 import { ApiError, type FieldError } from "../errors.ts";
 import { canonicalJson } from "../json.ts";
@@ -196,13 +197,7 @@ export async function listFlags(db: Database, query: FlagQuery): Promise<{ items
   }
   const where = filters.length ? and(...filters) : undefined;
   const [rows, totals] = await Promise.all([
-    db
-      .select()
-      .from(flags)
-      .where(where)
-      .orderBy(asc(flags.key))
-      .limit(pageSize)
-      .offset((page - 1) * pageSize),
+    db.select().from(flags).where(where).orderBy(asc(flags.key)).limit(pageSize).offset(pageOffset(page, pageSize)),
     db.select({ total: count() }).from(flags).where(where),
   ]);
   return { items: rows.map(flagRecord), total: totals[0]?.total ?? 0 };

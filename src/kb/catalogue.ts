@@ -2,6 +2,7 @@ import { and, arrayContains, asc, count, desc, eq, ilike, type SQL, sql, sum } f
 import { sha256Hex } from "../auth/crypto.ts";
 import type { Config } from "../config.ts";
 import { createDb, queryRows } from "../db/client.ts";
+import { pageOffset } from "../db/paging.ts";
 import { chunks, type DocumentStatus, documents, embeddingIndexes, type TitleSource } from "../db/schema/kb.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -74,7 +75,7 @@ export async function listDocuments(
       .where(where)
       .orderBy(desc(documents.createdAt), desc(documents.id))
       .limit(pageSize)
-      .offset((page - 1) * pageSize),
+      .offset(pageOffset(page, pageSize)),
     db.select({ total: count() }).from(documents).where(where),
   ]);
   return { rows, total: totals[0]?.total ?? 0 };
@@ -95,7 +96,7 @@ export async function documentChunks(
       .where(where)
       .orderBy(asc(chunks.chunkIndex))
       .limit(pageSize)
-      .offset((page - 1) * pageSize),
+      .offset(pageOffset(page, pageSize)),
     db.select({ total: count() }).from(chunks).where(where),
   ]);
   return { rows, total: totals[0]?.total ?? 0 };

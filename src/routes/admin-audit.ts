@@ -29,6 +29,7 @@ const Filters = z.object({
   to: z.iso.datetime({ offset: true }).optional().openapi({ description: "Exclusive, ISO 8601" }),
 });
 
+// Cursor pagination (cursor, limit, next_cursor), not PageQuery: entries keep arriving, so offsets would skip or repeat.
 const ListQuery = Filters.extend({
   cursor: z.string().max(100).optional().openapi({ description: "next_cursor of the previous page" }),
   limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).default(50),

@@ -15,24 +15,17 @@ import { createDb, type Database } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../middleware/auth.ts";
-import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
+import { createRouter, jsonBody, jsonResponse, PageQuery, pageOf, problem, signedIn } from "./router.ts";
 
 const IdParam = z.object({ id: z.uuid() });
 
-const ListQuery = z.object({
-  q: z.string().trim().max(200).optional().describe("Search in email and full name"),
-  role: RoleField.optional(),
-  status: z.enum(["active", "inactive", "deleted"]).optional(),
-  page: z.coerce.number().int().min(1).default(1),
-  page_size: z.coerce.number().int().min(1).max(200).default(50),
-});
-
-const UserPage = z.object({
-  items: z.array(PublicUser),
-  total: z.number().int(),
-  page: z.number().int(),
-  page_size: z.number().int(),
-});
+const ListQuery = z
+  .object({
+    q: z.string().trim().max(200).optional().describe("Search in email and full name"),
+    role: RoleField.optional(),
+    status: z.enum(["active", "inactive", "deleted"]).optional(),
+  })
+  .extend(PageQuery.shape);
 
 export const adminUserRoutes = createRouter()
   .openapi(
@@ -44,7 +37,7 @@ export const adminUserRoutes = createRouter()
       security: signedIn,
       middleware: [requireAdminOrViewer] as const,
       request: { query: ListQuery },
-      responses: { 200: jsonResponse("A page of users", UserPage), 403: problem("Not an admin or viewer") },
+      responses: { 200: jsonResponse("A page of users", pageOf(PublicUser)), 403: problem("Not an admin or viewer") },
     }),
     async (c) => {
       const { q, role, status, page, page_size } = c.req.valid("query");

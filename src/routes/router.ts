@@ -58,6 +58,21 @@ export const jsonResponse = <T extends z.ZodType>(description: string, schema: T
   content: { "application/json": { schema } },
 });
 
+/** The query of every page-numbered list route, which `.extend()`s it with its filters: `page` from 1, `page_size` 1-200. */
+export const PageQuery = z.object({
+  page: z.coerce.number().int().min(1).default(1),
+  page_size: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+/** A page of a list route's reply: its items, the count of every match, and the page asked for. */
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({
+    items: z.array(item),
+    total: z.number().int(),
+    page: z.number().int(),
+    page_size: z.number().int(),
+  });
+
 /** `security` of routes behind requireUser / requireRole: an access token or an API key. */
 export const signedIn: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKey: [] }];
 

@@ -11,8 +11,8 @@ import {
 import { createDb } from "../../db/client.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
 import { usageTotals } from "../../rag/usage.ts";
-import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
-import { Conversation, conversationJson, Folder, IdParam, Page, pageOf, Title, Usage } from "./schemas.ts";
+import { createRouter, jsonBody, jsonResponse, PageQuery, pageOf, problem, signedIn } from "../router.ts";
+import { Conversation, conversationJson, Folder, IdParam, Title, Usage } from "./schemas.ts";
 
 // Conversations themselves: start, list, read (with usage), rename or file, delete, export.
 
@@ -44,15 +44,16 @@ export const conversationRecordRoutes = createRouter()
       security: signedIn,
       middleware: [requireUser] as const,
       request: {
-        query: z.object({
-          q: z.string().trim().min(1).max(200).optional().describe("search in titles"),
-          archived: z
-            .enum(["true", "false"])
-            .optional()
-            .transform((v) => (v === undefined ? undefined : v === "true")),
-          folder: Folder.optional(),
-          ...Page,
-        }),
+        query: z
+          .object({
+            q: z.string().trim().min(1).max(200).optional().describe("search in titles"),
+            archived: z
+              .enum(["true", "false"])
+              .optional()
+              .transform((v) => (v === undefined ? undefined : v === "true")),
+            folder: Folder.optional(),
+          })
+          .extend(PageQuery.shape),
       },
       responses: {
         200: jsonResponse("A page of conversations", pageOf(Conversation)),

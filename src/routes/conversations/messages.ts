@@ -8,9 +8,9 @@ import { createDb } from "../../db/client.ts";
 import { ApiError } from "../../errors.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
 import { AnswerSchema, answerFailure, answerJson, sseResponse, streamAnswer, wantsStream } from "../answer-wire.ts";
-import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
+import { createRouter, jsonBody, jsonResponse, PageQuery, pageOf, problem, signedIn } from "../router.ts";
 import { SearchFiltersSchema, toSearchFilters } from "../search.ts";
-import { IdParam, Message, MessageParam, Page, pageOf } from "./schemas.ts";
+import { IdParam, Message, MessageParam } from "./schemas.ts";
 
 // A conversation's messages and turns: read the thread, ask, edit a question, regenerate, read versions.
 
@@ -117,7 +117,7 @@ export const messageRoutes = createRouter()
       summary: "The visible thread, oldest first (each question before its answer)",
       security: signedIn,
       middleware: [requireUser] as const,
-      request: { params: IdParam, query: z.object(Page) },
+      request: { params: IdParam, query: PageQuery },
       responses: {
         200: jsonResponse("A page of messages", pageOf(Message)),
         404: problem("No such conversation (or not yours)"),

@@ -9,14 +9,6 @@ export const IdParam = z.object({ id: z.uuid() });
 export const MessageParam = z.object({ id: z.uuid(), message_id: z.uuid() });
 export const Title = z.string().trim().min(1, "must not be empty").max(200);
 export const Folder = z.string().trim().min(1).max(100);
-export const Page = {
-  page: z.coerce.number().int().min(1).default(1),
-  page_size: z.coerce.number().int().min(1).max(200).default(50),
-};
-
-export const pageOf = <T extends z.ZodType>(item: T) =>
-  z.object({ items: z.array(item), total: z.number().int(), page: z.number().int(), page_size: z.number().int() });
-
 export const Conversation = z
   .object({
     id: z.uuid(),

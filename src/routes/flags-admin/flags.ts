@@ -19,7 +19,7 @@ import {
 } from "../../flags/schema.ts";
 import { expectedVersion, type FlagRecord, flagRecord, listFlags, loadFlag } from "../../flags/store.ts";
 import { requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
-import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "../router.ts";
+import { createRouter, jsonBody, jsonResponse, PageQuery, pageOf, problem, signedIn } from "../router.ts";
 import { actor, KeyParam, published, tags } from "./shared.ts";
 
 const IfMatch = z.object({ "if-match": z.string().optional().describe('The flag\'s ETag, e.g. "3"') });
@@ -67,13 +67,17 @@ function newDefinition(input: z.output<typeof FlagFields>): FlagDefinition {
   return { ...rest, defaultValue: defaultValue ?? (input.type === "boolean" ? false : null) };
 }
 
-const ListQuery = z.object({
-  q: z.string().trim().max(200).optional().describe("Search in key and description"),
-  tag: z.string().optional(),
-  archived: z.enum(["false", "true", "all"]).default("false"),
-  page: z.coerce.number().int().min(1).default(1),
-  page_size: z.coerce.number().int().min(1).max(500).default(50),
-});
+const ListQuery = z
+  .object({
+    q: z.string().trim().max(200).optional().describe("Search in key and description"),
+    tag: z.string().optional(),
+    archived: z.enum(["false", "true", "all"]).default("false"),
+  })
+  .extend({
+    ...PageQuery.shape,
+    // Pages of up to 500 flags, not 200: `flags list` (scripts/admin) reads the whole set 500 at a time.
+    page_size: z.coerce.number().int().min(1).max(500).default(50),
+  });
 
 export const flagRecordRoutes = createRouter()
   .openapi(
@@ -86,15 +90,7 @@ export const flagRecordRoutes = createRouter()
       middleware: [requireAdminOrViewer] as const,
       request: { query: ListQuery },
       responses: {
-        200: jsonResponse(
-          "A page of flags",
-          z.object({
-            items: z.array(Flag),
-            total: z.number().int(),
-            page: z.number().int(),
-            page_size: z.number().int(),
-          }),
-        ),
+        200: jsonResponse("A page of flags", pageOf(Flag)),
       },
     }),
     async (c) => {

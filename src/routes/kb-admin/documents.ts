@@ -16,14 +16,12 @@ import { detectFormat } from "../../kb/extract/index.ts";
 import { recordMetrics } from "../../metrics/record.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../../middleware/auth.ts";
 import { acceptsBody } from "../../middleware/body.ts";
-import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
+import { createRouter, jsonResponse, PageQuery, pageOf, problem, signedIn } from "../router.ts";
 import {
   auditTarget,
   Document,
   IdParam,
   Metadata,
-  PageQuery,
-  pageOf,
   readForm,
   SourceType,
   Tags,
@@ -172,13 +170,14 @@ export const documentRoutes = createRouter()
       security: signedIn,
       middleware: [requireAdminOrViewer] as const,
       request: {
-        query: z.object({
-          status: z.enum(documentStatuses).optional(),
-          source_type: z.string().optional(),
-          tag: z.string().optional(),
-          q: z.string().trim().max(200).optional().describe("Search in titles"),
-          ...PageQuery.shape,
-        }),
+        query: z
+          .object({
+            status: z.enum(documentStatuses).optional(),
+            source_type: z.string().optional(),
+            tag: z.string().optional(),
+            q: z.string().trim().max(200).optional().describe("Search in titles"),
+          })
+          .extend(PageQuery.shape),
       },
       responses: {
         200: jsonResponse("A page of documents", pageOf(Document)),

@@ -7,20 +7,6 @@ import { type DocumentRow, documentStatuses, titleSources } from "../../kb/catal
 
 export const IdParam = z.object({ id: z.uuid() });
 
-export const PageQuery = z.object({
-  page: z.coerce.number().int().min(1).default(1),
-  page_size: z.coerce.number().int().min(1).max(200).default(50),
-});
-
-/** A page of a list route's reply: its items, the count of every match, and the page asked for. */
-export const pageOf = <T extends z.ZodType>(item: T) =>
-  z.object({
-    items: z.array(item),
-    total: z.number().int(),
-    page: z.number().int(),
-    page_size: z.number().int(),
-  });
-
 export const Document = z
   .object({
     id: z.uuid(),
