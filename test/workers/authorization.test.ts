@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { app, serve } from "./harness.ts";
+import { app, callRaw, serve } from "./harness.ts";
 import { signedInUser, type TestUser } from "./identity-helpers.ts";
 
 // Who may call what, generated from /openapi.json: a new route is covered without anyone writing a test.
@@ -19,10 +19,7 @@ const fill = (path: string) =>
 let operations: { method: string; path: string; schemes: string[] }[] = [];
 
 async function status(method: string, path: string, token?: string): Promise<number> {
-  const res = await serve(app, fill(path), {
-    method,
-    headers: { "cf-connecting-ip": "192.0.2.90", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-  });
+  const res = await callRaw(method, fill(path), { token, ip: "192.0.2.90" });
   await res.body?.cancel();
   return res.status;
 }

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { cleanUpIdentity, recordIdentityGauges } from "../../src/auth/jobs.ts";
-import { app, call, OPERATOR_TOKEN, serve } from "./harness.ts";
+import { call, callRaw, OPERATOR_TOKEN } from "./harness.ts";
 import { db, freshIp, PASSWORD, signedInUser } from "./identity-helpers.ts";
 
 const count = async (query: ReturnType<typeof sql>) =>
@@ -50,9 +50,7 @@ describe("identity metrics", () => {
     const after = await gauges();
     expect(after.sessions).toBe((before.sessions ?? Number.NaN) + 2);
     expect(after.dau).toBe((before.dau ?? Number.NaN) + 2);
-    const exposition = await (
-      await serve(app, "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } })
-    ).text();
+    const exposition = await (await callRaw("GET", "/metrics", { token: OPERATOR_TOKEN })).text();
     expect(exposition).toContain("# TYPE auth_active_sessions gauge");
     expect(exposition).toMatch(new RegExp(`^auth_active_sessions ${after.sessions}$`, "m"));
   });
@@ -74,7 +72,7 @@ describe("operator routes accept admins and viewers once roles exist", () => {
     const viewer = await signedInUser("viewer");
     const user = await signedInUser();
     expect((await call("GET", "/health/detailed", { token: viewer.access })).status).toBe(200);
-    const metrics = (token: string) => serve(app, "/metrics", { headers: { authorization: `Bearer ${token}` } });
+    const metrics = (token: string) => callRaw("GET", "/metrics", { token });
     expect((await metrics(viewer.access)).status).toBe(200);
     expect((await metrics(user.access)).status).toBe(403);
   });

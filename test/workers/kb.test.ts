@@ -6,7 +6,7 @@ import { createVectorStore } from "../../src/kb/vectors/index.ts";
 import type { VectorStore } from "../../src/kb/vectors/port.ts";
 import { pdf, pdfTextString, withPdfInfo, zip } from "../fixtures/kb/generate.ts";
 import { samples } from "../fixtures/kb/samples.ts";
-import { app, call, serve, stack } from "./harness.ts";
+import { call, callRaw, stack } from "./harness.ts";
 import { config, db, signedInUser } from "./identity-helpers.ts";
 import { documentRow, ingestNow, untilSettled, upload } from "./kb-helpers.ts";
 
@@ -108,11 +108,7 @@ describe("upload: bad files and bad input", () => {
     const admin = await signedInUser("admin");
     const form = new FormData();
     form.set("title", "no file");
-    const noFile = await serve(app, "/api/admin/kb/documents", {
-      method: "POST",
-      body: form,
-      headers: { authorization: `Bearer ${admin.access}` },
-    });
+    const noFile = await callRaw("POST", "/api/admin/kb/documents", { body: form, token: admin.access });
     expect(noFile.status).toBe(422);
     const bad = await upload(
       admin.access,
@@ -271,10 +267,10 @@ describe.skipIf(!hasVector)("bulk import", () => {
       { external_id: `c-${tag}`, title: "Copy of alpha", text: `Alpha abstract ${tag} about insulin.` },
     ].map((l) => JSON.stringify(l));
     const body = [...lines, "{not json", JSON.stringify({ title: "no id or text" }), ""].join("\n");
-    const res = await serve(app, "/api/admin/kb/import", {
-      method: "POST",
+    const res = await callRaw("POST", "/api/admin/kb/import", {
       body,
-      headers: { authorization: `Bearer ${admin.access}`, "content-type": "application/x-ndjson" },
+      token: admin.access,
+      headers: { "content-type": "application/x-ndjson" },
     });
     expect(res.status).toBe(202);
     const summary = JSON.parse(await res.text());
@@ -291,11 +287,7 @@ describe.skipIf(!hasVector)("bulk import", () => {
   it("refuses a body without any valid record (422) and a non-JSONL type (415)", async () => {
     const admin = await signedInUser("admin");
     const post = (body: string, type: string) =>
-      serve(app, "/api/admin/kb/import", {
-        method: "POST",
-        body,
-        headers: { authorization: `Bearer ${admin.access}`, "content-type": type },
-      });
+      callRaw("POST", "/api/admin/kb/import", { body, token: admin.access, headers: { "content-type": type } });
     expect((await post("nope\n", "application/x-ndjson")).status).toBe(422);
     expect((await post("<xml/>", "application/xml")).status).toBe(415);
   });
@@ -404,10 +396,10 @@ describe("NUL and deep nesting in uploads and imports", () => {
     const body =
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="guide\u0000.txt"\r\n` +
       `Content-Type: text/plain\r\n\r\n${unique("NUL name.")}\r\n--${boundary}--\r\n`;
-    const res = await serve(app, "/api/admin/kb/documents", {
-      method: "POST",
+    const res = await callRaw("POST", "/api/admin/kb/documents", {
       body,
-      headers: { authorization: `Bearer ${admin.access}`, "content-type": `multipart/form-data; boundary=${boundary}` },
+      token: admin.access,
+      headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
     });
     expect(res.status).toBe(400);
     expect(await storedBy(admin.id)).toBe(0);
@@ -428,10 +420,10 @@ describe("NUL and deep nesting in uploads and imports", () => {
       `{"external_id":"d-${tag}","title":"Deep","text":"Deep ${tag}.","metadata":${nested(3000)}}`,
     ];
     const post = (body: string) =>
-      serve(app, "/api/admin/kb/import", {
-        method: "POST",
+      callRaw("POST", "/api/admin/kb/import", {
         body,
-        headers: { authorization: `Bearer ${admin.access}`, "content-type": "application/x-ndjson" },
+        token: admin.access,
+        headers: { "content-type": "application/x-ndjson" },
       });
     const res = await post([line({}), ...bad].join("\n"));
     expect(res.status).toBe(202);
@@ -476,9 +468,7 @@ describe("lifecycle routes, access and audit", () => {
     expect(list.body.total).toBe(1);
     expect(list.body.items[0].id).toBe(res.body.id);
 
-    const events = await serve(app, `/api/admin/kb/documents/${res.body.id}/events`, {
-      headers: { authorization: `Bearer ${viewer.access}` },
-    });
+    const events = await callRaw("GET", `/api/admin/kb/documents/${res.body.id}/events`, { token: viewer.access });
     expect(events.headers.get("content-type")).toContain("text/event-stream");
     await ingestNow(res.body.id);
     const text = await events.text();

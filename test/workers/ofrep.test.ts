@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { Snapshot } from "../../src/flags/model.ts";
 import { forgetSnapshot, heldSnapshot, rememberSnapshot } from "../../src/flags/snapshot-cache.ts";
 import { ofrepRoutes } from "../../src/routes/ofrep.ts";
-import { app, call, serve } from "./harness.ts";
+import { call } from "./harness.ts";
 import { signedInUser, type TestUser } from "./identity-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
@@ -30,15 +30,9 @@ const single = (flag: string, body: unknown, token?: string, headers: Record<str
 const bulk = (body: unknown, token?: string, headers: Record<string, string> = {}) =>
   call("POST", "/ofrep/v1/evaluate/flags", { json: body, token, headers });
 
-/** A request with a body as given (call() JSON-encodes its body): for malformed JSON. */
-async function raw(path: string, body: string, token: string) {
-  const res = await serve(app, path, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    body,
-  });
-  return { status: res.status, headers: res.headers, body: await res.json() };
-}
+/** A request with a body as given (`json` would encode it): for malformed JSON. */
+const raw = (path: string, body: string, token: string) =>
+  call("POST", path, { body, token, headers: { "content-type": "application/json" } });
 
 async function createFlag(body: Record<string, unknown>) {
   const res = await call("POST", "/api/admin/flags", { token: admin.access, json: body });
