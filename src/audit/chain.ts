@@ -49,27 +49,28 @@ export interface BrokenLink {
 
 type ChainVerdict = { ok: true; checked: number; last: ChainLink } | { ok: false; checked: number; broken: BrokenLink };
 
-/** The row's content as one stable string; times as ISO 8601 UTC (millisecond precision, as stored). */
-export function canonicalContent(row: AuditContent): string {
-  return canonicalJson({
-    id: row.id,
-    seq: row.seq,
-    occurred_at: row.occurredAt.toISOString(),
-    actor_type: row.actorType,
-    actor_id: row.actorId,
-    action: row.action,
-    outcome: row.outcome,
-    target_type: row.targetType,
-    target_id: row.targetId,
-    request_id: row.requestId,
-    trace_id: row.traceId,
-    ip: row.ip,
-    user_agent: row.userAgent,
-    before: row.before,
-    after: row.after,
-    metadata: row.metadata,
-  });
-}
+/** A row's content on the wire: snake_case, times as ISO 8601 UTC (millisecond precision, as stored). */
+export const contentJson = (row: AuditContent) => ({
+  id: row.id,
+  seq: row.seq,
+  occurred_at: row.occurredAt.toISOString(),
+  actor_type: row.actorType,
+  actor_id: row.actorId,
+  action: row.action,
+  outcome: row.outcome,
+  target_type: row.targetType,
+  target_id: row.targetId,
+  request_id: row.requestId,
+  trace_id: row.traceId,
+  ip: row.ip,
+  user_agent: row.userAgent,
+  before: row.before,
+  after: row.after,
+  metadata: row.metadata,
+});
+
+/** The row's content as one stable string: what its hash covers. */
+export const canonicalContent = (row: AuditContent): string => canonicalJson(contentJson(row));
 
 export const hashRow = (prevHash: string, content: AuditContent): Promise<string> =>
   sha256Hex(`${prevHash}\n${canonicalContent(content)}`);

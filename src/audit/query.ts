@@ -2,7 +2,7 @@ import { and, asc, count, desc, eq, gt, gte, like, lt, lte, max, type SQL } from
 import { base64url, fromBase64url, utf8 } from "../auth/crypto.ts";
 import type { Database } from "../db/client.ts";
 import { auditLog } from "../db/schema/audit.ts";
-import { type BrokenLink, type ChainRow, GENESIS, verifyChain } from "./chain.ts";
+import { type BrokenLink, type ChainRow, contentJson, GENESIS, verifyChain } from "./chain.ts";
 
 type AuditRow = typeof auditLog.$inferSelect;
 
@@ -87,28 +87,7 @@ export async function listAudit(
 }
 
 /** The wire shape of one row (snake_case, ISO time), shared by the list and the CSV export. */
-export function auditItem(row: AuditRow) {
-  return {
-    id: row.id,
-    seq: row.seq,
-    occurred_at: row.occurredAt.toISOString(),
-    actor_type: row.actorType,
-    actor_id: row.actorId,
-    action: row.action,
-    outcome: row.outcome,
-    target_type: row.targetType,
-    target_id: row.targetId,
-    request_id: row.requestId,
-    trace_id: row.traceId,
-    ip: row.ip,
-    user_agent: row.userAgent,
-    before: row.before,
-    after: row.after,
-    metadata: row.metadata,
-    prev_hash: row.prevHash,
-    hash: row.hash,
-  };
-}
+export const auditItem = (row: AuditRow) => ({ ...contentJson(row), prev_hash: row.prevHash, hash: row.hash });
 
 export type AuditItem = ReturnType<typeof auditItem>;
 
