@@ -4,8 +4,8 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
 import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/sockets/credential.ts";
-import { serve } from "./harness.ts";
-import { app, call, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
+import { call, openSocket, type SocketMessage } from "./harness.ts";
+import { freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
 import { capturedLogs } from "./voice-helpers.ts";
 
@@ -16,48 +16,9 @@ let admin: TestUser;
 let alice: TestUser;
 let bob: TestUser;
 
-// biome-ignore lint/suspicious/noExplicitAny: response bodies, checked by the assertions
-type Frame = Record<string, any>;
+type Frame = SocketMessage;
 
-/** An open socket with every frame it received, and a way to wait for one. */
-async function connect(path: string, protocols: string[] = []) {
-  const res = await serve(app, path, {
-    headers: { upgrade: "websocket", ...(protocols.length ? { "sec-websocket-protocol": protocols.join(", ") } : {}) },
-  });
-  const socket = res.webSocket;
-  if (!socket) return { res, frames: [] as Frame[] };
-  const frames: Frame[] = [];
-  const waiters: (() => void)[] = [];
-  let closed: { code: number; reason: string } | undefined;
-  socket.accept();
-  socket.addEventListener("message", (event) => {
-    frames.push(JSON.parse(event.data as string));
-    for (const wake of waiters.splice(0)) wake();
-  });
-  socket.addEventListener("close", (event) => {
-    closed = { code: event.code, reason: event.reason };
-    for (const wake of waiters.splice(0)) wake();
-  });
-  const until = async (match: (f: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = frames.find(match);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no matching frame; got ${JSON.stringify(frames.map((f) => f.type))}`);
-      await new Promise<void>((resolve) => {
-        waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-  };
-  /** The close the server sent, once it arrived. */
-  const closing = async (timeoutMs = 10_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!closed && Date.now() <= deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    return closed;
-  };
-  return { res, socket, frames, until, closing, closed: () => closed };
-}
+const connect = (path: string, protocols: string[] = []) => openSocket(path, { protocols });
 
 const conversationOf = async (owner: TestUser) =>
   (await call("POST", "/api/conversations", { token: owner.access, json: {} })).body.id as string;
@@ -80,23 +41,23 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     const first = await connect(path, ["voiceassist.chat.v1", `bearer.${alice.access}`]);
     expect(first.res.status).toBe(101);
     expect(first.res.headers.get("sec-websocket-protocol")).toBe("voiceassist.chat.v1");
-    expect(await first.until!((f) => f.type === "connected")).toMatchObject({ conversation_id: id, user_id: alice.id });
-    expect(await first.until!((f) => f.type === "history")).toMatchObject({ messages: [] });
+    expect(await first.until((f) => f.type === "connected")).toMatchObject({ conversation_id: id, user_id: alice.id });
+    expect(await first.until((f) => f.type === "history")).toMatchObject({ messages: [] });
     const second = await connect(path, ["voiceassist.chat.v1", `bearer.${alice.access}`]);
-    await second.until!((f) => f.type === "history");
+    await second.until((f) => f.type === "history");
 
     first.socket!.send(JSON.stringify({ type: "ping" }));
-    await first.until!((f) => f.type === "pong");
+    await first.until((f) => f.type === "pong");
     first.socket!.send(
       JSON.stringify({ type: "message", content: `hyperkalaemia ${WORD} treatment`, client_message_id: "ws-1" }),
     );
     for (const tab of [first, second]) {
-      const created = await tab.until!((f) => f.type === "user_message.created");
+      const created = await tab.until((f) => f.type === "user_message.created");
       expect(created.message).toMatchObject({ role: "user", content: `hyperkalaemia ${WORD} treatment` });
-      const done = await tab.until!((f) => f.type === "message.done");
+      const done = await tab.until((f) => f.type === "message.done");
       expect(done.message.role).toBe("assistant");
       expect(done.citations[0]).toMatchObject({ index: 1, title: "Hyperkalaemia" });
-      const chunks = tab.frames
+      const chunks = tab.messages
         .filter((f) => f.type === "chunk")
         .map((f) => f.text)
         .join("");
@@ -104,7 +65,7 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     }
     // A reconnect gets the stored turn as history.
     const later = await connect(path, [`bearer.${alice.access}`]);
-    const history = await later.until!((f) => f.type === "history");
+    const history = await later.until((f) => f.type === "history");
     expect(history.messages.map((m: Frame) => m.role)).toEqual(["user", "assistant"]);
   });
 
@@ -114,27 +75,27 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     expect(minted.status).toBe(201);
     const ok = await connect(minted.body.url);
     expect(ok.res.status).toBe(101);
-    await ok.until!((f) => f.type === "connected");
+    await ok.until((f) => f.type === "connected");
     expect((await connect(minted.body.url)).res.status).toBe(401);
   });
 
-  it("answers bad frames with an error and keeps the connection", async () => {
+  it("answers bad messages with an error and keeps the connection", async () => {
     const id = await conversationOf(alice);
-    const { socket, until, frames } = await connect(`/api/realtime/ws?conversation_id=${id}`, [
+    const { socket, until, messages } = await connect(`/api/realtime/ws?conversation_id=${id}`, [
       `bearer.${alice.access}`,
     ]);
-    await until!((f) => f.type === "history");
+    await until((f) => f.type === "history");
     socket!.send("{not json");
-    expect(await until!((f) => f.type === "error")).toMatchObject({ code: "MALFORMED_JSON" });
+    expect(await until((f) => f.type === "error")).toMatchObject({ code: "MALFORMED_JSON" });
     socket!.send(JSON.stringify({ type: "message", content: "" }));
-    await until!((f) => f.type === "error" && f.code === "VALIDATION_FAILED");
+    await until((f) => f.type === "error" && f.code === "VALIDATION_FAILED");
     socket!.send(JSON.stringify({ type: "shout" }));
-    await until!(
+    await until(
       (f) =>
-        f.type === "error" && f.code === "VALIDATION_FAILED" && frames.filter((x) => x.type === "error").length === 3,
+        f.type === "error" && f.code === "VALIDATION_FAILED" && messages.filter((x) => x.type === "error").length === 3,
     );
     socket!.send(JSON.stringify({ type: "ping" }));
-    await until!((f) => f.type === "pong");
+    await until((f) => f.type === "pong");
   });
 
   it("refuses other users, missing credentials and non-upgrade requests", async () => {
@@ -148,7 +109,7 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     expect(theirs.status).toBe(404);
   });
 
-  describe("error frames", () => {
+  describe("error messages", () => {
     afterEach(() => {
       vi.restoreAllMocks();
       setLogLevel("error");
@@ -157,18 +118,18 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     const socketOf = async (owner: TestUser) => {
       const id = await conversationOf(owner);
       const open = await connect(`/api/realtime/ws?conversation_id=${id}`, [`bearer.${owner.access}`]);
-      await open.until!((f) => f.type === "history");
+      await open.until((f) => f.type === "history");
       return { id, ...open };
     };
-    const errorsIn = (frames: Frame[]) => frames.filter((f) => f.type === "error");
+    const errorsIn = (messages: Frame[]) => messages.filter((f) => f.type === "error");
 
     it("refuses a NUL in any field as VALIDATION_FAILED naming it, and stores nothing", async () => {
-      const { id, socket, frames, until } = await socketOf(alice);
+      const { id, socket, messages, until } = await socketOf(alice);
       socket!.send(JSON.stringify({ type: "message", content: "potassium\u0000 level", client_message_id: "nul-1" }));
       socket!.send(JSON.stringify({ type: "message", content: "potassium level", client_message_id: "nul\u0000-2" }));
       socket!.send(JSON.stringify({ type: "ping", "odd\u0000key": 1 }));
-      await until!(() => errorsIn(frames).length === 3);
-      const [content, clientId, key] = errorsIn(frames);
+      await until(() => errorsIn(messages).length === 3);
+      const [content, clientId, key] = errorsIn(messages);
       expect(content).toMatchObject({
         code: "VALIDATION_FAILED",
         errors: [{ field: "content", message: expect.stringContaining("U+0000") }],
@@ -177,14 +138,14 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
       expect(clientId).toMatchObject({ code: "VALIDATION_FAILED", errors: [{ field: "client_message_id" }] });
       expect(key).toMatchObject({ code: "VALIDATION_FAILED", errors: [{ field: "frame" }] });
       socket!.send(JSON.stringify({ type: "ping" }));
-      await until!((f) => f.type === "pong");
-      expect(frames.some((f) => f.type === "user_message.created")).toBe(false);
+      await until((f) => f.type === "pong");
+      expect(messages.some((f) => f.type === "user_message.created")).toBe(false);
       const stored = await call("GET", `/api/conversations/${id}/messages`, { token: alice.access });
       expect(stored.body.items).toEqual([]);
     });
 
     it("answers JSON that is not a frame, wrong types and deep nesting with VALIDATION_FAILED", async () => {
-      const { socket, frames, until } = await socketOf(alice);
+      const { socket, messages, until } = await socketOf(alice);
       const deep = `${"[".repeat(20_000)}${"]".repeat(20_000)}`;
       const bad = [
         "null",
@@ -197,22 +158,22 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
         `{"type":"ping","extra":${deep}}`,
       ];
       for (const frame of bad) socket!.send(frame);
-      await until!(() => errorsIn(frames).length === bad.length);
-      expect(errorsIn(frames).map((f) => f.code)).toEqual(bad.map(() => "VALIDATION_FAILED"));
-      expect(errorsIn(frames).at(-1)?.errors[0].field).toMatch(/^extra(\.0)+$/);
-      expect(frames.some((f) => f.type === "pong")).toBe(false);
+      await until(() => errorsIn(messages).length === bad.length);
+      expect(errorsIn(messages).map((f) => f.code)).toEqual(bad.map(() => "VALIDATION_FAILED"));
+      expect(errorsIn(messages).at(-1)?.errors[0].field).toMatch(/^extra(\.0)+$/);
+      expect(messages.some((f) => f.type === "pong")).toBe(false);
     });
 
     it("gives every error frame a requestId that its server log line carries", async () => {
-      const { id, socket, frames, until } = await socketOf(alice);
+      const { id, socket, messages, until } = await socketOf(alice);
       const deleted = await call("DELETE", `/api/conversations/${id}`, { token: alice.access });
       expect(deleted.status).toBe(204);
       const logs = capturedLogs();
       setLogLevel("warn");
       socket!.send("{not json");
       socket!.send(JSON.stringify({ type: "message", content: `private ${WORD}`, client_message_id: "gone-1" }));
-      await until!(() => errorsIn(frames).length === 2);
-      const [malformed, failed] = errorsIn(frames);
+      await until(() => errorsIn(messages).length === 2);
+      const [malformed, failed] = errorsIn(messages);
       expect(malformed).toMatchObject({ code: "MALFORMED_JSON", requestId: expect.any(String) });
       expect(failed).toMatchObject({ code: "NOT_FOUND", requestId: expect.any(String) });
       expect(failed?.requestId).not.toBe(malformed?.requestId);
@@ -223,7 +184,7 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
       expect(logs.raw.join("\n")).not.toContain(WORD);
       // The room is not stuck after a failed turn: the next frame is answered.
       socket!.send(JSON.stringify({ type: "ping" }));
-      await until!((f) => f.type === "pong");
+      await until((f) => f.type === "pong");
     });
   });
 });
@@ -239,7 +200,7 @@ describe("GET /api/realtime/ws: a socket ends when its credential does", () => {
   const recheck = (conversationId: string) => runDurableObjectAlarm(room(conversationId));
   const opened = async (conversationId: string, protocols: string[]) => {
     const socket = await connect(`/api/realtime/ws?conversation_id=${conversationId}`, protocols);
-    await socket.until!((f) => f.type === "history");
+    await socket.until((f) => f.type === "history");
     return socket;
   };
   const ticketSocket = async (owner: TestUser, conversationId: string) => {
@@ -248,7 +209,7 @@ describe("GET /api/realtime/ws: a socket ends when its credential does", () => {
       json: { conversation_id: conversationId },
     });
     const socket = await connect(minted.body.url);
-    await socket.until!((f) => f.type === "history");
+    await socket.until((f) => f.type === "history");
     return socket;
   };
   /** Another session of the same user. */
@@ -256,14 +217,14 @@ describe("GET /api/realtime/ws: a socket ends when its credential does", () => {
     (await call("POST", "/api/auth/login", { json: { email: user.email, password: user.password }, ip: freshIp() }))
       .body.access_token as string;
   const endedBy = async (socket: Awaited<ReturnType<typeof opened>>, reason: RegExp) => {
-    const error = await socket.until!((f) => f.type === "error");
+    const error = await socket.until((f) => f.type === "error");
     expect(error).toMatchObject({ code: "UNAUTHORIZED", message: expect.stringMatching(reason) });
-    expect((await socket.closing!())?.code).toBe(1008);
+    expect((await socket.closing())?.code).toBe(1008);
   };
   const stillOpen = async (socket: Awaited<ReturnType<typeof opened>>) => {
     socket.socket!.send(JSON.stringify({ type: "ping" }));
-    await socket.until!((f) => f.type === "pong");
-    expect(socket.frames.some((f) => f.type === "error")).toBe(false);
+    await socket.until((f) => f.type === "pong");
+    expect(socket.messages.some((f) => f.type === "error")).toBe(false);
     expect(socket.closed!()).toBeUndefined();
   };
 

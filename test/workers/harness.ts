@@ -163,7 +163,13 @@ export async function openSocket(path: string, options: SocketOptions = {}) {
   };
   const send = (message: object | string) =>
     socket?.send(typeof message === "string" ? message : JSON.stringify(message));
-  return { res, socket, messages, until, send, closed: () => closed };
+  /** The close the server sent, once it arrived (undefined when none came within timeoutMs). */
+  const closing = async (timeoutMs = 10_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!closed && Date.now() <= deadline) await new Promise((r) => setTimeout(r, 20));
+    return closed;
+  };
+  return { res, socket, messages, until, send, closing, closed: () => closed };
 }
 
 export async function received(): Promise<

@@ -4,10 +4,6 @@ import { createDb } from "../../src/db/client.ts";
 import { loadConfig } from "../../src/env.ts";
 import { call } from "./harness.ts";
 
-// Re-exported only for realtime-chat.test.ts / chat-room.test.ts (being renamed elsewhere): import them from
-// harness.ts once that is done, then drop this line.
-export { app, call } from "./harness.ts";
-
 const loaded = loadConfig(env);
 if (!loaded.ok) throw new Error(`test environment is invalid: ${JSON.stringify(loaded.issues)}`);
 export const config = loaded.config;
