@@ -25,8 +25,9 @@ interface HistogramDefinition {
 
 export type MetricDefinition = CounterDefinition | GaugeDefinition | HistogramDefinition;
 
-// Edge API latencies: a cache hit is a few ms, a streamed LLM answer can take seconds.
-const httpDurationBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+// Edge API latencies: a cache hit is a few ms, a streamed LLM answer can take seconds. 0.05 and 0.3 are the
+// latency SLO thresholds (src/ops/slos.ts), 1.5 a common one: an SLO can only count "under" a bucket bound.
+const httpDurationBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1, 1.5, 2.5, 5, 10] as const;
 
 export const metricCatalog = {
   http_requests_total: {
@@ -170,7 +171,8 @@ export const metricCatalog = {
     type: "histogram",
     help: "Time spent in each answer stage (embed, retrieve, rerank, first_token, total).",
     labelNames: ["stage"],
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    // 1.5 is the answer-first-token SLO threshold (src/ops/slos.ts).
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30],
   },
   llm_calls_total: {
     type: "counter",

@@ -42,13 +42,13 @@ describe("applyEvent", () => {
     });
   });
 
-  // Buckets: 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 (+Inf is count).
+  // Buckets: 0.005 0.01 0.025 0.05 0.1 0.25 0.3 0.5 1 1.5 2.5 5 10 (+Inf is count).
   it.each([
-    { values: [0.001], buckets: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1] },
-    { values: [0.005], buckets: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1] }, // le is inclusive
-    { values: [0.0051], buckets: [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1] },
-    { values: [0.3, 2], buckets: [0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2] },
-    { values: [11], buckets: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }, // only +Inf
+    { values: [0.001], buckets: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1] },
+    { values: [0.005], buckets: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1] }, // le is inclusive
+    { values: [0.0051], buckets: [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1] },
+    { values: [0.3, 2], buckets: [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2] },
+    { values: [11], buckets: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }, // only +Inf
   ])("histogram: cumulative buckets for $values", ({ values, buckets }) => {
     const series = aggregate(values.map((v) => http("200", v)));
     expect(series?.buckets).toEqual(buckets);
@@ -87,8 +87,10 @@ describe("renderExposition", () => {
       `http_request_duration_seconds_bucket{${labels},le="0.05"} 1`,
       `http_request_duration_seconds_bucket{${labels},le="0.1"} 1`,
       `http_request_duration_seconds_bucket{${labels},le="0.25"} 1`,
+      `http_request_duration_seconds_bucket{${labels},le="0.3"} 1`,
       `http_request_duration_seconds_bucket{${labels},le="0.5"} 1`,
       `http_request_duration_seconds_bucket{${labels},le="1"} 1`,
+      `http_request_duration_seconds_bucket{${labels},le="1.5"} 1`,
       `http_request_duration_seconds_bucket{${labels},le="2.5"} 1`,
       `http_request_duration_seconds_bucket{${labels},le="5"} 2`,
       `http_request_duration_seconds_bucket{${labels},le="10"} 2`,
