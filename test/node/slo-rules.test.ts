@@ -129,7 +129,8 @@ describe("runbook links", () => {
 //   series share their timestamps, and the large start value keeps the "extrapolate to zero" clamp out),
 //   so their ratio is exact, also for windows reaching back before the first sample (the evaluator then
 //   counts every minute since 0);
-// - rules are evaluated each minute (evaluation_interval 1m), as the evaluator's cron runs.
+// - rules are evaluated each minute (evaluation_interval 1m), as the evaluator's cron runs; the evaluator
+//   is fed, at minute T, the counts of the last w complete minutes for each window w.
 // The scenarios are checked for ties (a burn rate equal to its factor, where float rounding could differ).
 
 const START = 1_000_000;
