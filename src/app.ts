@@ -21,6 +21,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { kbAdminRoutes } from "./routes/kb-admin/index.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { ofrepRoutes } from "./routes/ofrep.ts";
+import { opsAdminRoutes } from "./routes/ops-admin.ts";
 import { ragRoutes } from "./routes/rag.ts";
 import { createRouter, describeSecuritySchemes } from "./routes/router.ts";
 import { searchRoutes } from "./routes/search.ts";
@@ -52,6 +53,7 @@ export function createApp() {
   app.route("/", adminBootstrapRoutes);
   app.route("/", adminUserRoutes);
   app.route("/", adminAuditRoutes);
+  app.route("/", opsAdminRoutes);
   app.route("/", kbAdminRoutes);
   app.route("/", searchRoutes);
   app.route("/", ragRoutes);

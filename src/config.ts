@@ -1,6 +1,7 @@
 import { z } from "zod";
+import { sloIds } from "./ops/slos.ts";
 
-// One schema for every variable the Worker reads. Only zod is imported here, so the dev
+// One schema for every variable the Worker reads. Only zod and plain data are imported here, so the dev
 // script (Node) validates the same schema before it starts wrangler.
 
 const optionalString = z
@@ -77,6 +78,27 @@ export interface ModelPrice {
   input: number;
   /** US dollars per million completion tokens. */
   output: number;
+}
+
+/** "id=objective" pairs, comma-separated, e.g. "api-availability=0.9995,search-latency=0.99". */
+function parseObjectives(value: string, ctx: z.RefinementCtx): Record<string, number> {
+  const objectives: Record<string, number> = {};
+  for (const pair of value
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const [id = "", raw = ""] = pair.split("=").map((p) => p.trim());
+    const objective = Number(raw);
+    if (!sloIds.includes(id) || !raw || !(objective > 0 && objective < 1)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must be id=objective pairs with an objective between 0 and 1 exclusive and an id among ${sloIds.join(", ")}`,
+      });
+      return z.NEVER;
+    }
+    objectives[id] = objective;
+  }
+  return objectives;
 }
 
 const priceTable = z.record(z.string().min(1), z.strictObject({ input: z.number().min(0), output: z.number().min(0) }));
@@ -214,6 +236,20 @@ const variablesSchema = z
     FLAGS_EXPOSURE_SAMPLE_RATE: z.coerce.number().min(0).max(1).default(0.1),
     // How often an isolate writes its exposure counts per flag, variant and day to Postgres.
     FLAGS_EXPOSURE_FLUSH_SECONDS: positiveInt(30),
+    // SLOs and alerting (docs/slos.md): objectives over the defaults of src/ops/slos.ts, by SLO id.
+    SLO_OBJECTIVES: z
+      .string()
+      .default("")
+      .transform((v, ctx) => parseObjectives(v, ctx)),
+    // Pages go to PagerDuty (Events API v2), tickets to the webhook; either falls back to the other.
+    PAGERDUTY_ROUTING_KEY: optionalString,
+    PAGERDUTY_EVENTS_URL: z.url().default("https://events.pagerduty.com/v2/enqueue"),
+    // Routing keys of the next escalation levels, in order; past the last one an escalation goes to the webhook.
+    ALERT_ESCALATION_ROUTING_KEYS: csv,
+    ALERT_WEBHOOK_URL: optionalUrl,
+    ALERT_WEBHOOK_SECRET: optionalString,
+    // An unacknowledged page goes to the next level after this long.
+    ALERT_ESCALATE_AFTER_MINUTES: positiveInt(15),
   })
   .superRefine((v, ctx) => {
     if (Boolean(v.UPSTASH_REDIS_REST_URL) !== Boolean(v.UPSTASH_REDIS_REST_TOKEN)) {

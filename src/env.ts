@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { AlertManager } from "../workers/alert-manager.ts";
 import type { ChatRoom } from "../workers/chat-room.ts";
 import type { FlagHub } from "../workers/flag-hub.ts";
 import type { MetricsAggregator } from "../workers/metrics-aggregator.ts";
@@ -18,6 +19,7 @@ export interface Env {
   CHAT_ROOM: DurableObjectNamespace<ChatRoom>;
   VOICE_SESSION: DurableObjectNamespace<VoiceSession>;
   FLAG_HUB: DurableObjectNamespace<FlagHub>;
+  ALERTS: DurableObjectNamespace<AlertManager>;
   [variable: string]: unknown;
 }
 
@@ -39,6 +41,7 @@ const bindingsSchema = z.object({
   CHAT_ROOM: binding("Durable Object namespace"),
   VOICE_SESSION: binding("Durable Object namespace"),
   FLAG_HUB: binding("Durable Object namespace"),
+  ALERTS: binding("Durable Object namespace"),
 });
 
 // Bindings and variables never change within an isolate, so validate once per env object.

@@ -5,6 +5,7 @@ import { messageHandlers } from "./jobs/handlers.ts";
 import { consumeQueue } from "./jobs/queue.ts";
 import { cronJobs } from "./jobs/schedule.ts";
 
+export { AlertManager } from "../workers/alert-manager.ts";
 export { ChatRoom } from "../workers/chat-room.ts";
 export { FlagHub } from "../workers/flag-hub.ts";
 export { MetricsAggregator } from "../workers/metrics-aggregator.ts";

@@ -10,6 +10,7 @@ import {
 } from "../src/metrics/catalog.ts";
 import { applyEvent, renderExposition, type Series, seriesKey } from "../src/metrics/prometheus.ts";
 import { log } from "../src/observability/log.ts";
+import { SloLedger, type WindowCounts } from "../src/ops/ledger.ts";
 
 /** A bug that labels by user id or raw path must not grow the state forever. */
 export const MAX_SERIES = 10_000;
@@ -25,14 +26,17 @@ interface SeriesRow extends Record<string, SqlStorageValue> {
 /**
  * The single writer behind GET /metrics: every isolate sends its events here, so the figures are
  * global. Series live in memory for speed and in SQLite (one row per series) to survive eviction.
+ * The same events feed the SLO ledger (per-minute good/valid counts) that the alert evaluator reads.
  */
 export class MetricsAggregator extends DurableObject<Env> {
   private readonly series = new Map<string, Series>();
+  private readonly ledger: SloLedger;
   private reportedDrop = false;
   private reportedInvalid = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    this.ledger = new SloLedger(ctx.storage.sql);
     ctx.storage.sql.exec(
       `CREATE TABLE IF NOT EXISTS metric_series (
         metric TEXT NOT NULL,
@@ -58,6 +62,7 @@ export class MetricsAggregator extends DurableObject<Env> {
   /** Applies a batch; events that do not match the catalog (e.g. from an older deploy) are skipped. */
   record(events: MetricEvent[]): void {
     const changed = new Map<string, Series>();
+    const valid: MetricEvent[] = [];
     for (const event of events) {
       const problem = metricEventProblem(event);
       if (problem) {
@@ -66,8 +71,10 @@ export class MetricsAggregator extends DurableObject<Env> {
         continue;
       }
       this.apply(event, changed);
+      valid.push(event);
     }
     this.ctx.storage.transactionSync(() => {
+      this.ledger.count(valid, Date.now());
       for (const series of changed.values()) {
         this.ctx.storage.sql.exec(
           `INSERT INTO metric_series (metric, label_values, sum, count, buckets) VALUES (?, ?, ?, ?, ?)
@@ -84,6 +91,12 @@ export class MetricsAggregator extends DurableObject<Env> {
 
   exposition(): string {
     return renderExposition(this.series.values());
+  }
+
+  /** SLO counts per window ending now; also drops the minutes older than every period (run each minute). */
+  sloWindows(nowMs: number, windowMinutes: readonly number[]): WindowCounts {
+    this.ledger.prune(nowMs);
+    return this.ledger.windows(nowMs, windowMinutes);
   }
 
   private apply(event: MetricEvent, changed: Map<string, Series>): void {

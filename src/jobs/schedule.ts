@@ -2,10 +2,14 @@
 import { cleanUpIdentity, recordIdentityGauges } from "../auth/jobs.ts";
 import { cleanUpFlagOverrides, reconcileFlags } from "../flags/jobs.ts";
 import { requeueStuckDocuments } from "../kb/jobs.ts";
+import { evaluateSlos } from "../ops/jobs.ts";
 import { recordVoiceGauges } from "../voice/jobs.ts";
 import type { CronTable } from "./cron.ts";
 
 export const cronJobs = {
+  "* * * * *": {
+    "slo-evaluate": evaluateSlos,
+  },
   "*/5 * * * *": {
     "identity-gauges": recordIdentityGauges,
     "kb-requeue-stuck": async (env) => {

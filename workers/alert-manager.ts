@@ -1,0 +1,93 @@
+import { DurableObject } from "cloudflare:workers";
+import type { Env } from "../src/env.ts";
+import { loadConfig } from "../src/env.ts";
+import { metricsAggregator } from "../src/metrics/record.ts";
+import { type Alert, AlertBook, type AlertState, type Silence } from "../src/ops/alerts.ts";
+import { WINDOW_MINUTES } from "../src/ops/burn-rate.ts";
+import { type DeliveryReport, deliverDue, sendWith } from "../src/ops/deliver.ts";
+import { acknowledge, evaluateMinute, type Routing, readSlos, type SloReading } from "../src/ops/evaluate.ts";
+import { withObjectives } from "../src/ops/slos.ts";
+
+/** The windows an evaluation reads: every burn-rate window and the SLO period (for the budget left). */
+const PERIOD_MINUTES = 30 * 24 * 60;
+const READ_WINDOWS = [...WINDOW_MINUTES, PERIOD_MINUTES];
+
+export interface EvaluationSummary {
+  skipped: boolean;
+  open: number;
+  deliveries: DeliveryReport;
+}
+
+/**
+ * The SLO evaluator and alert manager (one object, named "global"): each minute it reads the SLO windows from
+ * the metrics aggregator, moves alerts along firing → notified → acknowledged → resolved, escalates unanswered
+ * pages and sends what is owed to PagerDuty and the webhook. Its state is its own storage, never Postgres or
+ * Redis, so it pages while they are down.
+ */
+export class AlertManager extends DurableObject<Env> {
+  private readonly book: AlertBook;
+  private evaluating = false;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.book = new AlertBook(ctx.storage.sql);
+  }
+
+  /** One evaluation minute; a second call while one runs (overlapping crons) does nothing. */
+  async evaluate(nowMs: number): Promise<EvaluationSummary> {
+    const config = this.config();
+    if (this.evaluating) return { skipped: true, open: this.book.open().length, deliveries: emptyReport };
+    this.evaluating = true;
+    try {
+      const readings = await this.read(nowMs);
+      const routing: Routing = {
+        pagerDutyLevels: [config.PAGERDUTY_ROUTING_KEY, ...config.ALERT_ESCALATION_ROUTING_KEYS].filter(Boolean).length,
+        webhook: Boolean(config.ALERT_WEBHOOK_URL),
+        escalateAfterMs: config.ALERT_ESCALATE_AFTER_MINUTES * 60_000,
+      };
+      this.ctx.storage.transactionSync(() => evaluateMinute(this.book, readings, routing, nowMs));
+      const deliveries = await deliverDue(this.book, sendWith(config), nowMs);
+      return { skipped: false, open: this.book.open().length, deliveries };
+    } finally {
+      this.evaluating = false;
+    }
+  }
+
+  /** Every SLO's windows and burn rates now, with its open alerts. */
+  async status(nowMs: number): Promise<{ readings: SloReading[]; open: Alert[] }> {
+    return { readings: await this.read(nowMs), open: this.book.open() };
+  }
+
+  alerts(state?: AlertState): Alert[] {
+    return this.book.list(state);
+  }
+
+  acknowledge(id: string, by: string, nowMs: number): Alert | undefined {
+    return this.ctx.storage.transactionSync(() => acknowledge(this.book, id, by, nowMs));
+  }
+
+  addSilence(silence: Silence): void {
+    this.book.addSilence(silence);
+  }
+
+  silences(nowMs: number): Silence[] {
+    return this.book.silences(nowMs);
+  }
+
+  deleteSilence(id: string): Silence | undefined {
+    return this.book.deleteSilence(id);
+  }
+
+  private async read(nowMs: number): Promise<SloReading[]> {
+    const slos = withObjectives(this.config().SLO_OBJECTIVES);
+    return readSlos(slos, await metricsAggregator(this.env).sloWindows(nowMs, READ_WINDOWS));
+  }
+
+  private config() {
+    const loaded = loadConfig(this.env);
+    if (!loaded.ok) throw new Error("the alert manager's environment is invalid");
+    return loaded.config;
+  }
+}
+
+const emptyReport: DeliveryReport = { delivered: 0, retrying: 0, rejected: 0 };
