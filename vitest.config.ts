@@ -20,6 +20,13 @@ export default defineConfig(async () => {
             JWT_SIGNING_KEYS:
               "test-2:test-signing-secret-2-0123456789abcdef,test-1:test-signing-secret-1-0123456789abcdef",
             ADMIN_BOOTSTRAP_TOKEN: "test-bootstrap-token-0123456789abcdef",
+            // Alerts go to the request receiver: PagerDuty (two levels), then the signed webhook.
+            PAGERDUTY_EVENTS_URL: `${stack.receiverUrl}/pagerduty/v2/enqueue`,
+            PAGERDUTY_ROUTING_KEY: "test-routing-key-level-0",
+            ALERT_ESCALATION_ROUTING_KEYS: "test-routing-key-level-1",
+            ALERT_WEBHOOK_URL: `${stack.receiverUrl}/alerts/webhook`,
+            ALERT_WEBHOOK_SECRET: "test-webhook-secret-0123456789",
+            ALERT_ESCALATE_AFTER_MINUTES: "3",
           },
         },
       }),

@@ -66,15 +66,18 @@ export class SloLedger {
     const rows = this.sql
       .exec(`SELECT slo, ${sums} FROM slo_minutes WHERE minute > ?1 - ${longest} AND minute <= ?1 GROUP BY slo`, now)
       .toArray();
-    const result: WindowCounts = new Map();
-    for (const row of rows) {
-      const counts = new Map<number, Counts>();
-      windowMinutes.forEach((minutes, i) => {
-        counts.set(minutes, { good: Number(row[`g${i}`]), valid: Number(row[`v${i}`]) });
-      });
-      result.set(String(row.slo), counts);
-    }
-    return result;
+    const bySlo = new Map(rows.map((row) => [String(row.slo), row]));
+    // Every SLO and window has counts, zero when no event was counted.
+    return new Map(
+      SLOS.map(({ id }) => {
+        const row = bySlo.get(id);
+        const counts = windowMinutes.map((minutes, i): [number, Counts] => [
+          minutes,
+          { good: Number(row?.[`g${i}`] ?? 0), valid: Number(row?.[`v${i}`] ?? 0) },
+        ]);
+        return [id, new Map(counts)];
+      }),
+    );
   }
 
   /** Drops the minutes no period reaches any more. */
