@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env.ts";
 import { loadConfig } from "../src/env.ts";
 import { metricsAggregator } from "../src/metrics/record.ts";
-import { type Alert, AlertBook, type AlertState, type Silence } from "../src/ops/alerts.ts";
+import { type Alert, AlertBook, type AlertEvent, type AlertState, type Silence } from "../src/ops/alerts.ts";
 import { WINDOW_MINUTES } from "../src/ops/burn-rate.ts";
 import { type DeliveryReport, deliverDue, sendWith } from "../src/ops/deliver.ts";
 import { acknowledge, evaluateMinute, type Routing, readSlos, type SloReading } from "../src/ops/evaluate.ts";
@@ -76,6 +76,15 @@ export class AlertManager extends DurableObject<Env> {
 
   deleteSilence(id: string): Silence | undefined {
     return this.book.deleteSilence(id);
+  }
+
+  /** Alert events not yet copied to Postgres, oldest first. */
+  pendingHistory(limit: number): AlertEvent[] {
+    return this.book.pendingHistory(limit);
+  }
+
+  historyCopied(ids: string[]): void {
+    this.book.historyCopied(ids);
   }
 
   private async read(nowMs: number): Promise<SloReading[]> {

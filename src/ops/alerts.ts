@@ -60,6 +60,21 @@ export interface QueuedDelivery {
 
 /** Resolved alerts kept for the admin API: the newest this many. */
 const KEPT_RESOLVED = 500;
+/** History events waiting for Postgres: past this many (a long outage), the oldest are dropped. */
+const MAX_PENDING_HISTORY = 10_000;
+
+export type AlertEventName = "fired" | "notified" | "acknowledged" | "escalated" | "resolved";
+
+/** One step of an alert's life, waiting to be copied to Postgres (alert_events). */
+export interface AlertEvent {
+  id: string;
+  alertId: string;
+  slo: string;
+  severity: Severity;
+  event: AlertEventName;
+  at: number;
+  details: Record<string, unknown>;
+}
 
 export const dedupKeyOf = (slo: string, severity: Severity) => `voiceassist/${slo}/${severity}`;
 
@@ -76,6 +91,7 @@ export class AlertBook {
     `);
     sql.exec("CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (open, fired_at)");
     sql.exec(`CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, until INTEGER NOT NULL, body TEXT NOT NULL)`);
+    sql.exec("CREATE TABLE IF NOT EXISTS history (id TEXT PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL)");
     sql.exec(`CREATE TABLE IF NOT EXISTS deliveries (
       id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, channel TEXT NOT NULL, level INTEGER NOT NULL,
       action TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL)`);
@@ -189,6 +205,35 @@ export class AlertBook {
 
   postpone(id: number, attempts: number, nextAttemptAt: number): void {
     this.sql.exec("UPDATE deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?", attempts, nextAttemptAt, id);
+  }
+
+  /** Notes a step of the alert's life for the Postgres copy. */
+  recordEvent(alert: Alert, event: AlertEventName, at: number, details: Record<string, unknown> = {}): void {
+    const entry: AlertEvent = {
+      id: crypto.randomUUID(),
+      alertId: alert.id,
+      slo: alert.slo,
+      severity: alert.severity,
+      event,
+      at,
+      details,
+    };
+    this.sql.exec("INSERT INTO history (id, at, body) VALUES (?, ?, ?)", entry.id, at, JSON.stringify(entry));
+    this.sql.exec(
+      "DELETE FROM history WHERE id NOT IN (SELECT id FROM history ORDER BY at DESC, id LIMIT ?)",
+      MAX_PENDING_HISTORY,
+    );
+  }
+
+  /** The oldest events not yet copied to Postgres. */
+  pendingHistory(limit: number): AlertEvent[] {
+    return this.parse<AlertEvent>(
+      this.sql.exec<Row>("SELECT body FROM history ORDER BY at, id LIMIT ?", limit).toArray(),
+    );
+  }
+
+  historyCopied(ids: readonly string[]): void {
+    for (const id of ids) this.sql.exec("DELETE FROM history WHERE id = ?", id);
   }
 
   private parse<T = Alert>(rows: Row[]): T[] {

@@ -44,6 +44,7 @@ export async function deliverDue(book: AlertBook, send: Send, now: number): Prom
       current.state = "notified";
       current.notifiedAt = now;
       book.save(current);
+      book.recordEvent(current, "notified", now, { channel: delivery.channel, level: delivery.level });
     }
   }
   return report;

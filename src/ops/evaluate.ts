@@ -83,6 +83,7 @@ export function evaluateMinute(book: AlertBook, readings: readonly SloReading[],
         };
         if (!silenced(book, slo.id, now)) announce(book, alert, targetOf(severity, 0, routing), now);
         book.save(alert);
+        book.recordEvent(alert, "fired", now, { pair: alert.pair, burn_rates: alert.burnRates });
       }
       if (transition === "resolved") {
         const alert = book.openFor(slo.id, severity);
@@ -91,6 +92,7 @@ export function evaluateMinute(book: AlertBook, readings: readonly SloReading[],
         alert.resolvedAt = now;
         for (const target of alert.sentTo) book.queue(alert.id, target.channel, target.level, "resolve", now);
         book.save(alert);
+        book.recordEvent(alert, "resolved", now);
       }
     }
   }
@@ -107,6 +109,7 @@ export function evaluateMinute(book: AlertBook, readings: readonly SloReading[],
         announce(book, alert, target, now);
       }
       book.save(alert);
+      book.recordEvent(alert, "escalated", now, { level, channel: target?.channel });
     }
   }
   book.prune();
@@ -130,5 +133,6 @@ export function acknowledge(book: AlertBook, id: string, by: string, now: number
   alert.acknowledgedBy = by;
   for (const target of alert.sentTo) book.queue(alert.id, target.channel, target.level, "acknowledge", now);
   book.save(alert);
+  book.recordEvent(alert, "acknowledged", now, { by });
   return alert;
 }

@@ -7,7 +7,7 @@ import { metricsAggregator } from "../../src/metrics/record.ts";
 import { AlertBook } from "../../src/ops/alerts.ts";
 import { BURN_PAIRS, CALM, type PairReading, step } from "../../src/ops/burn-rate.ts";
 import { deliverDue } from "../../src/ops/deliver.ts";
-import { alertManager } from "../../src/ops/jobs.ts";
+import { alertManager, evaluateSlos } from "../../src/ops/jobs.ts";
 import { SloLedger } from "../../src/ops/ledger.ts";
 import { verifyWebhookSignature } from "../../src/ops/notify/webhook.ts";
 import type { MetricsAggregator } from "../../workers/metrics-aggregator.ts";
@@ -226,6 +226,16 @@ describe("alerting on a synthetic clock", () => {
       (a: Record<string, unknown>) => a.slo === "api-availability" && a.severity === "page" && a.resolved_at === null,
     );
     expect(open).toEqual([]);
+
+    // The cron job copies the alert's history to Postgres (kept in the object until then).
+    const cron = { scheduledTime: outage + 10 * MINUTE, cron: "* * * * *", noRetry() {} } as ScheduledController;
+    await evaluateSlos(workerEnv, cron);
+    const history = await db.execute(
+      sql`select event from alert_events where alert_id = ${String(page?.id)} order by occurred_at, event`,
+    );
+    // (Sorted: the acknowledgement carries the real time, the rest the synthetic clock.)
+    expect(history.rows.map((r) => r.event).sort()).toEqual(["acknowledged", "fired", "notified", "resolved"]);
+    expect(await alertManager(workerEnv).pendingHistory(1000)).toEqual([]);
     clock = outage + 4 * 86_400_000;
   });
 

@@ -4,4 +4,5 @@ export * from "./conversations.ts";
 export * from "./flags.ts";
 export * from "./identity.ts";
 export * from "./kb.ts";
+export * from "./ops.ts";
 export * from "./voice.ts";
