@@ -64,13 +64,13 @@ const round = (ms: number) => Math.round(ms * 10) / 10;
 // ---- the cache's counters -------------------------------------------------------------------------
 
 const COUNTERS = {
-  l1_hit: ["cache_lookups_total", { namespace: "search", tier: "l1", outcome: "hit" }],
-  l1_miss: ["cache_lookups_total", { namespace: "search", tier: "l1", outcome: "miss" }],
-  l2_hit: ["cache_lookups_total", { namespace: "search", tier: "l2", outcome: "hit" }],
-  l2_miss: ["cache_lookups_total", { namespace: "search", tier: "l2", outcome: "miss" }],
-  l2_error: ["cache_lookups_total", { namespace: "search", tier: "l2", outcome: "error" }],
-  loads: ["cache_loads_total", { namespace: "search", outcome: "ok" }],
-  embedding_l2_hit: ["cache_lookups_total", { namespace: "embedding", tier: "l2", outcome: "hit" }],
+  l1_hit: ["voiceassist_cache_lookups_total", { namespace: "search", tier: "l1", outcome: "hit" }],
+  l1_miss: ["voiceassist_cache_lookups_total", { namespace: "search", tier: "l1", outcome: "miss" }],
+  l2_hit: ["voiceassist_cache_lookups_total", { namespace: "search", tier: "l2", outcome: "hit" }],
+  l2_miss: ["voiceassist_cache_lookups_total", { namespace: "search", tier: "l2", outcome: "miss" }],
+  l2_error: ["voiceassist_cache_lookups_total", { namespace: "search", tier: "l2", outcome: "error" }],
+  loads: ["voiceassist_cache_loads_total", { namespace: "search", outcome: "ok" }],
+  embedding_l2_hit: ["voiceassist_cache_lookups_total", { namespace: "embedding", tier: "l2", outcome: "hit" }],
 } as const;
 export type Counters = Record<keyof typeof COUNTERS, number>;
 

@@ -295,7 +295,10 @@ async function measure(client: ApiClient, bodies: ImportBody[], server: DevServe
   const failedDocs = docs.filter((d) => d.status === "failed");
   const stuckDocs = docs.filter((d) => d.status === "queued" || d.status === "processing");
   const metrics = await client.call("GET", "/metrics");
-  const lag = metrics.status === 200 ? parseHistogram(metrics.text, "queue_lag_seconds", { queue: "kb-ingest" }) : null;
+  const lag =
+    metrics.status === 200
+      ? parseHistogram(metrics.text, "voiceassist_queue_lag_seconds", { queue: "kb-ingest" })
+      : null;
 
   const chunks = docs.reduce((sum, d) => sum + (d.status === "ready" ? d.chunk_count : 0), 0);
   const ourCpu = cpuSeconds(cpuBefore, cpuAfter);

@@ -2,6 +2,16 @@
 // (https://prometheus.io/docs/instrumenting/exposition_formats/).
 import { labelValues, type MetricDefinition, type MetricEvent, type MetricName, metricCatalog } from "./catalog.ts";
 
+/** The namespace every exposed metric name starts with (Prometheus naming: one prefix per application). */
+export const METRIC_NAMESPACE = "voiceassist";
+
+/**
+ * The name a catalog metric has in /metrics: `voiceassist_<catalog name>`. The one place the prefix is added;
+ * catalog keys, recordMetrics events and Analytics Engine columns keep the bare name. Histogram series add
+ * `_bucket`, `_sum` and `_count` to this name.
+ */
+export const exposedName = (metric: MetricName): string => `${METRIC_NAMESPACE}_${metric}`;
+
 /** Everything recorded for one label set of one metric. A counter's value is its sum. */
 export interface Series {
   metric: MetricName;
@@ -64,8 +74,8 @@ const compareLabelValues = (a: Series, b: Series): number => {
 };
 
 function renderSeries(series: Series): string[] {
-  const { metric } = series;
-  const definition: MetricDefinition = metricCatalog[metric];
+  const definition: MetricDefinition = metricCatalog[series.metric];
+  const metric = exposedName(series.metric);
   const labels = definition.labelNames.map((name, i): [string, string] => [name, series.labelValues[i] as string]);
   if (definition.type !== "histogram") return [`${metric}${formatLabels(labels)} ${formatSampleValue(series.sum)}`];
   const bucketLines = [...definition.buckets, Number.POSITIVE_INFINITY].map((le, i) => {
@@ -80,8 +90,8 @@ function renderSeries(series: Series): string[] {
 }
 
 /**
- * The exposition: every catalog metric with HELP and TYPE (even before its first sample), metrics
- * sorted by name, series sorted by label values, one trailing newline.
+ * The exposition: every catalog metric under its exposed name (exposedName), with HELP and TYPE even
+ * before its first sample, metrics sorted by name, series sorted by label values, one trailing newline.
  */
 export function renderExposition(all: Iterable<Series>): string {
   const byMetric = new Map<MetricName, Series[]>();
@@ -93,7 +103,8 @@ export function renderExposition(all: Iterable<Series>): string {
   const lines: string[] = [];
   for (const metric of (Object.keys(metricCatalog) as MetricName[]).sort()) {
     const definition: MetricDefinition = metricCatalog[metric];
-    lines.push(`# HELP ${metric} ${escapeHelp(definition.help)}`, `# TYPE ${metric} ${definition.type}`);
+    const name = exposedName(metric);
+    lines.push(`# HELP ${name} ${escapeHelp(definition.help)}`, `# TYPE ${name} ${definition.type}`);
     for (const series of (byMetric.get(metric) ?? []).sort(compareLabelValues)) lines.push(...renderSeries(series));
   }
   return `${lines.join("\n")}\n`;

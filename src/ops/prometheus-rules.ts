@@ -2,7 +2,8 @@
 // (slos.ts) and burn-rate pairs (burn-rate.ts) as the Worker's evaluator; `npm run slo:rules` writes it to
 // dashboards/prometheus/slo-rules.yml and test/node/slo-rules.test.ts checks both agree. Pure.
 //
-// Metric names are the catalog names exactly as src/metrics/prometheus.ts renders them (no prefix).
+// Metric names are the catalog names as src/metrics/prometheus.ts exposes them (exposedName: voiceassist_ prefix).
+import { exposedName } from "../metrics/prometheus.ts";
 import { BURN_PAIRS, type BurnPair, WINDOW_MINUTES } from "./burn-rate.ts";
 import { type Matchers, SLOS, type Slo } from "./slos.ts";
 
@@ -55,14 +56,16 @@ const sumRate = (series: string, minutes: number): string => `sum(rate(${series}
 export function errorRatioExpr(slo: Slo, minutes: number): string {
   const { sli } = slo;
   if (sli.kind === "errors") {
-    const valid = sumRate(selector(sli.metric, sli.select), minutes);
+    const metric = exposedName(sli.metric);
+    const valid = sumRate(selector(metric, sli.select), minutes);
     // A bad series that never had a sample is absent, not 0: `or vector(0)` keeps the ratio at 0 then.
-    const bad = sumRate(selector(sli.metric, { ...sli.select, ...sli.bad }), minutes);
+    const bad = sumRate(selector(metric, { ...sli.select, ...sli.bad }), minutes);
     return `(${bad} or vector(0))\n/\n${valid}`;
   }
   // `le` as the exposition renders a bound (String(n): 0.3, 1.5, 1).
-  const good = sumRate(selector(`${sli.metric}_bucket`, sli.select, { le: String(sli.under) }), minutes);
-  const valid = sumRate(selector(`${sli.metric}_count`, sli.select), minutes);
+  const metric = exposedName(sli.metric);
+  const good = sumRate(selector(`${metric}_bucket`, sli.select, { le: String(sli.under) }), minutes);
+  const valid = sumRate(selector(`${metric}_count`, sli.select), minutes);
   return `1 - (\n  ${good}\n  /\n  ${valid}\n)`;
 }
 

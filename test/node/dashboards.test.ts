@@ -23,7 +23,10 @@ describe("dashboards", () => {
       // Metric names end in a unit or a histogram suffix; label matchers are stripped first.
       const names = expr.replace(/\{[^}]*\}/g, "").match(/[a-z_]+_(total|seconds|bucket|sum|count)\b/g) ?? [];
       expect(names.length, expr).toBeGreaterThan(0);
-      for (const name of names) expect(Object.keys(metricCatalog), expr).toContain(name.replace(SUFFIXES, ""));
+      for (const name of names) {
+        expect(name, expr).toMatch(/^voiceassist_/);
+        expect(Object.keys(metricCatalog), expr).toContain(name.replace(/^voiceassist_/, "").replace(SUFFIXES, ""));
+      }
     }
   });
 });

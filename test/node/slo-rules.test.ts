@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { type MetricDefinition, metricCatalog } from "../../src/metrics/catalog.ts";
-import { renderExposition } from "../../src/metrics/prometheus.ts";
+import { exposedName, renderExposition } from "../../src/metrics/prometheus.ts";
 import {
   BURN_PAIRS,
   CALM,
@@ -74,7 +74,7 @@ describe("the committed rules file", () => {
     for (const slo of SLOS) {
       const definition: MetricDefinition = metricCatalog[slo.sli.metric];
       const type = slo.sli.kind === "errors" ? "counter" : "histogram";
-      expect(exposition, slo.id).toContain(`# TYPE ${slo.sli.metric} ${type}\n`);
+      expect(exposition, slo.id).toContain(`# TYPE ${exposedName(slo.sli.metric)} ${type}\n`);
       if (slo.sli.kind === "latency") {
         expect(definition.type === "histogram" ? definition.buckets : [], slo.id).toContain(slo.sli.under);
       }
@@ -227,8 +227,8 @@ function apiOutage(): { scenario: Scenario; outageStart: number; recovery: numbe
   const steady = 60;
   const outage = 12;
   const after = 60;
-  const api = 'http_requests_total{method="GET",route="/api/kb/search"';
-  const v1 = 'http_requests_total{method="POST",route="/v1/chat/completions"';
+  const api = 'voiceassist_http_requests_total{method="GET",route="/api/kb/search"';
+  const v1 = 'voiceassist_http_requests_total{method="POST",route="/v1/chat/completions"';
   const during = (n: number) => phases([steady, () => 0], [outage, () => n], [after, () => 0]);
   const outside = (n: number) => phases([steady, () => n], [outage, () => 0], [after, () => n]);
   const series = {
@@ -238,7 +238,10 @@ function apiOutage(): { scenario: Scenario; outageStart: number; recovery: numbe
     [`${v1},status="200"}`]: outside(23),
     [`${v1},status="502"}`]: during(23),
     // Not under /api or /v1: outside the SLO even while it fails.
-    'http_requests_total{method="GET",route="/health",status="500"}': phases([steady + outage + after, () => 5]),
+    'voiceassist_http_requests_total{method="GET",route="/health",status="500"}': phases([
+      steady + outage + after,
+      () => 5,
+    ]),
   };
   const good = (i: number) =>
     (series[`${api},status="200"}`][i] as number) + (series[`${v1},status="200"}`][i] as number) + 3;
@@ -263,16 +266,14 @@ function searchSlowdown(): { scenario: Scenario; outageStart: number; recovery: 
   const all = phases([steady + slow + after, () => total]);
   const under = all.map((n, i) => n - slowPerMinute(i));
   const series = {
-    [`http_request_duration_seconds_bucket{${labels},le="0.25"}`]: under,
-    [`http_request_duration_seconds_bucket{${labels},le="0.3"}`]: under,
-    [`http_request_duration_seconds_bucket{${labels},le="+Inf"}`]: all,
-    [`http_request_duration_seconds_count{${labels}}`]: all,
+    [`voiceassist_http_request_duration_seconds_bucket{${labels},le="0.25"}`]: under,
+    [`voiceassist_http_request_duration_seconds_bucket{${labels},le="0.3"}`]: under,
+    [`voiceassist_http_request_duration_seconds_bucket{${labels},le="+Inf"}`]: all,
+    [`voiceassist_http_request_duration_seconds_count{${labels}}`]: all,
     // Another route, always slow: not the search SLO's business.
-    'http_request_duration_seconds_bucket{method="GET",route="/api/kb/documents",status="200",le="0.3"}': phases([
-      all.length,
-      () => 0,
-    ]),
-    'http_request_duration_seconds_count{method="GET",route="/api/kb/documents",status="200"}': phases([
+    'voiceassist_http_request_duration_seconds_bucket{method="GET",route="/api/kb/documents",status="200",le="0.3"}':
+      phases([all.length, () => 0]),
+    'voiceassist_http_request_duration_seconds_count{method="GET",route="/api/kb/documents",status="200"}': phases([
       all.length,
       () => 9,
     ]),

@@ -96,13 +96,14 @@ function unreachableFlagTables() {
   };
 }
 
-/** A counter's value in the Prometheus exposition of GET /metrics (0 when not yet recorded). */
+/** A counter's value in the Prometheus exposition of GET /metrics (0 when not yet recorded); `series` is catalog name and labels. */
 async function metricValue(series: string): Promise<number> {
   const res = await call("GET", "/metrics", { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
+  const exposed = `voiceassist_${series}`;
   const line = String(res.body)
     .split("\n")
-    .find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
+    .find((l) => l.startsWith(`${exposed} `));
+  return line ? Number(line.slice(exposed.length + 1)) : 0;
 }
 
 const emptyKv = async () => {

@@ -51,8 +51,8 @@ describe("identity metrics", () => {
     expect(after.sessions).toBe((before.sessions ?? Number.NaN) + 2);
     expect(after.dau).toBe((before.dau ?? Number.NaN) + 2);
     const exposition = await (await callRaw("GET", "/metrics", { token: OPERATOR_TOKEN })).text();
-    expect(exposition).toContain("# TYPE auth_active_sessions gauge");
-    expect(exposition).toMatch(new RegExp(`^auth_active_sessions ${after.sessions}$`, "m"));
+    expect(exposition).toContain("# TYPE voiceassist_auth_active_sessions gauge");
+    expect(exposition).toMatch(new RegExp(`^voiceassist_auth_active_sessions ${after.sessions}$`, "m"));
   });
 });
 

@@ -52,8 +52,8 @@ describe("GET /metrics", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
     const text = await res.text();
-    expect(text).toContain("# TYPE http_requests_total counter\n");
-    expect(text).toContain("# TYPE http_request_duration_seconds histogram\n");
+    expect(text).toContain("# TYPE voiceassist_http_requests_total counter\n");
+    expect(text).toContain("# TYPE voiceassist_http_request_duration_seconds histogram\n");
   });
 
   it.each<{ case: string; headers: Record<string, string>; challenge: string }>([
@@ -106,19 +106,19 @@ describe("HTTP instrumentation", () => {
     await serve("/health");
     await serve("/health");
     const after = await scrape();
-    expect(sample(after, `http_requests_total{${health}}`)).toBe(
-      (sample(before, `http_requests_total{${health}}`) ?? 0) + 2,
+    expect(sample(after, `voiceassist_http_requests_total{${health}}`)).toBe(
+      (sample(before, `voiceassist_http_requests_total{${health}}`) ?? 0) + 2,
     );
-    expect(sample(after, `http_request_duration_seconds_count{${health}}`)).toBe(
-      (sample(before, `http_request_duration_seconds_count{${health}}`) ?? 0) + 2,
+    expect(sample(after, `voiceassist_http_request_duration_seconds_count{${health}}`)).toBe(
+      (sample(before, `voiceassist_http_request_duration_seconds_count{${health}}`) ?? 0) + 2,
     );
-    expect(sample(after, `http_request_duration_seconds_bucket{${health},le="+Inf"}`)).toBe(
-      sample(after, `http_request_duration_seconds_count{${health}}`),
+    expect(sample(after, `voiceassist_http_request_duration_seconds_bucket{${health},le="+Inf"}`)).toBe(
+      sample(after, `voiceassist_http_request_duration_seconds_count{${health}}`),
     );
   });
 
   it("labels unmatched paths 'unmatched', never with the raw path", async () => {
-    const series = 'http_requests_total{method="GET",route="unmatched",status="404"}';
+    const series = 'voiceassist_http_requests_total{method="GET",route="unmatched",status="404"}';
     const before = sample(await scrape(), series) ?? 0;
     await serve("/no/such/path-8d1f");
     const text = await scrape();
@@ -127,7 +127,7 @@ describe("HTTP instrumentation", () => {
   });
 
   it("labels refused requests with their status", async () => {
-    const series = 'http_requests_total{method="GET",route="/metrics",status="401"}';
+    const series = 'voiceassist_http_requests_total{method="GET",route="/metrics",status="401"}';
     const before = sample(await scrape(), series) ?? 0;
     await serve("/metrics");
     expect(sample(await scrape(), series)).toBe(before + 1);
@@ -179,7 +179,7 @@ describe("recordMetrics", () => {
     await recordMetrics(env, ctx, cronRun("deferred"));
     expect(waitUntil).toHaveBeenCalledTimes(1);
     await waitOnExecutionContext(ctx);
-    expect(sample(await scrape(), 'cron_job_runs_total{job="deferred",outcome="ok"}')).toBe(1);
+    expect(sample(await scrape(), 'voiceassist_cron_job_runs_total{job="deferred",outcome="ok"}')).toBe(1);
   });
 
   it("records cron runs and durations (src/jobs/cron.ts)", async () => {
@@ -188,8 +188,8 @@ describe("recordMetrics", () => {
     await runCron(table, createScheduledController({ cron: "0 0 1 1 *" }), env, ctx);
     await waitOnExecutionContext(ctx);
     const text = await scrape();
-    expect(sample(text, 'cron_job_runs_total{job="metrics-test-job",outcome="ok"}')).toBe(1);
-    expect(sample(text, 'cron_job_duration_seconds_count{job="metrics-test-job"}')).toBe(1);
+    expect(sample(text, 'voiceassist_cron_job_runs_total{job="metrics-test-job",outcome="ok"}')).toBe(1);
+    expect(sample(text, 'voiceassist_cron_job_duration_seconds_count{job="metrics-test-job"}')).toBe(1);
   });
 });
 
@@ -198,7 +198,7 @@ describe("MetricsAggregator", () => {
     await metricsAggregator(env).record([cronRun("global"), cronRun("global")]);
     await metricsAggregator(env).record([cronRun("global")]);
     const exposition = await metricsAggregator(env).exposition();
-    expect(sample(exposition, 'cron_job_runs_total{job="global",outcome="ok"}')).toBe(3);
+    expect(sample(exposition, 'voiceassist_cron_job_runs_total{job="global",outcome="ok"}')).toBe(3);
   });
 
   it("keeps its state across eviction (SQLite, one row per series)", async () => {
@@ -210,10 +210,10 @@ describe("MetricsAggregator", () => {
     await evictDurableObject(stub);
     const revived = env.METRICS.get(env.METRICS.idFromName("eviction-test"));
     const exposition = await revived.exposition();
-    expect(sample(exposition, 'cron_job_runs_total{job="survivor",outcome="ok"}')).toBe(1);
-    expect(sample(exposition, 'cron_job_duration_seconds_bucket{job="survivor",le="1"}')).toBe(1);
-    expect(sample(exposition, 'cron_job_duration_seconds_bucket{job="survivor",le="0.5"}')).toBe(0);
-    expect(sample(exposition, 'cron_job_duration_seconds_sum{job="survivor"}')).toBe(0.7);
+    expect(sample(exposition, 'voiceassist_cron_job_runs_total{job="survivor",outcome="ok"}')).toBe(1);
+    expect(sample(exposition, 'voiceassist_cron_job_duration_seconds_bucket{job="survivor",le="1"}')).toBe(1);
+    expect(sample(exposition, 'voiceassist_cron_job_duration_seconds_bucket{job="survivor",le="0.5"}')).toBe(0);
+    expect(sample(exposition, 'voiceassist_cron_job_duration_seconds_sum{job="survivor"}')).toBe(0.7);
     const rows = await runInDurableObject(revived, (_, state) =>
       state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM metric_series").one(),
     );
@@ -227,7 +227,7 @@ describe("MetricsAggregator", () => {
     await stub.record([stale, cronRun("valid")]);
     const exposition = await stub.exposition();
     expect(exposition).not.toContain("removed_metric_total");
-    expect(sample(exposition, 'cron_job_runs_total{job="valid",outcome="ok"}')).toBe(1);
+    expect(sample(exposition, 'voiceassist_cron_job_runs_total{job="valid",outcome="ok"}')).toBe(1);
     expect(errors.mock.calls.some(([line]) => String(line).includes("metric event skipped"))).toBe(true);
   });
 
@@ -253,7 +253,7 @@ describe("MetricsAggregator", () => {
     await stub.record([cronRun("one-too-many"), cronRun("two-too-many"), cronRun("job-1")]);
     const exposition = await stub.exposition();
     expect(exposition).not.toContain("too-many");
-    expect(sample(exposition, 'cron_job_runs_total{job="job-1",outcome="ok"}')).toBe(2);
-    expect(sample(exposition, 'metrics_series_dropped_total{metric="cron_job_runs_total"}')).toBe(2);
+    expect(sample(exposition, 'voiceassist_cron_job_runs_total{job="job-1",outcome="ok"}')).toBe(2);
+    expect(sample(exposition, 'voiceassist_metrics_series_dropped_total{metric="cron_job_runs_total"}')).toBe(2);
   });
 });

@@ -5,7 +5,13 @@ import {
   metricCatalog,
   metricEventProblem,
 } from "../../src/metrics/catalog.ts";
-import { applyEvent, escapeLabelValue, renderExposition, type Series } from "../../src/metrics/prometheus.ts";
+import {
+  applyEvent,
+  escapeLabelValue,
+  exposedName,
+  renderExposition,
+  type Series,
+} from "../../src/metrics/prometheus.ts";
 
 const http = (status: string, value: number): MetricEvent => ({
   name: "http_request_duration_seconds",
@@ -73,39 +79,48 @@ describe("renderExposition", () => {
     const histogram = aggregate([http("200", 0.02), http("200", 3)]) as Series;
     const text = renderExposition([histogram, counter]);
     const labels = 'method="GET",route="/health",status="200"';
-    expect(block(text, "http_requests_total")).toEqual([
-      "# HELP http_requests_total HTTP requests answered, by method, route template and status.",
-      "# TYPE http_requests_total counter",
-      `http_requests_total{${labels}} 2`,
+    expect(block(text, "voiceassist_http_requests_total")).toEqual([
+      "# HELP voiceassist_http_requests_total HTTP requests answered, by method, route template and status.",
+      "# TYPE voiceassist_http_requests_total counter",
+      `voiceassist_http_requests_total{${labels}} 2`,
     ]);
-    expect(block(text, "http_request_duration_seconds")).toEqual([
-      "# HELP http_request_duration_seconds Time from receiving an HTTP request to its response headers, in seconds.",
-      "# TYPE http_request_duration_seconds histogram",
-      `http_request_duration_seconds_bucket{${labels},le="0.005"} 0`,
-      `http_request_duration_seconds_bucket{${labels},le="0.01"} 0`,
-      `http_request_duration_seconds_bucket{${labels},le="0.025"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="0.05"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="0.1"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="0.25"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="0.3"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="0.5"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="1"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="1.5"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="2.5"} 1`,
-      `http_request_duration_seconds_bucket{${labels},le="5"} 2`,
-      `http_request_duration_seconds_bucket{${labels},le="10"} 2`,
-      `http_request_duration_seconds_bucket{${labels},le="+Inf"} 2`,
-      `http_request_duration_seconds_sum{${labels}} 3.02`,
-      `http_request_duration_seconds_count{${labels}} 2`,
+    expect(block(text, "voiceassist_http_request_duration_seconds")).toEqual([
+      "# HELP voiceassist_http_request_duration_seconds Time from receiving an HTTP request to its response headers, in seconds.",
+      "# TYPE voiceassist_http_request_duration_seconds histogram",
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.005"} 0`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.01"} 0`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.025"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.05"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.1"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.25"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.3"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="0.5"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="1"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="1.5"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="2.5"} 1`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="5"} 2`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="10"} 2`,
+      `voiceassist_http_request_duration_seconds_bucket{${labels},le="+Inf"} 2`,
+      `voiceassist_http_request_duration_seconds_sum{${labels}} 3.02`,
+      `voiceassist_http_request_duration_seconds_count{${labels}} 2`,
     ]);
   });
 
-  it("lists every catalog metric with HELP and TYPE, sorted by name, ending in one newline", () => {
+  it("exposes a catalog name under the voiceassist_ namespace", () => {
+    expect(exposedName("http_requests_total")).toBe("voiceassist_http_requests_total");
+  });
+
+  it("lists every catalog metric with HELP and TYPE before any sample, sorted by name, ending in one newline", () => {
     const text = renderExposition([]);
-    const names = Object.keys(metricCatalog).sort();
+    const names = (Object.keys(metricCatalog) as (keyof typeof metricCatalog)[]).sort();
     expect(text.split("\n").filter((l) => l.startsWith("# TYPE "))).toEqual(
-      names.map((name) => `# TYPE ${name} ${metricCatalog[name as keyof typeof metricCatalog].type}`),
+      names.map((name) => `# TYPE voiceassist_${name} ${metricCatalog[name].type}`),
     );
+    expect(text.split("\n").filter((l) => l.startsWith("# HELP "))).toEqual(
+      names.map((name) => `# HELP voiceassist_${name} ${metricCatalog[name].help}`),
+    );
+    // Nothing but HELP and TYPE lines: no sample before the first event.
+    expect(text.split("\n").filter((l) => l !== "" && !l.startsWith("# "))).toEqual([]);
     expect(text.endsWith("\n")).toBe(true);
     expect(text.endsWith("\n\n")).toBe(false);
   });
@@ -117,7 +132,7 @@ describe("renderExposition", () => {
           { name: "http_requests_total", labels: { method: "GET", route: "/x", status }, value: 1 },
         ]) as Series,
     );
-    const samples = block(renderExposition(series), "http_requests_total").slice(2);
+    const samples = block(renderExposition(series), "voiceassist_http_requests_total").slice(2);
     expect(samples.map((l) => /status="(\d+)"/.exec(l)?.[1])).toEqual(["200", "404", "500"]);
   });
 
@@ -132,7 +147,7 @@ describe("renderExposition", () => {
     const series = aggregate([
       { name: "cron_job_runs_total", labels: { job: raw, outcome: "ok" }, value: 1 },
     ]) as Series;
-    expect(renderExposition([series])).toContain(`cron_job_runs_total{job="${escaped}",outcome="ok"} 1\n`);
+    expect(renderExposition([series])).toContain(`voiceassist_cron_job_runs_total{job="${escaped}",outcome="ok"} 1\n`);
   });
 });
 
@@ -204,6 +219,8 @@ describe("gauges", () => {
     const event = (value: number) => ({ name: "auth_active_sessions" as const, labels: {}, value });
     const series = applyEvent(applyEvent(undefined, event(7)), event(3));
     expect(series.sum).toBe(3);
-    expect(renderExposition([series])).toMatch(/^# TYPE auth_active_sessions gauge\nauth_active_sessions 3$/m);
+    expect(renderExposition([series])).toMatch(
+      /^# TYPE voiceassist_auth_active_sessions gauge\nvoiceassist_auth_active_sessions 3$/m,
+    );
   });
 });

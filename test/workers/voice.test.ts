@@ -356,11 +356,11 @@ describe("voice metrics", () => {
     await s.until((e) => e.type === "response.done");
     s.socket?.close(1000, "bye");
     const wanted = [
-      'voice_sessions_started_total{mode="local"}',
-      'voice_errors_total{code="invalid_json"}',
-      'voice_time_to_first_seconds_count{kind="text"}',
-      'voice_turn_latency_seconds_count{outcome="completed"}',
-      'voice_sessions_ended_total{reason="client_closed"}',
+      'voiceassist_voice_sessions_started_total{mode="local"}',
+      'voiceassist_voice_errors_total{code="invalid_json"}',
+      'voiceassist_voice_time_to_first_seconds_count{kind="text"}',
+      'voiceassist_voice_turn_latency_seconds_count{outcome="completed"}',
+      'voiceassist_voice_sessions_ended_total{reason="client_closed"}',
     ];
     let text = "";
     for (let i = 0; i < 50 && !wanted.every((w) => text.includes(w)); i++) {
