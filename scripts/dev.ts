@@ -1,7 +1,8 @@
 // npm run dev [-- --reset] [--https] [-- <wrangler dev options>]
 // Starts the local stack (PGlite or DATABASE_URL, the Neon proxy, the Upstash server when Redis answers),
-// applies migrations, validates the Worker's variables and runs `wrangler dev` in its own process group.
-// One Ctrl-C stops wrangler (and workerd), then the stack.
+// applies migrations, validates the Worker's variables and runs `wrangler dev` in its own process group, and the
+// cron driver (local-stack/cron.ts: wrangler dev fires no [triggers] crons) in another.
+// One Ctrl-C stops the cron driver, wrangler (and workerd), then the stack.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -15,6 +16,7 @@ import { type LocalStack, startLocalStack } from "./local-stack/index.ts";
 const ROOT = join(import.meta.dirname, "..");
 const DATA_DIR = join(ROOT, ".data");
 const ENV_FILE = join(ROOT, ".wrangler", "dev.vars.env");
+const CRON_DRIVER = join(ROOT, "scripts", "local-stack", "cron.ts");
 const WRANGLER_BIN = join(
   dirname(createRequire(import.meta.url).resolve("wrangler/package.json")),
   "bin",
@@ -111,6 +113,15 @@ function startWrangler(options: DevOptions, port: number): ChildProcess {
   });
 }
 
+/** The cron driver, in its own process: it keeps firing crons even while this process is stopped. */
+function startCronDriver(appUrl: string): ChildProcess {
+  return spawn(process.execPath, [CRON_DRIVER, appUrl, join(ROOT, "wrangler.toml")], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+}
+
 function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
@@ -139,6 +150,7 @@ function printSummary(stack: LocalStack, appUrl: string, generatedOperatorToken:
     ...stack.summary.map((line) => `  ${line}`),
     `  Operator     ${operator} (for /health/detailed and /metrics)`,
     `  Wrangler     state (KV, R2, queues, Durable Objects) in ${join(DATA_DIR, "wrangler")}`,
+    "  Crons        wrangler.toml [triggers], fired each minute (+1 s) by scripts/local-stack/cron.ts",
     `  Variables    ${relative(ROOT, ENV_FILE)} (removed on exit)`,
     ...stack.notices.map((notice) => `  ! ${notice}`),
     "",
@@ -161,10 +173,12 @@ async function main(): Promise<void> {
 
   let stack: LocalStack | undefined;
   let wrangler: ChildProcess | undefined;
+  let cronDriver: ChildProcess | undefined;
   let shuttingDown = false;
   const shutdown = async (code: number) => {
     if (shuttingDown) return;
     shuttingDown = true;
+    if (cronDriver?.pid) await killGroup(cronDriver.pid);
     if (wrangler?.pid) await killGroup(wrangler.pid);
     await stack?.stop();
     await rm(ENV_FILE, { force: true });
@@ -213,6 +227,8 @@ async function main(): Promise<void> {
     console.error(`wrangler exited (${signal ?? `code ${code}`}); stopping the local stack.`);
     void shutdown(code ?? 1);
   });
+  cronDriver = startCronDriver(appUrl);
+  cronDriver.on("error", (error) => console.error(`the cron driver did not start: ${error.message}`));
 }
 
 /** A JWT signing key kept in .data/, so sessions survive a restart of npm run dev (not --reset). */
