@@ -8,9 +8,9 @@ import { type DeliveryReport, deliverDue, sendWith } from "../src/ops/deliver.ts
 import { acknowledge, evaluateMinute, type Routing, readSlos, type SloReading } from "../src/ops/evaluate.ts";
 import { withObjectives } from "../src/ops/slos.ts";
 
-/** The windows an evaluation reads: every burn-rate window and the SLO period (for the budget left). */
+/** The status also reads the SLO period (for the budget left); evaluation reads the burn-rate windows only. */
 const PERIOD_MINUTES = 30 * 24 * 60;
-const READ_WINDOWS = [...WINDOW_MINUTES, PERIOD_MINUTES];
+const STATUS_WINDOWS = [...WINDOW_MINUTES, PERIOD_MINUTES];
 
 export interface EvaluationSummary {
   skipped: boolean;
@@ -39,7 +39,7 @@ export class AlertManager extends DurableObject<Env> {
     if (this.evaluating) return { skipped: true, open: this.book.open().length, deliveries: emptyReport };
     this.evaluating = true;
     try {
-      const readings = await this.read(nowMs);
+      const readings = await this.read(nowMs, WINDOW_MINUTES);
       const routing: Routing = {
         pagerDutyLevels: [config.PAGERDUTY_ROUTING_KEY, ...config.ALERT_ESCALATION_ROUTING_KEYS].filter(Boolean).length,
         webhook: Boolean(config.ALERT_WEBHOOK_URL),
@@ -55,7 +55,7 @@ export class AlertManager extends DurableObject<Env> {
 
   /** Every SLO's windows and burn rates now, with its open alerts. */
   async status(nowMs: number): Promise<{ readings: SloReading[]; open: Alert[] }> {
-    return { readings: await this.read(nowMs), open: this.book.open() };
+    return { readings: await this.read(nowMs, STATUS_WINDOWS), open: this.book.open() };
   }
 
   alerts(state?: AlertState): Alert[] {
@@ -87,9 +87,9 @@ export class AlertManager extends DurableObject<Env> {
     this.book.historyCopied(ids);
   }
 
-  private async read(nowMs: number): Promise<SloReading[]> {
+  private async read(nowMs: number, windows: readonly number[]): Promise<SloReading[]> {
     const slos = withObjectives(this.config().SLO_OBJECTIVES);
-    return readSlos(slos, await metricsAggregator(this.env).sloWindows(nowMs, READ_WINDOWS));
+    return readSlos(slos, await metricsAggregator(this.env).sloWindows(nowMs, windows));
   }
 
   private config() {

@@ -3,6 +3,7 @@
 // Postgres or Redis: the outage an alert is about is often one of those.
 import type { Severity, SeverityState } from "./burn-rate.ts";
 import { CALM } from "./burn-rate.ts";
+import type { Sql } from "./sql.ts";
 
 export type AlertState = "firing" | "notified" | "acknowledged" | "resolved";
 export type Channel = "pagerduty" | "webhook";
@@ -78,12 +79,12 @@ export interface AlertEvent {
 
 export const dedupKeyOf = (slo: string, severity: Severity) => `voiceassist/${slo}/${severity}`;
 
-type Row = Record<string, SqlStorageValue>;
+type Row = Record<string, unknown>;
 
 export class AlertBook {
-  private readonly sql: SqlStorage;
+  private readonly sql: Sql;
 
-  constructor(sql: SqlStorage) {
+  constructor(sql: Sql) {
     this.sql = sql;
     sql.exec(`CREATE TABLE IF NOT EXISTS burn_state (slo TEXT, severity TEXT, body TEXT NOT NULL, PRIMARY KEY (slo, severity))
     `);
@@ -98,9 +99,7 @@ export class AlertBook {
   }
 
   burnState(slo: string, severity: Severity): SeverityState {
-    const row = this.sql
-      .exec<Row>("SELECT body FROM burn_state WHERE slo = ? AND severity = ?", slo, severity)
-      .toArray()[0];
+    const row = this.sql.exec("SELECT body FROM burn_state WHERE slo = ? AND severity = ?", slo, severity).toArray()[0];
     return row ? (JSON.parse(String(row.body)) as SeverityState) : CALM;
   }
 
@@ -124,13 +123,13 @@ export class AlertBook {
   }
 
   get(id: string): Alert | undefined {
-    const row = this.sql.exec<Row>("SELECT body FROM alerts WHERE id = ?", id).toArray()[0];
+    const row = this.sql.exec("SELECT body FROM alerts WHERE id = ?", id).toArray()[0];
     return row ? (JSON.parse(String(row.body)) as Alert) : undefined;
   }
 
   /** Open alerts, oldest first. */
   open(): Alert[] {
-    return this.parse(this.sql.exec<Row>("SELECT body FROM alerts WHERE open = 1 ORDER BY fired_at").toArray());
+    return this.parse(this.sql.exec("SELECT body FROM alerts WHERE open = 1 ORDER BY fired_at").toArray());
   }
 
   openFor(slo: string, severity: Severity): Alert | undefined {
@@ -139,7 +138,7 @@ export class AlertBook {
 
   /** Newest first, optionally in one state. */
   list(state?: AlertState, limit = 200): Alert[] {
-    const all = this.parse(this.sql.exec<Row>("SELECT body FROM alerts ORDER BY fired_at DESC").toArray());
+    const all = this.parse(this.sql.exec("SELECT body FROM alerts ORDER BY fired_at DESC").toArray());
     return all.filter((a) => state === undefined || a.state === state).slice(0, limit);
   }
 
@@ -163,11 +162,11 @@ export class AlertBook {
   /** Silences still in force at `now`; ended ones are dropped. */
   silences(now: number): Silence[] {
     this.sql.exec("DELETE FROM silences WHERE until <= ?", now);
-    return this.parse<Silence>(this.sql.exec<Row>("SELECT body FROM silences ORDER BY until").toArray());
+    return this.parse<Silence>(this.sql.exec("SELECT body FROM silences ORDER BY until").toArray());
   }
 
   deleteSilence(id: string): Silence | undefined {
-    const row = this.sql.exec<Row>("SELECT body FROM silences WHERE id = ?", id).toArray()[0];
+    const row = this.sql.exec("SELECT body FROM silences WHERE id = ?", id).toArray()[0];
     this.sql.exec("DELETE FROM silences WHERE id = ?", id);
     return row ? (JSON.parse(String(row.body)) as Silence) : undefined;
   }
@@ -186,7 +185,7 @@ export class AlertBook {
   /** Every delivery owed, in the order they were queued. */
   deliveries(): QueuedDelivery[] {
     return this.sql
-      .exec<Row>("SELECT * FROM deliveries ORDER BY id")
+      .exec("SELECT * FROM deliveries ORDER BY id")
       .toArray()
       .map((row) => ({
         id: Number(row.id),
@@ -227,9 +226,7 @@ export class AlertBook {
 
   /** The oldest events not yet copied to Postgres. */
   pendingHistory(limit: number): AlertEvent[] {
-    return this.parse<AlertEvent>(
-      this.sql.exec<Row>("SELECT body FROM history ORDER BY at, id LIMIT ?", limit).toArray(),
-    );
+    return this.parse<AlertEvent>(this.sql.exec("SELECT body FROM history ORDER BY at, id LIMIT ?", limit).toArray());
   }
 
   historyCopied(ids: readonly string[]): void {

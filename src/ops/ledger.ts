@@ -5,6 +5,7 @@ import type { MetricEvent } from "../metrics/catalog.ts";
 import type { Counts } from "./burn-rate.ts";
 import { sloEventsOf } from "./sli.ts";
 import { SLOS } from "./slos.ts";
+import type { Sql } from "./sql.ts";
 
 const MINUTE_MS = 60_000;
 const LONGEST_PERIOD_MINUTES = Math.max(...SLOS.map((slo) => slo.periodDays)) * 24 * 60;
@@ -15,9 +16,9 @@ export const minuteOf = (ms: number) => Math.floor(ms / MINUTE_MS);
 export type WindowCounts = Map<string, Map<number, Counts>>;
 
 export class SloLedger {
-  private readonly sql: SqlStorage;
+  private readonly sql: Sql;
 
-  constructor(sql: SqlStorage) {
+  constructor(sql: Sql) {
     this.sql = sql;
     sql.exec(
       `CREATE TABLE IF NOT EXISTS slo_minutes (
