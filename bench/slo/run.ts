@@ -82,6 +82,8 @@ const perWindow = time(() => {
   }
 });
 
+const pruning = time(() => ledger.prune(now));
+
 const book = new AlertBook(sql);
 const readings = readSlos(SLOS, ledger.windows(now, WINDOW_MINUTES));
 const routing = { pagerDutyLevels: 1, webhook: true, escalateAfterMs: 15 * MINUTE };
@@ -110,6 +112,7 @@ const report = {
   windows_per_window_queries_ms: median(perWindow),
   windows_with_period_ms: median(withPeriod),
   evaluate_minute_ms: median(evaluation),
+  prune_ms: median(pruning),
   count_one_request_ms: median(counting),
 };
 const f = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(1)} ms`);
@@ -124,6 +127,7 @@ const block = [
   `| evaluation: read the ${WINDOW_MINUTES.length} burn-rate windows (5 min to 3 days) in one pass | ${f(report.windows_one_pass_ms)} |`,
   `| baseline: one query per window | ${f(report.windows_per_window_queries_ms)} |`,
   `| GET /api/admin/slos: the same plus the 30-day period | ${f(report.windows_with_period_ms)} |`,
+  `| prune the minutes past the period (nothing to delete: the steady state) | ${f(report.prune_ms)} |`,
   `| one evaluation minute over the readings (steady, no transition) | ${f(report.evaluate_minute_ms)} |`,
   `| count one request's events into the ledger (per request, in the aggregator) | ${f(report.count_one_request_ms)} |`,
   END,
