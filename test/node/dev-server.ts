@@ -30,6 +30,11 @@ export interface DevServer {
   log(): string;
   /** Milliseconds from spawn to the first answer of GET /health. */
   startupMs: number;
+  /**
+   * The pid of the node process running scripts/dev.ts: in embedded mode it serves the database (PGlite, the Neon
+   * proxy, the Upstash server); wrangler, workerd and the cron driver are other processes.
+   */
+  devScriptPid: number;
   /** Stops dev.ts (which stops wrangler's group and the stack), force-kills leftovers, removes the mirror. */
   stop(): Promise<void>;
 }
@@ -133,6 +138,22 @@ async function descendantGroups(pid: number, ownGroup: number): Promise<number[]
   };
   walk(pid);
   return [...groups];
+}
+
+/** The process of group `pgid` whose command line runs scripts/dev.ts (npm's child, possibly through a shell). */
+async function devScriptPidIn(pgid: number): Promise<number | undefined> {
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) !== pgid) continue;
+      const argv = (await readFile(`/proc/${entry}/cmdline`, "utf8")).split("\0");
+      if (argv[0]?.endsWith("node") && argv[1]?.endsWith(join("scripts", "dev.ts"))) return Number(entry);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return undefined;
 }
 
 function groupAlive(pgid: number): boolean {
@@ -248,7 +269,12 @@ export async function startDevServer(options: {
   }
   const startupMs = Date.now() - started;
   otherGroups = await descendantGroups(pgid, pgid);
-  return { url, port, startupMs, log: () => output, stop };
+  const devScriptPid = await devScriptPidIn(pgid);
+  if (devScriptPid === undefined) {
+    await stop();
+    throw new Error("npm run dev serves, but no process of its group runs scripts/dev.ts");
+  }
+  return { url, port, startupMs, devScriptPid, log: () => output, stop };
 }
 
 /** A password every Node suite's accounts use (it passes the password policy). */
