@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers";
 import { desc, sql } from "drizzle-orm";
 import type { NeonQueryResultHKT } from "drizzle-orm/neon-serverless";
 import type { PgDatabase } from "drizzle-orm/pg-core";
@@ -5,6 +6,8 @@ import type { Config } from "../config.ts";
 import { withPoolDb } from "../db/client.ts";
 import { auditLog } from "../db/schema/audit.ts";
 import type * as schema from "../db/schema/index.ts";
+import type { Env } from "../env.ts";
+import { inBackground, recordMetrics } from "../metrics/record.ts";
 import { currentWorkContext } from "../observability/context.ts";
 import { redact } from "../observability/redact.ts";
 import { type AuditContent, GENESIS, hashRow } from "./chain.ts";
@@ -47,8 +50,15 @@ export async function recordAudit(
   options: { db?: AuditWriter } = {},
 ): Promise<void> {
   const draft = draftRow(event);
-  if (options.db) return append(options.db, draft);
-  return withPoolDb(config, (db) => append(db, draft));
+  if (options.db) await append(options.db, draft);
+  else await withPoolDb(config, (db) => append(db, draft));
+  // After the append, in the background (the caller is not held up by the aggregator). In a caller's
+  // transaction the row commits with it: a rolled-back transaction has still been counted.
+  await recordMetrics(env as unknown as Env, inBackground, {
+    name: "audit_events_total",
+    labels: { action: draft.action, outcome: draft.outcome },
+    value: 1,
+  });
 }
 
 type Draft = Omit<AuditContent, "seq" | "occurredAt">;

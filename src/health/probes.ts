@@ -4,6 +4,7 @@ import type { Config } from "../config.ts";
 import { createSql } from "../db/client.ts";
 import { migrationStatus } from "../db/migrations.ts";
 import type { Env } from "../env.ts";
+import { inBackground, type MetricEvent, recordMetrics } from "../metrics/record.ts";
 import { tracedFetch } from "../observability/outbound.ts";
 import { type ComponentCheck, probe } from "./status.ts";
 
@@ -87,5 +88,23 @@ async function checkComponents(config: Config, env: Env): Promise<Record<string,
   const queue: ComponentCheck = env.KB_INGEST
     ? { status: "ok", latency_ms: null, binding: "KB_INGEST", reason: "producer bound; delivery is not probed" }
     : { status: "down", latency_ms: null, reason: "KB_INGEST binding missing" };
-  return { postgres, redis: cache, vector_store: vectors, ai_provider: ai, queue };
+  const components = { postgres, redis: cache, vector_store: vectors, ai_provider: ai, queue };
+  // In the background: /health/detailed answers without waiting for the metrics aggregator.
+  await recordMetrics(env, inBackground, ...healthCheckEvents(components));
+  return components;
+}
+
+const statusValue = { ok: 1, down: 0, disabled: -1 } as const;
+
+/**
+ * health_check_status (1 ok, 0 down, -1 disabled) for every component, and health_check_duration_seconds
+ * for every probe that ran (latency_ms not null: a disabled component or the unprobed queue has none).
+ */
+export function healthCheckEvents(components: Record<string, ComponentCheck>): MetricEvent[] {
+  return Object.entries(components).flatMap(([component, check]): MetricEvent[] => [
+    { name: "health_check_status", labels: { component }, value: statusValue[check.status] },
+    ...(check.latency_ms === null
+      ? []
+      : [{ name: "health_check_duration_seconds" as const, labels: { component }, value: check.latency_ms / 1000 }]),
+  ]);
 }

@@ -97,6 +97,32 @@ export const metricCatalog = {
     help: "Login lockouts started: failures that reached the threshold and locked the account.",
     labelNames: [],
   },
+  audit_events_total: {
+    type: "counter",
+    help: "Audit rows appended, by action (auth.login, admin.user.role_changed ...) and outcome (success, failure, denied).",
+    labelNames: ["action", "outcome"],
+  },
+  audit_chain_verifications_total: {
+    type: "counter",
+    help: "Audit hash-chain verifications (GET /api/admin/audit/verify), by outcome (intact, broken).",
+    labelNames: ["outcome"],
+  },
+  audit_chain_intact: {
+    type: "gauge",
+    help: "Result of the last audit hash-chain verification: 1 intact, 0 broken.",
+    labelNames: [],
+  },
+  health_check_status: {
+    type: "gauge",
+    help: "Last /health/detailed probe of each component: 1 ok, 0 down, -1 disabled (not configured).",
+    labelNames: ["component"],
+  },
+  health_check_duration_seconds: {
+    type: "histogram",
+    help: "Time each /health/detailed probe took, by component, in seconds (probes time out after 3 s).",
+    labelNames: ["component"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 3, 5],
+  },
   kb_uploads_total: {
     type: "counter",
     help: "Documents accepted for ingestion, by detected format (pdf, docx, html, markdown, text) and route.",

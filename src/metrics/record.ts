@@ -1,3 +1,4 @@
+import { waitUntil } from "cloudflare:workers";
 import { type Env, loadConfig } from "../env.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
@@ -8,6 +9,12 @@ export type { MetricEvent };
 // Log when delivery starts failing, not on every event while the aggregator is down.
 let aggregatorFailing = false;
 let analyticsFailing = false;
+
+/**
+ * The waitUntil of whatever the Worker is serving now (request, queue batch, cron run), for code that is
+ * not handed an ExecutionContext: `recordMetrics(env, inBackground, ...)` does not hold up the caller.
+ */
+export const inBackground: Pick<ExecutionContext, "waitUntil"> = { waitUntil };
 
 /** The one aggregator instance: /metrics figures are global, not per isolate. */
 export const metricsAggregator = (env: Env) => env.METRICS.get(env.METRICS.idFromName("global"));

@@ -11,6 +11,7 @@ import {
 import { recordAudit } from "../audit/record.ts";
 import { createDb } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
+import { recordMetrics } from "../metrics/record.ts";
 import { requireAdminOrViewer } from "../middleware/auth.ts";
 import { createRouter, problem, signedIn } from "./router.ts";
 
@@ -176,6 +177,12 @@ export const adminAuditRoutes = createRouter()
     }),
     async (c) => {
       const report = await verifyAuditChain(createDb(c.var.config));
+      await recordMetrics(
+        c.env,
+        c.executionCtx,
+        { name: "audit_chain_verifications_total", labels: { outcome: report.ok ? "intact" : "broken" }, value: 1 },
+        { name: "audit_chain_intact", labels: {}, value: report.ok ? 1 : 0 },
+      );
       return c.json(
         report.ok
           ? { ok: true, rows_checked: report.rowsChecked }

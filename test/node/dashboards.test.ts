@@ -1,32 +1,243 @@
-import { readdirSync, readFileSync } from "node:fs";
+// Every Grafana dashboard in dashboards/ (current schema, a Prometheus datasource variable, panels in rows
+// with gridPos) queries only what exists and what is known to be emitted:
+// - a metric name must be `voiceassist_<catalog name>` (with _bucket, _sum or _count for a histogram), or
+//   a recording rule `slo:...` that dashboards/prometheus/slo-rules.yml records;
+// - a catalog metric must be listed in EMITTED below with the test file that asserts it is recorded.
+//
+// EMITTED is a plain list, checked by grepping: the named test file must exist and contain the catalog
+// name inside a string literal ("name", 'name' or `name`, exposed or bare, with or without labels or a
+// histogram suffix), which is how those tests assert emission (an Analytics Engine spy on the catalog
+// name, or a /metrics series). A metric a dashboard queries but EMITTED lacks fails, and so does an
+// entry whose test file does not mention the metric: adding a panel means naming the test that shows its
+// metric being recorded, and deleting that assertion breaks this test. The grep cannot tell an assertion
+// from any other string: keep the entries pointing at real assertions.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { metricCatalog } from "../../src/metrics/catalog.ts";
+import { isMetricName, type MetricName, metricCatalog } from "../../src/metrics/catalog.ts";
+import { METRIC_NAMESPACE } from "../../src/metrics/prometheus.ts";
+import { RULES_PATH } from "../../src/ops/prometheus-rules.ts";
+import { sloIds } from "../../src/ops/slos.ts";
 
-const DIR = join(import.meta.dirname, "../../dashboards");
-const SUFFIXES = /_(bucket|sum|count)$/;
+const ROOT = join(import.meta.dirname, "../..");
+const DIR = join(ROOT, "dashboards");
+
+/** Catalog metric → the test file that asserts it is emitted where it happens. */
+const EMITTED: Partial<Record<MetricName, string>> = {
+  http_requests_total: "test/workers/metrics.test.ts",
+  http_request_duration_seconds: "test/workers/metrics.test.ts",
+  cron_job_runs_total: "test/workers/metrics.test.ts",
+  cron_job_duration_seconds: "test/workers/metrics.test.ts",
+  metrics_series_dropped_total: "test/workers/metrics.test.ts",
+  queue_messages_total: "test/workers/queue.test.ts",
+  queue_lag_seconds: "test/workers/queue.test.ts",
+  auth_registrations_total: "test/workers/identity-jobs.test.ts",
+  auth_logins_total: "test/workers/identity-jobs.test.ts",
+  auth_refreshes_total: "test/workers/identity-jobs.test.ts",
+  auth_active_sessions: "test/workers/identity-jobs.test.ts",
+  auth_daily_active_users: "test/workers/identity-jobs.test.ts",
+  rate_limited_total: "test/workers/rate-limit.test.ts",
+  auth_lockouts_total: "test/workers/rate-limit.test.ts",
+  audit_events_total: "test/workers/audit.test.ts",
+  audit_chain_verifications_total: "test/workers/audit.test.ts",
+  audit_chain_intact: "test/workers/audit.test.ts",
+  health_check_status: "test/workers/health.test.ts",
+  health_check_duration_seconds: "test/workers/health.test.ts",
+  kb_uploads_total: "test/workers/kb.test.ts",
+  kb_ingest_stage_duration_seconds: "test/workers/kb.test.ts",
+  kb_chunks_per_document: "test/workers/kb.test.ts",
+  kb_ingest_failures_total: "test/workers/kb.test.ts",
+  kb_search_total: "test/workers/search.test.ts",
+  kb_search_duration_seconds: "test/workers/search.test.ts",
+  cache_lookups_total: "test/workers/cache.test.ts",
+  cache_loads_total: "test/workers/cache.test.ts",
+  phi_detections_total: "test/workers/phi.test.ts",
+  voice_sessions_started_total: "test/workers/voice.test.ts",
+  voice_sessions_ended_total: "test/workers/voice.test.ts",
+  voice_time_to_first_seconds: "test/workers/voice.test.ts",
+  voice_turn_latency_seconds: "test/workers/voice.test.ts",
+  voice_errors_total: "test/workers/voice.test.ts",
+  voice_barge_ins_total: "test/workers/voice-relay.test.ts",
+  rag_queries_total: "test/workers/answers.test.ts",
+  rag_citations_per_answer: "test/workers/answers.test.ts",
+  rag_invalid_citations_total: "test/workers/answers.test.ts",
+  rag_stage_duration_seconds: "test/workers/answers.test.ts",
+  llm_calls_total: "test/workers/answers.test.ts",
+  llm_tokens_total: "test/workers/answers.test.ts",
+  llm_cost_usd_total: "test/workers/answers.test.ts",
+  flag_writes_total: "test/workers/flags-runtime.test.ts",
+  flag_publish_failures_total: "test/workers/flags-runtime.test.ts",
+  flag_rules_broken_total: "test/workers/flags-runtime.test.ts",
+  flag_snapshot_fallbacks_total: "test/workers/flags-runtime.test.ts",
+};
+
+const PREFIX = `${METRIC_NAMESPACE}_`;
+// Grafana substitutes the datasource variable: a literal "${datasource}", not a template string.
+const DATASOURCE_UID = ["$", "{datasource}"].join("");
+const HISTOGRAM_SUFFIX = /_(bucket|sum|count)$/;
+const recordedRules = new Set(
+  [...readFileSync(join(ROOT, RULES_PATH), "utf8").matchAll(/- record: "([^"]+)"/g)].map((m) => m[1] as string),
+);
+
+// PromQL words that are not series names (functions are recognised by the "(" that follows them).
+const KEYWORDS = new Set([
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "and",
+  "or",
+  "unless",
+  "bool",
+  "offset",
+  "inf",
+  "nan",
+]);
+
+/** The series names a PromQL expression reads: label matchers, strings, ranges and grouping lists removed. */
+function seriesNames(expr: string): string[] {
+  const stripped = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, " ")
+    .replace(/\[[^\]]*\]/g, " ")
+    .replace(/\boffset\s+-?[0-9a-z]+/gi, " ")
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ");
+  const names: string[] = [];
+  for (const match of stripped.matchAll(/[A-Za-z_:][A-Za-z0-9_:]*/g)) {
+    const word = match[0];
+    const next = stripped.slice((match.index as number) + word.length).trimStart();
+    if (next.startsWith("(") || KEYWORDS.has(word.toLowerCase())) continue;
+    names.push(word);
+  }
+  return names;
+}
+
+/** The catalog metric a series name belongs to, or a reason it belongs to none. */
+function catalogMetric(series: string): { metric: MetricName } | { problem: string } {
+  if (!series.startsWith(PREFIX)) return { problem: `${series}: not ${PREFIX}<catalog name> nor a recording rule` };
+  const bare = series.slice(PREFIX.length);
+  if (isMetricName(bare)) return { metric: bare };
+  const base = bare.replace(HISTOGRAM_SUFFIX, "");
+  if (base !== bare && isMetricName(base) && metricCatalog[base].type === "histogram") return { metric: base };
+  return { problem: `${series}: no metric ${bare} in src/metrics/catalog.ts` };
+}
+
+interface Target {
+  expr?: string;
+  datasource?: { type?: string; uid?: string };
+}
+interface Panel {
+  type: string;
+  title?: string;
+  gridPos?: { h: number; w: number; x: number; y: number };
+  datasource?: { type?: string; uid?: string };
+  targets?: Target[];
+  panels?: Panel[];
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  schemaVersion: number;
+  templating: { list: { name: string; type: string; query?: string }[] };
+  panels: Panel[];
+}
+
+/** Every panel, rows' nested panels included (a collapsed row keeps its panels inside). */
+const allPanels = (panels: readonly Panel[]): Panel[] => panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])]);
+
+const files = readdirSync(DIR).filter((f) => f.endsWith(".json"));
+const load = (file: string) => JSON.parse(readFileSync(join(DIR, file), "utf8")) as Dashboard;
+
+describe("seriesNames", () => {
+  it.each([
+    ["sum by (route) (rate(voiceassist_http_requests_total[5m]))", ["voiceassist_http_requests_total"]],
+    [
+      'histogram_quantile(0.95, sum by (le) (rate(voiceassist_x_seconds_bucket{a="b{c}",le!="1"}[5m])))',
+      ["voiceassist_x_seconds_bucket"],
+    ],
+    ['slo:sli_error:ratio_rate1h{slo="api-availability"} / 0.001', ["slo:sli_error:ratio_rate1h"]],
+    ["(sum(rate(a_total[1h])) or vector(0)) / on() group_left sum(b_total offset 1h)", ["a_total", "b_total"]],
+    ["voiceassist_audit_chain_intact", ["voiceassist_audit_chain_intact"]],
+  ])("%s", (expr, names) => {
+    expect(seriesNames(expr)).toEqual(names);
+  });
+});
 
 describe("dashboards", () => {
-  const files = readdirSync(DIR).filter((f) => f.endsWith(".json"));
-
-  it("exist", () => {
-    expect(files.length).toBeGreaterThan(0);
+  it("exist, with unique uids, among them the SLO, security, health and ingestion/voice boards", () => {
+    expect(files).toEqual(
+      expect.arrayContaining(["slos.json", "security.json", "health.json", "ingestion-voice.json"]),
+    );
+    const uids = files.map((f) => load(f).uid);
+    expect(new Set(uids).size).toBe(uids.length);
   });
 
-  it.each(files)("%s only queries metrics from the catalog", (file) => {
-    const dashboard = JSON.parse(readFileSync(join(DIR, file), "utf8")) as {
-      panels: { targets: { expr: string }[] }[];
-    };
-    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
+  it.each(files)("%s: current schema, a Prometheus datasource variable, every panel placed and bound to it", (file) => {
+    const dashboard = load(file);
+    expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(39);
+    expect(dashboard.templating.list).toContainEqual(
+      expect.objectContaining({ name: "datasource", type: "datasource", query: "prometheus" }),
+    );
+    const panels = allPanels(dashboard.panels);
+    for (const panel of panels) {
+      expect(panel.gridPos, panel.title).toMatchObject({
+        h: expect.any(Number),
+        w: expect.any(Number),
+        x: expect.any(Number),
+        y: expect.any(Number),
+      });
+      if (panel.type === "row") continue;
+      expect(panel.datasource, panel.title).toEqual({ type: "prometheus", uid: DATASOURCE_UID });
+      expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
+    }
+  });
+
+  it.each(files)("%s: queries only catalog metrics and recorded rules", (file) => {
+    const exprs = allPanels(load(file).panels).flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ""));
     expect(exprs.length).toBeGreaterThan(0);
     for (const expr of exprs) {
-      // Metric names end in a unit or a histogram suffix; label matchers are stripped first.
-      const names = expr.replace(/\{[^}]*\}/g, "").match(/[a-z_]+_(total|seconds|bucket|sum|count)\b/g) ?? [];
+      const names = seriesNames(expr);
       expect(names.length, expr).toBeGreaterThan(0);
       for (const name of names) {
-        expect(name, expr).toMatch(/^voiceassist_/);
-        expect(Object.keys(metricCatalog), expr).toContain(name.replace(/^voiceassist_/, "").replace(SUFFIXES, ""));
+        if (name.startsWith("slo:")) {
+          expect([...recordedRules], `${name} is not recorded in ${RULES_PATH}`).toContain(name);
+          continue;
+        }
+        const found = catalogMetric(name);
+        if ("problem" in found) expect.fail(`${file}: ${found.problem} (${expr})`);
       }
+    }
+  });
+
+  it.each(files)("%s: queries only metrics a test shows being emitted (EMITTED)", (file) => {
+    const exprs = allPanels(load(file).panels).flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ""));
+    for (const name of exprs.flatMap(seriesNames)) {
+      const found = name.startsWith("slo:") ? undefined : catalogMetric(name);
+      if (!found || !("metric" in found)) continue;
+      expect(
+        EMITTED[found.metric],
+        `${file} queries ${found.metric}: name the test that asserts its emission in EMITTED`,
+      ).toBeDefined();
+    }
+  });
+
+  it("EMITTED names test files that assert those metrics in a string literal", () => {
+    for (const [metric, testFile] of Object.entries(EMITTED)) {
+      const path = join(ROOT, testFile);
+      expect(existsSync(path), testFile).toBe(true);
+      const text = readFileSync(path, "utf8");
+      const inString = new RegExp(`["'\`](${PREFIX})?${metric}(?![a-z0-9])`);
+      expect(inString.test(text), `${testFile} does not mention ${metric} in a string`).toBe(true);
+    }
+  });
+
+  it("slos.json shows every SLO, through the recording rules", () => {
+    const text = JSON.stringify(load("slos.json"));
+    for (const id of sloIds) {
+      expect(text).toContain(`slo=\\"${id}\\"`);
+      expect(text).toContain(`slo:sli_error:ratio_rate1h{slo=\\"${id}\\"}`);
     }
   });
 });

@@ -1,5 +1,6 @@
+import { env } from "cloudflare:workers";
 import { sql } from "drizzle-orm";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { NOT_IN_KNOWLEDGE_BASE } from "../../src/llm/local-composer.ts";
 import { parseSse, upstreamRequests, withOpenAi } from "./answer-helpers.ts";
 import { type CallOptions, callRaw } from "./harness.ts";
@@ -128,6 +129,31 @@ describe("POST /api/rag/query with OpenAI (the local OpenAI-compatible server, r
     expect(body.content).toBe("Give glucose [1]. It also cures sepsis . Antibiotics help [1].");
     expect(body.invalid_citations).toBe(2);
     expect(body.citations.map((c) => c.index)).toEqual([1]);
+  });
+
+  it("records the answer metrics: query outcome, stages, citations, dropped markers, model calls, tokens and cost", async () => {
+    const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+    const res = await ask(
+      { query: `hypoglycaemia ${WORD}\n!reply Give glucose [1]. It also cures sepsis [7].` },
+      { overrides: withOpenAi() },
+    );
+    expect(res.status).toBe(200);
+    // Metric name and labels (blob1, blob3...), and the value.
+    const events = writes.mock.calls.map(([p]) => {
+      const [name, , ...labels] = p?.blobs ?? [];
+      return { series: [name, ...labels].join(":"), value: p?.doubles?.[0] };
+    });
+    writes.mockRestore();
+    const valuesOf = (series: string) => events.filter((e) => e.series === series).map((e) => e.value);
+    expect(valuesOf("rag_queries_total:query:answered")).toEqual([1]);
+    expect(valuesOf("rag_citations_per_answer")).toEqual([1]);
+    expect(valuesOf("rag_invalid_citations_total")).toEqual([1]);
+    expect(valuesOf("rag_stage_duration_seconds:first_token")).toHaveLength(1);
+    expect(valuesOf("rag_stage_duration_seconds:total")).toHaveLength(1);
+    expect(valuesOf("llm_calls_total:openai:gpt-4o-mini:ok")).toEqual([1]);
+    expect(valuesOf("llm_tokens_total:gpt-4o-mini:prompt")[0]).toBeGreaterThan(0);
+    expect(valuesOf("llm_tokens_total:gpt-4o-mini:completion")[0]).toBeGreaterThan(0);
+    expect(valuesOf("llm_cost_usd_total:gpt-4o-mini")[0]).toBeGreaterThan(0);
   });
 
   it("retries a 429 and then answers", async () => {

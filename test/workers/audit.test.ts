@@ -13,6 +13,7 @@ import { users } from "../../src/db/schema/identity.ts";
 import { type Env, loadConfig } from "../../src/env.ts";
 import { runInWorkContext, type WorkContext } from "../../src/observability/context.ts";
 import { REDACTED } from "../../src/observability/redact.ts";
+import { scrapeSample, settledSample } from "./exposition.ts";
 import { serve } from "./harness.ts";
 
 // The database is shared by every test file in the run: each test works on rows it tagged itself
@@ -415,5 +416,46 @@ describe("GET /api/admin/audit*", () => {
     const body = (await res.json()) as { ok: boolean; rows_checked: number };
     expect(body.ok).toBe(true);
     expect(body.rows_checked).toBeGreaterThan(0);
+  });
+});
+
+describe("audit metrics", () => {
+  const app = createApp();
+
+  it("counts every appended row in audit_events_total by action and outcome", async () => {
+    const tag = newTag();
+    await recordAll([
+      { action: `${tag}.counted` },
+      { action: `${tag}.counted` },
+      { action: `${tag}.counted`, outcome: "denied" },
+    ]);
+    const series = (outcome: string) => `voiceassist_audit_events_total{action="${tag}.counted",outcome="${outcome}"}`;
+    expect(await settledSample(series("success"), 2)).toBe(2);
+    expect(await settledSample(series("denied"), 1)).toBe(1);
+    expect(await scrapeSample(series("failure"))).toBeUndefined();
+  });
+
+  it("counts chain verifications (audit_chain_verifications_total) and sets audit_chain_intact", async () => {
+    const [user] = await db
+      .insert(users)
+      .values({
+        email: `audit-metrics-${crypto.randomUUID()}@example.test`,
+        fullName: "Audit Metrics",
+        role: "admin",
+        passwordHash: "unused",
+      })
+      .returning();
+    if (!user) throw new Error("user insert failed");
+    const tokens = await startSession(db, config, user, {});
+    const intact = 'voiceassist_audit_chain_verifications_total{outcome="intact"}';
+    const before = (await scrapeSample(intact)) ?? 0;
+    for (let i = 0; i < 2; i++) {
+      const res = await serve(app, "/api/admin/audit/verify", {
+        headers: { authorization: `Bearer ${tokens.access_token}` },
+      });
+      expect(await res.json()).toMatchObject({ ok: true });
+    }
+    expect(await settledSample(intact, before + 2)).toBe(before + 2);
+    expect(await scrapeSample("voiceassist_audit_chain_intact")).toBe(1);
   });
 });

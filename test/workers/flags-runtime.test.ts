@@ -8,11 +8,12 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { sha256Hex } from "../../src/auth/crypto.ts";
 import { queryRows } from "../../src/db/client.ts";
+import type { Env } from "../../src/env.ts";
 import { ApiError } from "../../src/errors.ts";
 import { evaluate } from "../../src/flags/evaluate.ts";
 import { EXPOSURE_INDEX, flushExposures } from "../../src/flags/exposures.ts";
 import type { Snapshot } from "../../src/flags/model.ts";
-import { flagHub, reconcileFlagSnapshot, snapshotSources } from "../../src/flags/publish.ts";
+import { flagHub, publishCommitted, reconcileFlagSnapshot, snapshotSources } from "../../src/flags/publish.ts";
 import { forgetFlagCallers, requireFlag } from "../../src/flags/request.ts";
 import {
   currentRuleSet,
@@ -923,5 +924,32 @@ describe("cron jobs", () => {
     );
     // The active override still applies.
     expect((await evaluateFor(alice.access)).body.flags[key]).toMatchObject({ enabled: true, reason: "OVERRIDE" });
+  });
+});
+
+describe("flag operational metrics", () => {
+  it("counts a flag whose rules cannot be compiled in flag_rules_broken_total (the rule set's compile hook)", async () => {
+    const before = await metricValue("flag_rules_broken_total");
+    const ctx = createExecutionContext();
+    snapshotSources(workerEnv, config, ctx).onBrokenFlag?.("some-flag", 1);
+    await waitOnExecutionContext(ctx);
+    expect(await metricValue("flag_rules_broken_total")).toBe(before + 1);
+  });
+
+  it("counts a committed write whose snapshot the FlagHub never took in flag_publish_failures_total", async () => {
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    const before = await metricValue("flag_publish_failures_total");
+    const unreachable = {
+      idFromName: (name: string) => workerEnv.FLAG_HUB.idFromName(name),
+      get: () => ({ publish: () => Promise.reject(new Error("hub unreachable")) }),
+    };
+    const snapshot = await buildSnapshot(db);
+    await publishCommitted({ ...workerEnv, FLAG_HUB: unreachable } as unknown as Env, {
+      result: undefined,
+      version: snapshot.version,
+      snapshot,
+      changes: [{ subject: "flag", key: uniqueFlagKey("lost"), action: "updated", before: null, after: null }],
+    });
+    expect(await metricValue("flag_publish_failures_total")).toBe(before + 1);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
+import { scrapeSample, settledSample } from "./exposition.ts";
 import { OPERATOR_TOKEN, serve, stack } from "./harness.ts";
 
 const app = createApp();
@@ -77,5 +78,30 @@ describe("GET /health/detailed", () => {
     const body = (await degraded.json()) as { status: string; components: Record<string, { status: string }> };
     expect(body.components.redis?.status).toBe("down");
     expect(body.status).toBe("degraded");
+  });
+});
+
+describe("health check metrics", () => {
+  const status = (component: string) => `voiceassist_health_check_status{component="${component}"}`;
+  const probes = (component: string) => `voiceassist_health_check_duration_seconds_count{component="${component}"}`;
+
+  it("records each component's status and probe duration when /health/detailed runs", async () => {
+    const before = (await scrapeSample(probes("postgres"))) ?? 0;
+    const down = await serve(app, "/health/detailed", operator, deadDatabase);
+    expect(((await down.json()) as { status: string }).status).toBe("unhealthy");
+    expect(await settledSample(probes("postgres"), before + 1)).toBe(before + 1);
+    expect(await scrapeSample(status("postgres"))).toBe(0);
+
+    const up = await serve(app, "/health/detailed", operator);
+    expect(up.status).toBe(200);
+    expect(await settledSample(probes("postgres"), before + 2)).toBe(before + 2);
+    expect(await scrapeSample(status("postgres"))).toBe(1);
+    // Not configured: -1. The queue binding is checked, not probed: a status, no duration.
+    expect(await scrapeSample(status("ai_provider"))).toBe(-1);
+    expect(await scrapeSample(status("queue"))).toBe(1);
+    expect(await scrapeSample(probes("queue"))).toBeUndefined();
+    expect(await scrapeSample(`voiceassist_health_check_duration_seconds_bucket{component="postgres",le="+Inf"}`)).toBe(
+      before + 2,
+    );
   });
 });

@@ -69,6 +69,18 @@ describe("queue messages carry the producer's trace", () => {
     writes.mockRestore();
   });
 
+  it("times each enveloped message from enqueue to delivery in queue_lag_seconds", async () => {
+    messageHandlers["test.lag"] = async () => {};
+    const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+    await deliver(envelope("test.lag", {}));
+    await deliver(envelope("test.lag", {}));
+    await deliver("not an envelope"); // no enqueue time: no lag sample
+    const lags = writes.mock.calls.map(([point]) => point).filter((p) => p?.blobs?.[0] === "queue_lag_seconds");
+    writes.mockRestore();
+    expect(lags.map((p) => p?.blobs?.slice(2))).toEqual([["kb-ingest"], ["kb-ingest"]]);
+    for (const p of lags) expect(p?.doubles?.[0]).toBeGreaterThanOrEqual(0);
+  });
+
   it("the Worker's table routes document ingestion and nothing else", () => {
     expect(Object.keys(workerHandlers)).toEqual([INGEST_MESSAGE]);
   });

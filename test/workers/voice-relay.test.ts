@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { settledSample } from "./exposition.ts";
 import { call, stack } from "./harness.ts";
 import { signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
@@ -104,6 +105,8 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
 
   it("on barge-in cancels the response and relays the client's truncate with its played milliseconds", async () => {
     const tag = `barge-${crypto.randomUUID()}`;
+    const bargeIns = "voiceassist_voice_barge_ins_total";
+    const before = (await settledSample(bargeIns, 0, 0)) ?? 0;
     const created = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
     const s = await openRealtime(created.body.url, { overrides: upstream() });
     await s.until((e) => e.type === "session.created");
@@ -126,6 +129,7 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
       return res.body.usage.barge_ins === 1 ? res.body : undefined;
     });
     expect(session.usage.barge_ins).toBe(1);
+    expect(await settledSample(bargeIns, before + 1)).toBe(before + 1);
   });
 
   it("survives an upstream drop: reconnects, restores the conversation, and the client sees no break", async () => {
