@@ -11,7 +11,9 @@
 // entry whose test file does not mention the metric: adding a panel means naming the test that shows its
 // metric being recorded, and deleting that assertion breaks this test. The grep cannot tell an assertion
 // from any other string: keep the entries pointing at real assertions.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isMetricName, type MetricName, metricCatalog } from "../../src/metrics/catalog.ts";
@@ -230,6 +232,23 @@ describe("dashboards", () => {
       const text = readFileSync(path, "utf8");
       const inString = new RegExp(`["'\`](${PREFIX})?${metric}(?![a-z0-9])`);
       expect(inString.test(text), `${testFile} does not mention ${metric} in a string`).toBe(true);
+    }
+  });
+
+  it("every query is valid PromQL (promtool check rules on a rules file of all of them)", () => {
+    const exprs = files.flatMap((file) =>
+      allPanels(load(file).panels).flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? "")),
+    );
+    const rules = exprs.map((expr, i) => ({ record: `dashboard:query${i}`, expr }));
+    const dir = mkdtempSync(join(tmpdir(), "dashboards-"));
+    try {
+      const path = join(dir, "queries.yml");
+      writeFileSync(path, JSON.stringify({ groups: [{ name: "dashboard-queries", rules }] })); // JSON is YAML
+      const run = spawnSync("promtool", ["check", "rules", path], { encoding: "utf8" });
+      if (run.error) throw new Error("promtool is not installed: apt-get install prometheus");
+      expect(run.status, `${run.stdout}${run.stderr}`).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
