@@ -193,6 +193,11 @@ export const metricCatalog = {
     help: "Citation markers that named no real source and were dropped from the answer.",
     labelNames: [],
   },
+  answer_feedback_total: {
+    type: "counter",
+    help: "Ratings of answers stored through POST /api/conversations/{id}/messages/{message_id}/feedback, by rating (up, down); a replaced rating counts again.",
+    labelNames: ["rating"],
+  },
   rag_stage_duration_seconds: {
     type: "histogram",
     help: "Time spent in each answer stage (embed, retrieve, rerank, first_token, total).",

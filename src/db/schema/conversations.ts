@@ -100,3 +100,27 @@ export const llmUsage = pgTable(
     index("llm_usage_conversation_idx").on(t.conversationId),
   ],
 );
+
+const feedbackRatings = ["up", "down"] as const;
+
+/** A user's rating of one assistant message (satisfaction): one per user and message, replaced on a new rating. */
+export const messageFeedback = pgTable(
+  "message_feedback",
+  {
+    id: id(),
+    messageId: uuid("message_id")
+      .notNull()
+      .references(() => messages.id, { onDelete: "cascade" }),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    rating: text("rating", { enum: feedbackRatings }).notNull(),
+    comment: text("comment"),
+    createdAt: createdAt(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("message_feedback_message_user_key").on(t.messageId, t.userId),
+    index("message_feedback_user_idx").on(t.userId),
+  ],
+);

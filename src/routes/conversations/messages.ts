@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../../app-env.ts";
+import { feedbackFor } from "../../conversations/feedback.ts";
 import { listMessages, messageVersions, ownConversation } from "../../conversations/store.ts";
 import { editMessage, regenerate, sendMessage, type TurnContext, type TurnEvent } from "../../conversations/turns.ts";
 import { messageJson } from "../../conversations/wire.ts";
@@ -10,7 +11,7 @@ import { principalOf, requireUser } from "../../middleware/auth.ts";
 import { AnswerSchema, answerFailure, answerJson, sseResponse, streamAnswer, wantsStream } from "../answer-wire.ts";
 import { createRouter, jsonBody, jsonResponse, PageQuery, pageOf, problem, signedIn } from "../router.ts";
 import { SearchFiltersSchema, toSearchFilters } from "../search.ts";
-import { IdParam, Message, MessageParam } from "./schemas.ts";
+import { feedbackJson, IdParam, Message, MessageParam, ThreadMessage } from "./schemas.ts";
 
 // A conversation's messages and turns: read the thread, ask, edit a question, regenerate, read versions.
 
@@ -119,7 +120,7 @@ export const messageRoutes = createRouter()
       middleware: [requireUser] as const,
       request: { params: IdParam, query: PageQuery },
       responses: {
-        200: jsonResponse("A page of messages", pageOf(Message)),
+        200: jsonResponse("A page of messages, each with your rating of it", pageOf(ThreadMessage)),
         404: problem("No such conversation (or not yours)"),
       },
     }),
@@ -127,9 +128,19 @@ export const messageRoutes = createRouter()
       const db = createDb(c.var.config);
       const { id } = c.req.valid("param");
       const { page, page_size } = c.req.valid("query");
-      await ownConversation(db, principalOf(c).userId, id);
+      const userId = principalOf(c).userId;
+      await ownConversation(db, userId, id);
       const { rows, total } = await listMessages(db, id, page, page_size);
-      return c.json({ items: rows.map(messageJson), total, page, page_size }, 200);
+      const ratings = await feedbackFor(
+        db,
+        userId,
+        rows.filter((row) => row.role === "assistant").map((row) => row.id),
+      );
+      const items = rows.map((row) => {
+        const rating = ratings.get(row.id);
+        return { ...messageJson(row), feedback: rating ? feedbackJson(rating) : null };
+      });
+      return c.json({ items, total, page, page_size }, 200);
     },
   )
   .openapi(

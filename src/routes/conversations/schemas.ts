@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import type { FeedbackRow } from "../../conversations/feedback.ts";
 import type { ConversationRow } from "../../conversations/store.ts";
 import type { MessageJson } from "../../conversations/wire.ts";
 import { CitationSchema } from "../answer-wire.ts";
@@ -63,3 +64,25 @@ export const conversationJson = (row: ConversationRow): z.infer<typeof Conversat
   created_at: row.createdAt.toISOString(),
   updated_at: row.updatedAt.toISOString(),
 });
+
+/** The caller's rating of an answer. */
+export const Feedback = z
+  .object({
+    message_id: z.uuid(),
+    rating: z.enum(["up", "down"]),
+    comment: z.string().nullable(),
+    created_at: z.string(),
+    updated_at: z.string(),
+  })
+  .openapi("Feedback");
+
+export const feedbackJson = (row: FeedbackRow): z.infer<typeof Feedback> => ({
+  message_id: row.messageId,
+  rating: row.rating,
+  comment: row.comment,
+  created_at: row.createdAt.toISOString(),
+  updated_at: row.updatedAt.toISOString(),
+});
+
+/** A message of the thread listing: with the caller's rating of it (null when none, always null for questions). */
+export const ThreadMessage = Message.extend({ feedback: Feedback.nullable() }).openapi("ThreadMessage");
