@@ -14,7 +14,15 @@ let analyticsFailing = false;
  * The waitUntil of whatever the Worker is serving now (request, queue batch, cron run), for code that is
  * not handed an ExecutionContext: `recordMetrics(env, inBackground, ...)` does not hold up the caller.
  */
-export const inBackground: Pick<ExecutionContext, "waitUntil"> = { waitUntil };
+export const inBackground: Pick<ExecutionContext, "waitUntil"> = {
+  waitUntil: (promise) => {
+    try {
+      waitUntil(promise);
+    } catch {
+      // Nothing is being served (no I/O context): the promise runs on its own, its failure already handled.
+    }
+  },
+};
 
 /** The one aggregator instance: /metrics figures are global, not per isolate. */
 export const metricsAggregator = (env: Env) => env.METRICS.get(env.METRICS.idFromName("global"));
