@@ -98,21 +98,22 @@ function alertRule(slo: Slo, pair: BurnPair): AlertingRule {
 /** One group of recording rules (every SLO, every window) and one of alerting rules (every SLO, every pair). */
 export function sloRuleGroups(slos: readonly Slo[] = SLOS, pairs: readonly BurnPair[] = BURN_PAIRS): RuleGroup[] {
   const windows = [...new Set(pairs.flatMap((p) => [p.shortMinutes, p.longMinutes]))].sort((a, b) => a - b);
-  return [
-    {
-      name: "slo-sli-recordings",
-      rules: slos.flatMap((slo) =>
-        windows.map(
-          (minutes): RecordingRule => ({
-            record: errorRatioRecord(minutes),
-            expr: errorRatioExpr(slo, minutes),
-            labels: { slo: slo.id },
-          }),
-        ),
+  // One group per SLO, recordings before the alerts that read them: Prometheus runs the rules of a group in
+  // order at one timestamp, while separate groups run independently and an alert could read the recording of
+  // the previous evaluation, a minute late.
+  return slos.map((slo) => ({
+    name: `slo-${slo.id}`,
+    rules: [
+      ...windows.map(
+        (minutes): RecordingRule => ({
+          record: errorRatioRecord(minutes),
+          expr: errorRatioExpr(slo, minutes),
+          labels: { slo: slo.id },
+        }),
       ),
-    },
-    { name: "slo-burn-rate-alerts", rules: slos.flatMap((slo) => pairs.map((pair) => alertRule(slo, pair))) },
-  ];
+      ...pairs.map((pair) => alertRule(slo, pair)),
+    ],
+  }));
 }
 
 // YAML by hand: the shape is fixed and small. Scalars are JSON strings (valid YAML double-quoted scalars),
