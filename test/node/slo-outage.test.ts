@@ -16,20 +16,8 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { verifyWebhookSignature, WEBHOOK_SIGNATURE_HEADER } from "../../src/ops/notify/signature.ts";
 import { type DevServer, insecureRequest, registerUser, startDevServer, withDevLog } from "./dev-server.ts";
-
-// The Worker's own webhook verification. Loaded by a computed specifier: its imports reach Workers-only types that
-// tsconfig.node.json does not have; vitest loads it fine in Node.
-const WEBHOOK_MODULE = "../../src/ops/notify/webhook.ts";
-const { verifyWebhookSignature, WEBHOOK_SIGNATURE_HEADER } = (await import(/* @vite-ignore */ WEBHOOK_MODULE)) as {
-  verifyWebhookSignature(
-    secret: string,
-    header: string | undefined,
-    rawBody: string,
-    nowSeconds: number,
-  ): Promise<boolean>;
-  WEBHOOK_SIGNATURE_HEADER: string;
-};
 
 const PAGE_DEDUP_KEY = "voiceassist/api-availability/page";
 const ROUTING_KEY = `outage-test-${randomUUID().replaceAll("-", "")}`;

@@ -3,7 +3,8 @@ import { runInWorkContext } from "../../src/observability/context.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
 import { type Delivery, nextAttemptDelayMs } from "../../src/ops/notify/delivery.ts";
 import { type PagerDutyEvent, sendPagerDuty } from "../../src/ops/notify/pagerduty.ts";
-import { sendWebhook, signatureHeader, verifyWebhookSignature } from "../../src/ops/notify/webhook.ts";
+import { signatureHeader, verifyWebhookSignature } from "../../src/ops/notify/signature.ts";
+import { sendWebhook } from "../../src/ops/notify/webhook.ts";
 import { received, stack } from "./harness.ts";
 
 // The two alert notification adapters against real HTTP on loopback: test/receiver.ts records every request

@@ -9,7 +9,7 @@ import { BURN_PAIRS, CALM, type PairReading, step } from "../../src/ops/burn-rat
 import { deliverDue } from "../../src/ops/deliver.ts";
 import { alertManager, evaluateSlos } from "../../src/ops/jobs.ts";
 import { SloLedger } from "../../src/ops/ledger.ts";
-import { verifyWebhookSignature } from "../../src/ops/notify/webhook.ts";
+import { verifyWebhookSignature } from "../../src/ops/notify/signature.ts";
 import type { MetricsAggregator } from "../../workers/metrics-aggregator.ts";
 import { call, received } from "./harness.ts";
 import { db, signedInUser, type TestUser } from "./identity-helpers.ts";
