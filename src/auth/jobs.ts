@@ -9,18 +9,21 @@ import { purgeExpiredRevocations } from "./revocation/postgres.ts";
 /** Every 5 minutes: active sessions and today's active users, as gauges. */
 export async function recordIdentityGauges(env: Env): Promise<void> {
   const config = requireConfig(env);
-  const [row] = await queryRows<{ sessions: number; dau: number }>(
+  const [row] = await queryRows<{ sessions: number; dau: number; mau: number }>(
     createDb(config),
     sql`select
       (select count(*)::int from auth_sessions where revoked_at is null and expires_at > now()
          and last_used_at > now() - ${`${config.SESSION_IDLE_TIMEOUT_MINUTES} minutes`}::interval) as sessions,
-      (select count(*)::int from user_activity where day = (now() at time zone 'utc')::date) as dau`,
+      (select count(*)::int from user_activity where day = (now() at time zone 'utc')::date) as dau,
+      (select count(distinct user_id)::int from user_activity
+         where day > (now() at time zone 'utc')::date - 30) as mau`,
   );
   await recordMetrics(
     env,
     undefined,
     { name: "auth_active_sessions", labels: {}, value: row?.sessions ?? 0 },
     { name: "auth_daily_active_users", labels: {}, value: row?.dau ?? 0 },
+    { name: "auth_monthly_active_users", labels: {}, value: row?.mau ?? 0 },
   );
 }
 

@@ -82,6 +82,11 @@ export const metricCatalog = {
     help: "Distinct users with an authenticated request today (UTC), set by the 5-minute cron.",
     labelNames: [],
   },
+  auth_monthly_active_users: {
+    type: "gauge",
+    help: "Distinct users with an authenticated request in the last 30 days (UTC, today included), set by the 5-minute cron.",
+    labelNames: [],
+  },
   auth_refresh_reuse_total: {
     type: "counter",
     help: "Spent refresh tokens presented again: each revoked its whole session.",

@@ -33,23 +33,32 @@ describe("identity metrics", () => {
     writes.mockRestore();
   });
 
-  it("sets the active-session and daily-active-user gauges from the database", async () => {
+  it("sets the active-session, daily- and monthly-active-user gauges from the database", async () => {
     const gauges = async () => {
       const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
       await recordIdentityGauges(env);
       const value = (name: string) => writes.mock.calls.find(([p]) => p?.blobs?.[0] === name)?.[0]?.doubles?.[0];
-      const read = { sessions: value("auth_active_sessions"), dau: value("auth_daily_active_users") };
+      const read = {
+        sessions: value("auth_active_sessions"),
+        dau: value("auth_daily_active_users"),
+        mau: value("auth_monthly_active_users"),
+      };
       writes.mockRestore();
       return read;
     };
     const before = await gauges();
-    // Two new users, each signed in once and active today: both gauges rise by exactly two.
+    // Two new users, each signed in once and active today: every gauge rises by exactly two. A third was active
+    // 29 days ago (inside the month, outside today) and a fourth 30 days ago (outside both).
     for (const user of [await signedInUser(), await signedInUser()]) {
       await call("GET", "/api/auth/me", { token: user.access });
     }
+    const [earlier, older] = [await signedInUser(), await signedInUser()];
+    await db.execute(sql`insert into user_activity (user_id, day) values
+      (${earlier.id}, (now() at time zone 'utc')::date - 29), (${older.id}, (now() at time zone 'utc')::date - 30)`);
     const after = await gauges();
-    expect(after.sessions).toBe((before.sessions ?? Number.NaN) + 2);
+    expect(after.sessions).toBe((before.sessions ?? Number.NaN) + 4);
     expect(after.dau).toBe((before.dau ?? Number.NaN) + 2);
+    expect(after.mau).toBe((before.mau ?? Number.NaN) + 3);
     const exposition = await (await callRaw("GET", "/metrics", { token: OPERATOR_TOKEN })).text();
     expect(exposition).toContain("# TYPE voiceassist_auth_active_sessions gauge");
     expect(exposition).toMatch(new RegExp(`^voiceassist_auth_active_sessions ${after.sessions}$`, "m"));
