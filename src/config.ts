@@ -1,3 +1,4 @@
+// Over 400 lines by design: one schema, one described entry per variable (docs/configuration.md is generated from it).
 import { z } from "zod";
 import { sloIds } from "./ops/slos.ts";
 

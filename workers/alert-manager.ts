@@ -6,10 +6,10 @@ import { type Alert, AlertBook, type AlertEvent, type AlertState, type Silence }
 import { WINDOW_MINUTES } from "../src/ops/burn-rate.ts";
 import { type DeliveryReport, deliverDue, sendWith } from "../src/ops/deliver.ts";
 import { acknowledge, evaluateMinute, type Routing, readSlos, type SloReading } from "../src/ops/evaluate.ts";
+import { PERIOD_MINUTES } from "../src/ops/ledger.ts";
 import { withObjectives } from "../src/ops/slos.ts";
 
 /** The status also reads the SLO period (for the budget left); evaluation reads the burn-rate windows only. */
-const PERIOD_MINUTES = 30 * 24 * 60;
 const STATUS_WINDOWS = [...WINDOW_MINUTES, PERIOD_MINUTES];
 
 export interface EvaluationSummary {

@@ -8,7 +8,8 @@ import { SLOS } from "./slos.ts";
 import type { Sql } from "./sql.ts";
 
 const MINUTE_MS = 60_000;
-const LONGEST_PERIOD_MINUTES = Math.max(...SLOS.map((slo) => slo.periodDays)) * 24 * 60;
+/** The longest SLO period in minutes: the error-budget window, and how far back the ledger keeps minutes. */
+export const PERIOD_MINUTES = Math.max(...SLOS.map((slo) => slo.periodDays)) * 24 * 60;
 
 export const minuteOf = (ms: number) => Math.floor(ms / MINUTE_MS);
 
@@ -92,11 +93,7 @@ export class SloLedger {
     // One range of the primary key per SLO (slo, minute): no scan of the whole ledger. Ids no longer defined
     // keep their rows until the table is reset; windows() never reads them.
     for (const { id } of SLOS) {
-      this.sql.exec(
-        "DELETE FROM slo_minutes WHERE slo = ? AND minute <= ?",
-        id,
-        minuteOf(nowMs) - LONGEST_PERIOD_MINUTES,
-      );
+      this.sql.exec("DELETE FROM slo_minutes WHERE slo = ? AND minute <= ?", id, minuteOf(nowMs) - PERIOD_MINUTES);
     }
   }
 }

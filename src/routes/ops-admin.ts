@@ -5,12 +5,12 @@ import { principalOf, requireAdmin, requireAdminOrViewer } from "../middleware/a
 import type { Alert, Silence } from "../ops/alerts.ts";
 import { budgetRemaining, burnRate } from "../ops/burn-rate.ts";
 import { alertManager } from "../ops/jobs.ts";
+import { PERIOD_MINUTES } from "../ops/ledger.ts";
 import { sloIds } from "../ops/slos.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 // The SLOs, their alerts and silences (docs/slos.md): viewers read, admins acknowledge and silence.
 
-const PERIOD_MINUTES = 30 * 24 * 60;
 const MAX_SILENCE_DAYS = 30;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
