@@ -19,7 +19,7 @@ interface HistogramDefinition {
   type: "histogram";
   help: string;
   labelNames: readonly string[];
-  /** Upper bounds in ascending order; +Inf is implied. Changing them means a new metric name. */
+  /** Upper bounds in ascending order; +Inf is implied. Moving or removing one means a new metric name; adding one is safe (older bounds keep their meaning). */
   buckets: readonly number[];
 }
 
@@ -87,6 +87,12 @@ export const metricCatalog = {
     help: "Distinct users with an authenticated request in the last 30 days (UTC, today included), set by the 5-minute cron.",
     labelNames: [],
   },
+  auth_session_duration_seconds: {
+    type: "histogram",
+    help: "How long a session lasted, from sign-in to its end, by how it ended (logout, reuse, password_change, password_reset, role_change, deactivated, deleted, admin_revoked).",
+    labelNames: ["end"],
+    buckets: [60, 300, 900, 1800, 3600, 14_400, 28_800, 86_400, 604_800, 2_592_000],
+  },
   auth_refresh_reuse_total: {
     type: "counter",
     help: "Spent refresh tokens presented again: each revoked its whole session.",
@@ -94,7 +100,7 @@ export const metricCatalog = {
   },
   rate_limited_total: {
     type: "counter",
-    help: "Requests refused with 429, by rule (register, login, refresh, or lockout for a locked account).",
+    help: "Requests refused with 429, by rule (register, login, refresh, lockout for a locked account, cost_cap for a user over COST_USER_DAILY_CAP_USD).",
     labelNames: ["rule"],
   },
   auth_lockouts_total: {
@@ -149,6 +155,28 @@ export const metricCatalog = {
     type: "counter",
     help: "Ingestion attempts that failed, by reason (extract, embed, store, missing_source, index_mismatch, internal) and whether the document is now failed (final) or retried.",
     labelNames: ["reason", "final"],
+  },
+  kb_document_ready_seconds: {
+    type: "histogram",
+    help: "From a document's upload to its final state, by outcome (ready, failed), in seconds.",
+    labelNames: ["outcome"],
+    // 300 is the ingestion-ready SLO threshold (src/ops/slos.ts).
+    buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21_600],
+  },
+  kb_dead_letters_total: {
+    type: "counter",
+    help: "Messages moved to a dead-letter queue after their last attempt, by queue.",
+    labelNames: ["queue"],
+  },
+  kb_documents: {
+    type: "gauge",
+    help: "Documents in the knowledge base by status (pending, processing, ready, failed), set by the 5-minute cron.",
+    labelNames: ["status"],
+  },
+  kb_chunks: {
+    type: "gauge",
+    help: "Chunks stored in the knowledge base, set by the 5-minute cron.",
+    labelNames: [],
   },
   queue_lag_seconds: {
     type: "histogram",
@@ -212,18 +240,18 @@ export const metricCatalog = {
   },
   llm_calls_total: {
     type: "counter",
-    help: "Chat model calls, by provider (openai, local), model and outcome (ok, timeout, cancelled, error).",
-    labelNames: ["provider", "model", "outcome"],
+    help: "Model calls, by feature (answers, embeddings, reranker, voice), provider (openai, local), model and outcome (ok, timeout, cancelled, error).",
+    labelNames: ["feature", "provider", "model", "outcome"],
   },
   llm_tokens_total: {
     type: "counter",
-    help: "Tokens used by chat model calls, by model and kind (prompt, completion).",
-    labelNames: ["model", "kind"],
+    help: "Tokens used by model calls, by feature, model and kind (prompt, completion).",
+    labelNames: ["feature", "model", "kind"],
   },
   llm_cost_usd_total: {
     type: "counter",
-    help: "Cost of chat model calls in US dollars, from the price table (LLM_PRICES), by model.",
-    labelNames: ["model"],
+    help: "Cost of model calls in US dollars, from the price table (LLM_PRICES), by feature and model.",
+    labelNames: ["feature", "model"],
   },
   phi_detections_total: {
     type: "counter",
@@ -245,11 +273,26 @@ export const metricCatalog = {
     help: "Voice sessions ended, by reason (client_closed, idle_timeout, max_duration, audio_flood, upstream_failed, credential_ended).",
     labelNames: ["reason"],
   },
+  voice_connect_seconds: {
+    type: "histogram",
+    help: "From a voice socket's upgrade request to session.created (the session is usable), by mode (local, upstream).",
+    labelNames: ["mode"],
+    // 0.4 and 0.5 are the voice-connect SLO thresholds (src/ops/slos.ts).
+    buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5],
+  },
+  voice_first_transcript_seconds: {
+    type: "histogram",
+    help: "From the end of the user's speech (commit or speech stopped) to the first transcript of it, by mode (local, upstream).",
+    labelNames: ["mode"],
+    // 0.5 and 0.7 are the voice-first-transcript SLO thresholds (src/ops/slos.ts).
+    buckets: [0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2.5, 5, 10],
+  },
   voice_time_to_first_seconds: {
     type: "histogram",
     help: "From the end of the user's turn (commit or response.create) to the response's first output, by kind (text, audio).",
     labelNames: ["kind"],
-    buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2.5, 5, 10],
+    // 0.8 and 1 are the voice-response SLO thresholds (src/ops/slos.ts).
+    buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.8, 1, 1.5, 2.5, 5, 10],
   },
   voice_turn_latency_seconds: {
     type: "histogram",
@@ -286,6 +329,33 @@ export const metricCatalog = {
     type: "counter",
     help: "Flags whose rules could not be compiled into a new rule set (they evaluate to their default, reason ERROR).",
     labelNames: [],
+  },
+  flag_propagation_seconds: {
+    type: "histogram",
+    help: "From a committed flag write to its snapshot reaching the change stream (the FlagHub), in seconds.",
+    labelNames: [],
+    // 5 is the flag-propagation SLO threshold (src/ops/slos.ts).
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  },
+  flag_evaluations_total: {
+    type: "counter",
+    help: "Flags evaluated, by how they were asked for (evaluate, ofrep, stream, client): one request can evaluate many.",
+    labelNames: ["via"],
+  },
+  build_info: {
+    type: "gauge",
+    help: "Always 1, labelled with the version and commit that serve (APP_VERSION, GIT_COMMIT).",
+    labelNames: ["version", "commit"],
+  },
+  uptime_seconds: {
+    type: "gauge",
+    help: "Seconds since the serving version first sent a metric to the aggregator: how long this deployment has run.",
+    labelNames: [],
+  },
+  cost_budget_spent_ratio: {
+    type: "gauge",
+    help: "Spend over its budget (COST_BUDGET_DAILY_USD, COST_BUDGET_MONTHLY_USD) by period (day, month), set each minute by the alert manager.",
+    labelNames: ["period"],
   },
 } as const satisfies Record<string, MetricDefinition>;
 

@@ -6,8 +6,6 @@ import { type Counts, type PairReading, readPairs, type Severity, step } from ".
 import type { WindowCounts } from "./ledger.ts";
 import type { Slo } from "./slos.ts";
 
-const SEVERITIES: readonly Severity[] = ["page", "ticket"];
-
 /** Which notification channels are configured. */
 export interface Routing {
   /** PagerDuty routing keys configured: the first one and each escalation level's. */
@@ -60,7 +58,7 @@ function announce(book: AlertBook, alert: Alert, target: Target | undefined, now
 /** Applies one minute of readings to the book: fires, resolves, announces after silences, escalates. */
 export function evaluateMinute(book: AlertBook, readings: readonly SloReading[], routing: Routing, now: number): void {
   for (const { slo, pairs } of readings) {
-    for (const severity of SEVERITIES) {
+    for (const severity of slo.severities) {
       const { state, transition } = step(book.burnState(slo.id, severity), severity, pairs);
       book.saveBurnState(slo.id, severity, state);
       if (transition === "fired" && !book.openFor(slo.id, severity)) {

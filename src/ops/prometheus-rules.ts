@@ -64,9 +64,14 @@ export function errorRatioExpr(slo: Slo, minutes: number): string {
   }
   // `le` as the exposition renders a bound (String(n): 0.3, 1.5, 1).
   const metric = exposedName(sli.metric);
-  const good = sumRate(selector(`${metric}_bucket`, sli.select, { le: String(sli.under) }), minutes);
+  const good = sumRate(
+    selector(`${metric}_bucket`, { ...sli.select, ...sli.good }, { le: String(sli.under) }),
+    minutes,
+  );
   const valid = sumRate(selector(`${metric}_count`, sli.select), minutes);
-  return `1 - (\n  ${good}\n  /\n  ${valid}\n)`;
+  // With `good` matchers the good series can be absent (every document failed so far): 0 then, as for `bad`.
+  const goodOrZero = sli.good ? `(${good} or vector(0))` : good;
+  return `1 - (\n  ${goodOrZero}\n  /\n  ${valid}\n)`;
 }
 
 const percent = (objective: number): string => `${Number((objective * 100).toFixed(4))} %`;
@@ -95,7 +100,7 @@ function alertRule(slo: Slo, pair: BurnPair): AlertingRule {
   };
 }
 
-/** One group of recording rules (every SLO, every window) and one of alerting rules (every SLO, every pair). */
+/** One group per SLO: its recording rules (every window), then its alerting rules (every pair of its severities). */
 export function sloRuleGroups(slos: readonly Slo[] = SLOS, pairs: readonly BurnPair[] = BURN_PAIRS): RuleGroup[] {
   const windows = [...new Set(pairs.flatMap((p) => [p.shortMinutes, p.longMinutes]))].sort((a, b) => a - b);
   // One group per SLO, recordings before the alerts that read them: Prometheus runs the rules of a group in
@@ -111,7 +116,7 @@ export function sloRuleGroups(slos: readonly Slo[] = SLOS, pairs: readonly BurnP
           labels: { slo: slo.id },
         }),
       ),
-      ...pairs.map((pair) => alertRule(slo, pair)),
+      ...pairs.filter((pair) => slo.severities.includes(pair.severity)).map((pair) => alertRule(slo, pair)),
     ],
   }));
 }

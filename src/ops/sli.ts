@@ -30,7 +30,10 @@ export function sloEventsOf(slos: readonly Slo[], event: MetricEvent): SloEvent[
     if (sli.metric !== event.name || !matches(labels, sli.select)) continue;
     if (sli.kind === "errors")
       found.push({ slo: id, valid: event.value, good: matches(labels, sli.bad) ? 0 : event.value });
-    else found.push({ slo: id, valid: 1, good: event.value <= sli.under ? 1 : 0 });
+    else {
+      const good = event.value <= sli.under && (!sli.good || matches(labels, sli.good));
+      found.push({ slo: id, valid: 1, good: good ? 1 : 0 });
+    }
   }
   return found;
 }

@@ -265,11 +265,21 @@ function usageMetrics(model: ChatModel, usage: ChatUsage, cost: number | null, o
   return [
     {
       name: "llm_calls_total",
-      labels: { provider: model.provider, model: model.model, outcome },
+      labels: { feature: "answers", provider: model.provider, model: model.model, outcome },
       value: 1,
     },
-    { name: "llm_tokens_total", labels: { model: model.model, kind: "prompt" }, value: usage.promptTokens },
-    { name: "llm_tokens_total", labels: { model: model.model, kind: "completion" }, value: usage.completionTokens },
-    ...(cost ? [{ name: "llm_cost_usd_total", labels: { model: model.model }, value: cost } as const] : []),
+    {
+      name: "llm_tokens_total",
+      labels: { feature: "answers", model: model.model, kind: "prompt" },
+      value: usage.promptTokens,
+    },
+    {
+      name: "llm_tokens_total",
+      labels: { feature: "answers", model: model.model, kind: "completion" },
+      value: usage.completionTokens,
+    },
+    ...(cost
+      ? [{ name: "llm_cost_usd_total", labels: { feature: "answers", model: model.model }, value: cost } as const]
+      : []),
   ];
 }

@@ -150,10 +150,10 @@ describe("POST /api/rag/query with OpenAI (the local OpenAI-compatible server, r
     expect(valuesOf("rag_invalid_citations_total")).toEqual([1]);
     expect(valuesOf("rag_stage_duration_seconds:first_token")).toHaveLength(1);
     expect(valuesOf("rag_stage_duration_seconds:total")).toHaveLength(1);
-    expect(valuesOf("llm_calls_total:openai:gpt-4o-mini:ok")).toEqual([1]);
-    expect(valuesOf("llm_tokens_total:gpt-4o-mini:prompt")[0]).toBeGreaterThan(0);
-    expect(valuesOf("llm_tokens_total:gpt-4o-mini:completion")[0]).toBeGreaterThan(0);
-    expect(valuesOf("llm_cost_usd_total:gpt-4o-mini")[0]).toBeGreaterThan(0);
+    expect(valuesOf("llm_calls_total:answers:openai:gpt-4o-mini:ok")).toEqual([1]);
+    expect(valuesOf("llm_tokens_total:answers:gpt-4o-mini:prompt")[0]).toBeGreaterThan(0);
+    expect(valuesOf("llm_tokens_total:answers:gpt-4o-mini:completion")[0]).toBeGreaterThan(0);
+    expect(valuesOf("llm_cost_usd_total:answers:gpt-4o-mini")[0]).toBeGreaterThan(0);
   });
 
   it("retries a 429 and then answers", async () => {
