@@ -24,6 +24,7 @@ const csv = z
   );
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+const optionalDollars = optionalString.pipe(z.coerce.number<string | undefined>().positive().optional());
 
 export interface RateLimitRule {
   limit: number;
@@ -394,6 +395,16 @@ export const variablesSchema = z
     }),
     ALERT_ESCALATE_AFTER_MINUTES: positiveInt(15).describe(
       "An unacknowledged page goes to the next escalation level after this long.",
+    ),
+    // Cost budgets (docs/slos.md#cost-budgets): spend is what the price table says model calls cost.
+    COST_BUDGET_DAILY_USD: optionalDollars.describe(
+      "Spend per UTC day that raises alerts at 50 % and 80 % (tickets) and 100 % (a page); unset: no daily budget.",
+    ),
+    COST_BUDGET_MONTHLY_USD: optionalDollars.describe(
+      "Spend per UTC calendar month that raises alerts at 50 % and 80 % (tickets) and 100 % (a page); unset: no monthly budget.",
+    ),
+    COST_USER_DAILY_CAP_USD: optionalDollars.describe(
+      "Spend per user and UTC day past which calls that cost money answer 429 `BUDGET_EXCEEDED` until midnight UTC; unset: no cap.",
     ),
   })
   .superRefine((v, ctx) => {
