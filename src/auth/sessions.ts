@@ -59,7 +59,7 @@ export async function startSession(
 
 type RefreshOutcome =
   | { kind: "rotated"; tokens: IssuedTokens; userId: string; sessionId: string }
-  | { kind: "reused"; userId: string; sessionId: string }
+  | { kind: "reused"; userId: string; sessionId: string; ended: EndedSession[] }
   | { kind: "raced"; sessionId: string }
   | { kind: "invalid"; reason: "unknown" | "expired" | "revoked" | "inactive_user" };
 
@@ -126,30 +126,48 @@ async function classifyRefusal(db: Db, config: Config, tokenHash: string): Promi
     if (sinceUse <= config.REFRESH_REUSE_GRACE_SECONDS * 1000 && !found.revokedAt) {
       return { kind: "raced", sessionId: found.sessionId };
     }
-    if (!found.revokedAt) await revokeSession(db, found.sessionId, "refresh_reuse");
-    return { kind: "reused", userId: found.userId, sessionId: found.sessionId };
+    const ended = found.revokedAt ? [] : await revokeSession(db, found.sessionId, "refresh_reuse");
+    return { kind: "reused", userId: found.userId, sessionId: found.sessionId, ended };
   }
   if (found.revokedAt) return { kind: "invalid", reason: "revoked" };
   if (!found.isActive || found.deletedAt) return { kind: "invalid", reason: "inactive_user" };
   return { kind: "invalid", reason: "expired" };
 }
 
-export async function revokeSession(db: Db, sessionId: string, reason: string): Promise<boolean> {
+/** Why a session was ended, as stored in auth_sessions.revoked_reason. */
+export type RevokeReason =
+  | "logout"
+  | "user_revoked"
+  | "refresh_reuse"
+  | "password_changed"
+  | "password_reset"
+  | "deactivated"
+  | "deleted";
+
+/** A session this call ended (not one that had ended already): why, and when it started. */
+export interface EndedSession {
+  reason: RevokeReason;
+  startedAt: Date;
+}
+
+/** Ends one session; [] when it had ended already. */
+export async function revokeSession(db: Db, sessionId: string, reason: RevokeReason): Promise<EndedSession[]> {
   const revoked = await db
     .update(authSessions)
     .set({ revokedAt: new Date(), revokedReason: reason })
     .where(and(eq(authSessions.id, sessionId), isNull(authSessions.revokedAt)))
-    .returning({ id: authSessions.id });
-  return revoked.length > 0;
+    .returning({ startedAt: authSessions.createdAt });
+  return revoked.map(({ startedAt }) => ({ reason, startedAt }));
 }
 
-export async function revokeAllSessions(db: Db, userId: string, reason: string): Promise<number> {
+/** Ends every live session of the user (those already ended are left as they are). */
+export async function revokeAllSessions(db: Db, userId: string, reason: RevokeReason): Promise<EndedSession[]> {
   const revoked = await db
     .update(authSessions)
     .set({ revokedAt: new Date(), revokedReason: reason })
     .where(and(eq(authSessions.userId, userId), isNull(authSessions.revokedAt)))
-    .returning({ id: authSessions.id });
-  return revoked.length;
+    .returning({ startedAt: authSessions.createdAt });
+  return revoked.map(({ startedAt }) => ({ reason, startedAt }));
 }
 
 /** The user's sessions that can still be used (not revoked, not past either timeout). */

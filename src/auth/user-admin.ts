@@ -5,7 +5,7 @@ import { type Database, withPoolDb } from "../db/client.ts";
 import { pageOffset } from "../db/paging.ts";
 import { users } from "../db/schema/identity.ts";
 import { ApiError } from "../errors.ts";
-import { revokeAllSessions } from "./sessions.ts";
+import { type EndedSession, revokeAllSessions } from "./sessions.ts";
 import type { UserRow } from "./users-store.ts";
 
 export interface UserFilter {
@@ -88,12 +88,12 @@ export async function setActive(tx: Database, id: string, active: boolean) {
     .where(and(eq(users.id, id), guard))
     .returning();
   if (!after) throw lastAdmin();
-  const ended = active ? 0 : await revokeAllSessions(tx, id, "deactivated");
+  const ended = active ? [] : await revokeAllSessions(tx, id, "deactivated");
   return { before, after, ended };
 }
 
 /** Marks the user deleted and inactive and ends every session; the row stays until it is erased. */
-export async function softDeleteUser(tx: Database, id: string): Promise<UserRow> {
+export async function softDeleteUser(tx: Database, id: string): Promise<{ after: UserRow; ended: EndedSession[] }> {
   const before = await loadUser(tx, id);
   const guard = before.role === "admin" ? anotherActiveAdmin(id) : sql`true`;
   const [after] = await tx
@@ -102,8 +102,7 @@ export async function softDeleteUser(tx: Database, id: string): Promise<UserRow>
     .where(and(eq(users.id, id), isNull(users.deletedAt), guard))
     .returning();
   if (!after) throw before.deletedAt ? new ApiError("CONFLICT", "The user is already deleted.") : lastAdmin();
-  await revokeAllSessions(tx, id, "deleted");
-  return after;
+  return { after, ended: await revokeAllSessions(tx, id, "deleted") };
 }
 
 /** Erases a soft-deleted user; a live one must be soft-deleted first. */

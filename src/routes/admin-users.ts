@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { PublicUser, publicUser, RoleField } from "../auth/accounts.ts";
 import { randomToken } from "../auth/crypto.ts";
 import { issuePasswordReset } from "../auth/password-resets.ts";
+import { sessionEndEvents } from "../auth/session-ends.ts";
 import {
   auditedChange,
   changeRole,
@@ -14,6 +15,7 @@ import {
 import { createDb, type Database } from "../db/client.ts";
 import { ApiError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
+import { recordMetrics } from "../metrics/record.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, PageQuery, pageOf, problem, signedIn } from "./router.ts";
 
@@ -155,19 +157,21 @@ export const adminUserRoutes = createRouter()
     async (c) => {
       const { id, action } = c.req.valid("param");
       const active = action === "activate";
-      const updated = await auditedChange(c.var.config, async (tx: Database) => {
+      const { after: updated, ended } = await auditedChange(c.var.config, async (tx: Database) => {
         const { before, after, ended } = await setActive(tx, id, active);
         return {
-          result: after,
+          result: { after, ended },
           audit: {
             action: active ? "admin.user.activated" : "admin.user.deactivated",
             target: { type: "user", id },
             before: { is_active: before.isActive },
             after: { is_active: after.isActive },
-            metadata: { sessions_ended: ended },
+            metadata: { sessions_ended: ended.length },
           },
         };
       });
+      // Only once the transaction has committed: a rolled-back deactivation ended nothing.
+      await recordMetrics(c.env, c.executionCtx, ...sessionEndEvents(ended));
       forgetFlagCallersOf({ userId: id });
       return c.json(publicUser(updated), 200);
     },
@@ -201,13 +205,14 @@ export const adminUserRoutes = createRouter()
             audit: { action: "admin.user.deleted", target: { type: "user", id }, metadata: { permanent: true } },
           };
         }
-        const after = await softDeleteUser(tx, id);
+        const deleted = await softDeleteUser(tx, id);
         return {
-          result: after,
+          result: deleted,
           audit: { action: "admin.user.deleted", target: { type: "user", id }, metadata: { permanent: false } },
         };
       });
+      if (result) await recordMetrics(c.env, c.executionCtx, ...sessionEndEvents(result.ended));
       forgetFlagCallersOf({ userId: id });
-      return result ? c.json(publicUser(result), 200) : c.body(null, 204);
+      return result ? c.json(publicUser(result.after), 200) : c.body(null, 204);
     },
   );

@@ -13,6 +13,7 @@ import { decoyHash, hashPassword, verifyPassword } from "../auth/password.ts";
 import { passwordProblem } from "../auth/password-policy.ts";
 import { findPendingReset, spendPasswordReset } from "../auth/password-resets.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
+import { sessionEndEvents } from "../auth/session-ends.ts";
 import {
   listActiveSessions,
   revokeAllSessions,
@@ -200,7 +201,9 @@ export const authRoutes = createRouter()
         c.env,
         c.executionCtx,
         { name: "auth_refreshes_total", labels: { outcome: outcome.kind }, value: 1 },
-        ...(outcome.kind === "reused" ? [{ name: "auth_refresh_reuse_total" as const, labels: {}, value: 1 }] : []),
+        ...(outcome.kind === "reused"
+          ? [{ name: "auth_refresh_reuse_total" as const, labels: {}, value: 1 }, ...sessionEndEvents(outcome.ended)]
+          : []),
       );
       switch (outcome.kind) {
         case "rotated":
@@ -238,7 +241,10 @@ export const authRoutes = createRouter()
     async (c) => {
       const principal = principalOf(c);
       const config = c.var.config;
-      if (principal.sessionId) await revokeSession(createDb(config), principal.sessionId, "logout");
+      if (principal.sessionId) {
+        const ended = await revokeSession(createDb(config), principal.sessionId, "logout");
+        await recordMetrics(c.env, c.executionCtx, ...sessionEndEvents(ended));
+      }
       if (principal.tokenId && principal.tokenExpiresAt) {
         await createRevocationList(config).revoke(principal.tokenId, principal.tokenExpiresAt);
       }
@@ -319,9 +325,9 @@ export const authRoutes = createRouter()
       const db = createDb(c.var.config);
       const own = (await listActiveSessions(db, c.var.config, principal.userId)).some((s) => s.id === id);
       // Someone else's session is "not found" too: its existence is not this caller's business.
-      if (!own || !(await revokeSession(db, id, "user_revoked"))) {
-        throw new ApiError("NOT_FOUND", "You have no live session with this id.");
-      }
+      const ended = own ? await revokeSession(db, id, "user_revoked") : [];
+      if (!ended.length) throw new ApiError("NOT_FOUND", "You have no live session with this id.");
+      await recordMetrics(c.env, c.executionCtx, ...sessionEndEvents(ended));
       forgetFlagCallersOf({ sessionId: id });
       await recordAudit(c.var.config, { action: "auth.session_revoked", target: { type: "session", id } });
       return c.body(null, 204);
@@ -359,12 +365,13 @@ export const authRoutes = createRouter()
         throw new ApiError("BAD_REQUEST", "This reset token was already used.");
       await setPassword(db, pending.userId, passwordHash);
       const ended = await revokeAllSessions(db, pending.userId, "password_reset");
+      await recordMetrics(c.env, c.executionCtx, ...sessionEndEvents(ended));
       forgetFlagCallersOf({ userId: pending.userId });
       await recordAudit(config, {
         action: "auth.password_reset",
         actor: { type: "user", id: pending.userId },
         target: { type: "user", id: pending.userId },
-        metadata: { sessions_ended: ended },
+        metadata: { sessions_ended: ended.length },
       });
       return c.body(null, 204);
     },

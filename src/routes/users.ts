@@ -8,12 +8,14 @@ import { hashPassword, verifyPassword } from "../auth/password.ts";
 import { passwordProblem } from "../auth/password-policy.ts";
 import { atMost } from "../auth/principal.ts";
 import { createRevocationList } from "../auth/revocation/index.ts";
+import { sessionEndEvents } from "../auth/session-ends.ts";
 import { revokeAllSessions } from "../auth/sessions.ts";
 import { findUser, setPassword } from "../auth/users-store.ts";
 import { createDb } from "../db/client.ts";
 import { ApiError, fieldError } from "../errors.ts";
 import { forgetFlagCallersOf } from "../flags/request.ts";
 import { displayName } from "../input/names.ts";
+import { recordMetrics } from "../metrics/record.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
@@ -90,6 +92,7 @@ export const userRoutes = createRouter()
       }
       await setPassword(db, user.id, await hashPassword(new_password));
       const ended = await revokeAllSessions(db, user.id, "password_changed");
+      await recordMetrics(c.env, c.executionCtx, ...sessionEndEvents(ended));
       forgetFlagCallersOf({ userId: user.id });
       if (principal.tokenId && principal.tokenExpiresAt) {
         await createRevocationList(config).revoke(principal.tokenId, principal.tokenExpiresAt);
@@ -97,7 +100,7 @@ export const userRoutes = createRouter()
       await recordAudit(config, {
         action: "auth.password_changed",
         target: { type: "user", id: user.id },
-        metadata: { sessions_ended: ended },
+        metadata: { sessions_ended: ended.length },
       });
       return c.body(null, 204);
     },
