@@ -26,6 +26,8 @@ import { AudioInSync } from "../src/voice/usage-sync.ts";
 export const VOICE_USER_HEADER = "x-voiceassist-user";
 export const VOICE_SESSION_HEADER = "x-voiceassist-voice-session";
 export const VOICE_CONVERSATION_HEADER = "x-voiceassist-conversation";
+/** When the Worker received the upgrade request (ms since the epoch): the object cannot see that moment. */
+export const VOICE_UPGRADE_AT_HEADER = "x-voiceassist-upgrade-at";
 
 const CLOSE_POLICY = 1008;
 const CLOSE_NORMAL = 1000;
@@ -43,6 +45,8 @@ export class VoiceSession extends DurableObject<Env> {
   private touchedAt = 0;
   /** Upstream mode: the connection to OpenAI Realtime (the object stays awake while it is open). */
   private relay: Relay | undefined;
+  /** The connect under way until its session.created goes out (voice_connect_seconds). */
+  private connecting: { mode: "local" | "upstream"; upgradeAt: number } | undefined;
   private readonly pacer = new AudioPacer();
   private readonly io: SessionIo = {
     env: this.env,
@@ -78,6 +82,8 @@ export class VoiceSession extends DurableObject<Env> {
       return new Response("This voice session already has a client.", { status: 409 });
     }
     const mode = this.upstreamMode() ? "upstream" : "local";
+    const upgradeAt = Number(request.headers.get(VOICE_UPGRADE_AT_HEADER) ?? Number.NaN);
+    this.connecting = Number.isFinite(upgradeAt) ? { mode, upgradeAt } : undefined;
     const session = state?.session ?? (await preferredSession(config, createDb(config), who.userId, mode));
     if (!state) this.metric({ name: "voice_sessions_started_total", labels: { mode }, value: 1 });
     this.state = state ?? {
@@ -291,12 +297,23 @@ export class VoiceSession extends DurableObject<Env> {
     await markVoiceSession(createDb(requireConfig(this.env)), state.sessionId, { status: "ended", reason });
   }
 
+  /** Once per connect, in both modes: local sends session.created itself, upstream relays OpenAI's. */
+  private connected(): void {
+    if (!this.connecting) return;
+    const { mode, upgradeAt } = this.connecting;
+    this.connecting = undefined;
+    // Worker and object may run on different machines: a clock a little behind must not give a negative time.
+    const seconds = Math.max(0, Date.now() - upgradeAt) / 1000;
+    this.metric({ name: "voice_connect_seconds", labels: { mode }, value: seconds });
+  }
+
   private closeSockets(code: number, reason: string): void {
     for (const socket of this.ctx.getWebSockets()) socket.close(code, reason);
   }
 
   private send(event: object): void {
     const { type, error } = event as { type?: string; error?: { code?: string } };
+    if (type === "session.created") this.connected();
     if (type === "error")
       this.metric({ name: "voice_errors_total", labels: { code: error?.code ?? "unknown" }, value: 1 });
     for (const socket of this.ctx.getWebSockets()) {

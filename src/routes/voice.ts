@@ -1,8 +1,14 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { VOICE_CONVERSATION_HEADER, VOICE_SESSION_HEADER, VOICE_USER_HEADER } from "../../workers/voice-session.ts";
+import {
+  VOICE_CONVERSATION_HEADER,
+  VOICE_SESSION_HEADER,
+  VOICE_UPGRADE_AT_HEADER,
+  VOICE_USER_HEADER,
+} from "../../workers/voice-session.ts";
 import type { AppEnv } from "../app-env.ts";
 import { ownConversation } from "../conversations/store.ts";
+import { enforceDailyCap } from "../costs/daily-cap.ts";
 import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -76,8 +82,12 @@ const sessionJson = (row: VoiceSessionRow): z.infer<typeof VoiceSession> => ({
   ended_at: row.endedAt?.toISOString() ?? null,
 });
 
-/** A new session row for the caller, in their conversation if one is named (404 if it is not theirs). */
+/**
+ * A new session row for the caller, in their conversation if one is named (404 if it is not theirs).
+ * Upstream mode spends money: a caller at the daily cap is refused here, before any upgrade or ticket.
+ */
 async function newSessionFor(c: Context<AppEnv>, userId: string, conversationId: string | undefined) {
+  await enforceDailyCap(c.var.config, c.env, userId, "voice");
   const db = createDb(c.var.config);
   if (conversationId) await ownConversation(db, userId, conversationId);
   return createVoiceSession(db, {
@@ -110,11 +120,14 @@ const realtimeRoute = (path: string) =>
       400: problem("Not a WebSocket upgrade"),
       401: problem("No valid credential or ticket"),
       404: problem("No such conversation (or not yours)"),
+      429: problem("Daily spending cap reached (upstream mode): BUDGET_EXCEEDED, Retry-After until midnight UTC"),
     },
   });
 
 /** Authenticates at the handshake and hands the socket to the session's Durable Object. */
 async function connect(c: Context<AppEnv>, query: { conversation_id?: string; session_id?: string; ticket?: string }) {
+  // Taken first: the session's voice_connect_seconds counts from here, sign-in and session row included.
+  const upgradeAt = Date.now();
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
     throw new ApiError("BAD_REQUEST", "Connect with a WebSocket upgrade (Upgrade: websocket).");
   }
@@ -122,6 +135,7 @@ async function connect(c: Context<AppEnv>, query: { conversation_id?: string; se
   for (const name of [VOICE_USER_HEADER, VOICE_SESSION_HEADER, VOICE_CONVERSATION_HEADER, CREDENTIAL_HEADER]) {
     headers.delete(name);
   }
+  headers.set(VOICE_UPGRADE_AT_HEADER, String(upgradeAt));
   if (query.ticket) {
     if (!query.session_id) throw new ApiError("UNAUTHORIZED", "A ticket needs its session_id.");
     const stub = voiceSession(c.env, query.session_id);
@@ -160,6 +174,7 @@ export const voiceRoutes = createRouter()
           VoiceSession.extend({ ticket: z.string(), expires_at: z.string(), url: z.string() }),
         ),
         404: problem("No such conversation (or not yours)"),
+        429: problem("Daily spending cap reached (upstream mode): BUDGET_EXCEEDED, Retry-After until midnight UTC"),
       },
     }),
     async (c) => {

@@ -1,4 +1,6 @@
+import { env } from "cloudflare:workers";
 import { vi } from "vitest";
+import type { MetricName } from "../../src/metrics/catalog.ts";
 import { validateServerEvent } from "../realtime-conformance.ts";
 import { openSocket, type SocketOptions } from "./harness.ts";
 
@@ -43,4 +45,18 @@ export function capturedLogs(): { lines: Record<string, unknown>[]; raw: string[
       });
     },
   };
+}
+
+/**
+ * Samples of one catalog metric written to Analytics Engine from now on (the session objects share the test's env),
+ * each as its label values in catalog order and its value. A session writes a metric as it sends the event the metric
+ * times, so every sample is here once the client has that event. Undo with vi.restoreAllMocks().
+ */
+export function metricSamples(name: MetricName): () => { labels: string[]; value: number | undefined }[] {
+  const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
+  return () =>
+    writes.mock.calls.flatMap(([point]) => {
+      const [metric, , ...labels] = (point?.blobs ?? []) as string[];
+      return metric === name ? [{ labels, value: point?.doubles?.[0] }] : [];
+    });
 }

@@ -5,10 +5,11 @@ import { afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
 import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/sockets/credential.ts";
+import { VOICE_UPGRADE_AT_HEADER } from "../../workers/voice-session.ts";
 import { call, callRaw, OPERATOR_TOKEN, type SocketOptions } from "./harness.ts";
 import { db, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
-import { capturedLogs, type Event, openRealtime, textItem } from "./voice-helpers.ts";
+import { capturedLogs, type Event, metricSamples, openRealtime, textItem } from "./voice-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const WORD = `thrennic${run.replace(/\d/g, "")}`;
@@ -368,6 +369,41 @@ describe("voice metrics", () => {
       text = await (await callRaw("GET", "/metrics", { token: OPERATOR_TOKEN })).text();
     }
     for (const line of wanted) expect(text).toContain(line);
+  });
+});
+
+describe("voice SLO metrics, local mode", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("times each connect from the upgrade request to session.created, once, and a refused connect not at all", async () => {
+    const connects = metricSamples("voice_connect_seconds");
+    // The start is the Worker's own clock: a client cannot set it with the internal header.
+    const s = await openRealtime("/v1/realtime", { token: alice.access, headers: { [VOICE_UPGRADE_AT_HEADER]: "0" } });
+    await s.until((e) => e.type === "session.created");
+    expect(connects()).toEqual([{ labels: ["local"], value: expect.any(Number) }]);
+    expect(connects()[0]?.value).toBeLessThan(3600);
+    const ticket = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
+    const t = await openRealtime(ticket.body.url);
+    await t.until((e) => e.type === "session.created");
+    expect((await openRealtime(ticket.body.url)).res.status).toBe(401);
+    expect((await openRealtime("/v1/realtime", { token: "nope" })).res.status).toBe(401);
+    s.send(textItem(`status epilepticus ${WORD}`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.done");
+    expect(connects().map((c) => c.labels)).toEqual([["local"], ["local"]]);
+    for (const { value } of connects()) expect(value).toBeGreaterThanOrEqual(0);
+  });
+
+  it("records no first transcript: local mode has no speech-to-text, so a spoken turn gets none", async () => {
+    const transcripts = metricSamples("voice_first_transcript_seconds");
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
+    await s.until((e) => e.type === "session.created");
+    s.send({ type: "session.update", session: { type: "realtime", audio: { input: { turn_detection: null } } } });
+    s.send({ type: "input_audio_buffer.append", audio: btoa(String.fromCharCode(...new Uint8Array(9600))) });
+    s.send({ type: "input_audio_buffer.commit" });
+    await s.until((e) => e.type === "conversation.item.done");
+    expect(s.events.filter((e) => e.type.startsWith("conversation.item.input_audio_transcription"))).toEqual([]);
+    expect(transcripts()).toEqual([]);
   });
 });
 
