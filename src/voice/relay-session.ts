@@ -63,6 +63,8 @@ export function relaySession(io: RelaySessionIo, upstream: UpstreamSettings): Re
       else if ("bargeIn" in fact) {
         io.metric({ name: "voice_barge_ins_total", labels: {}, value: 1 });
         io.ctx.waitUntil(addVoiceUsage(db, state.sessionId, { bargeIns: 1 }));
+      } else if ("transcript" in fact) {
+        io.metric({ name: "voice_first_transcript_seconds", labels: { mode: "upstream" }, value: fact.seconds });
       } else if ("turn" in fact) {
         io.metric({ name: "voice_turn_latency_seconds", labels: { outcome: fact.turn }, value: fact.seconds });
       } else io.metric({ name: "voice_time_to_first_seconds", labels: { kind: fact.first }, value: fact.seconds });

@@ -24,11 +24,12 @@ export interface RelayIo {
   search(query: string, topK: number): Promise<Passage[]>;
   /** A completed answer (after any tool calls): stored and accounted by the session. */
   finished(exchange: Exchange): Promise<void>;
-  /** Audio sent to the client, in ms; a barge-in; first output of a turn. */
+  /** Audio sent to the client, in ms; a barge-in; first transcript of spoken input; first output of a turn. */
   observe(
     fact:
       | { audioOutMs: number }
       | { bargeIn: true }
+      | { transcript: true; seconds: number }
       | { first: "text" | "audio"; seconds: number }
       | { turn: string; seconds: number },
   ): void;
@@ -71,6 +72,8 @@ export class Relay {
   private pendingTools: Promise<void>[] = [];
   private turnStarted: number | undefined;
   private firstSeen = new Set<string>();
+  /** When the user's speech ended, by input item, until the first transcript of it goes to the client. */
+  private speechEnded = new Map<string, number>();
   private responding = false;
   private readonly io: RelayIo;
   private readonly options: RelayOptions;
@@ -209,6 +212,8 @@ export class Relay {
     this.queue = [];
     this.restoring = false;
     this.reconnects = 0;
+    // Input the old connection committed gets no transcript from this one.
+    this.speechEnded.clear();
     for (const queued of waiting) this.upstream?.send(queued);
   }
 
@@ -235,9 +240,23 @@ export class Relay {
       case "conversation.item.deleted":
         this.items = this.items.filter((i) => i.id !== event.item_id);
         return;
+      case "input_audio_buffer.speech_stopped":
+      case "input_audio_buffer.committed": {
+        // Whichever comes first ends the speech: speech_stopped with server VAD, committed for a manual commit.
+        const itemId = String(event.item_id);
+        if (!this.speechEnded.has(itemId)) this.speechEnded.set(itemId, Date.now());
+        return;
+      }
+      case "conversation.item.input_audio_transcription.delta":
+        this.transcribed(String(event.item_id));
+        return;
       case "conversation.item.input_audio_transcription.completed":
+        this.transcribed(String(event.item_id));
         this.question = String(event.transcript ?? "");
         this.turnStarted = Date.now();
+        return;
+      case "conversation.item.input_audio_transcription.failed":
+        this.speechEnded.delete(String(event.item_id));
         return;
       case "input_audio_buffer.speech_started":
         if (this.responding) {
@@ -265,6 +284,14 @@ export class Relay {
           this.pendingTools.push(this.runSearch(String(event.call_id), String(event.arguments)));
         return;
     }
+  }
+
+  /** The first transcript (delta or completed) of a spoken input, timed from the end of the speech. */
+  private transcribed(itemId: string): void {
+    const ended = this.speechEnded.get(itemId);
+    if (ended === undefined) return;
+    this.speechEnded.delete(itemId);
+    this.io.observe({ transcript: true, seconds: (Date.now() - ended) / 1000 });
   }
 
   private first(kind: "text" | "audio"): void {

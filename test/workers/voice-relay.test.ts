@@ -1,9 +1,9 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { settledSample } from "./exposition.ts";
 import { call, stack } from "./harness.ts";
 import { signedInUser, type TestUser } from "./identity-helpers.ts";
 import { addIndexedDocument } from "./kb-helpers.ts";
-import { type Event, openRealtime, textItem } from "./voice-helpers.ts";
+import { type Event, metricSamples, openRealtime, textItem } from "./voice-helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const WORD = `morvelan${run.replace(/\d/g, "")}`;
@@ -185,5 +185,63 @@ describe("realtime voice, upstream mode: relay to OpenAI Realtime", () => {
     expect(error.error.message).toMatch(/OPENAI_API_KEY/);
     await until(async () => s.closed());
     expect(s.closed()?.code).toBe(1011);
+  });
+});
+
+describe("voice SLO metrics, upstream mode", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /** 100 ms of pcm16 whose bytes start with the stand-in's "!transcript <text>" script. */
+  const spoken = (text: string) => {
+    const bytes = new Uint8Array(4800);
+    bytes.set(new TextEncoder().encode(`!transcript ${text}`));
+    return { type: "input_audio_buffer.append", audio: btoa(String.fromCharCode(...bytes)) };
+  };
+
+  it("times the connect to the upstream's session.created once, and a connect the upstream refuses not at all", async () => {
+    const connects = metricSamples("voice_connect_seconds");
+    const s = await openRealtime("/v1/realtime", { token: alice.access, overrides: upstream() });
+    await s.until((e) => e.type === "session.created");
+    const ticket = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
+    const t = await openRealtime(ticket.body.url, { overrides: upstream() });
+    await t.until((e) => e.type === "session.created");
+    s.send(textItem(`hypothermia ${WORD} !notool !drop`));
+    s.send({ type: "response.create" });
+    // The relay's own reconnect is no connect of the client's: the restored upstream's session.created is not timed.
+    await s.until((e) => e.type === "response.done" && e.response.status === "completed", 15_000);
+    expect((await upstreamSessions(`hypothermia ${WORD} !notool !drop`)).length).toBeGreaterThanOrEqual(2);
+    const refused = await openRealtime("/v1/realtime", {
+      token: alice.access,
+      overrides: upstream({ OPENAI_API_KEY: "sk-invalid-key" }),
+    });
+    await refused.until((e) => e.type === "error" && e.error.code === "upstream_unavailable");
+    expect(await refused.closing()).toMatchObject({ code: 1011 });
+    expect(connects().map((c) => c.labels)).toEqual([["upstream"], ["upstream"]]);
+    for (const { value } of connects()) expect(value).toBeGreaterThanOrEqual(0);
+  });
+
+  it("times each spoken turn from the end of speech to its first transcript, once per turn", async () => {
+    const tag = `heard-${crypto.randomUUID().slice(0, 8)}`;
+    const transcripts = metricSamples("voice_first_transcript_seconds");
+    const s = await openRealtime("/v1/realtime", { token: alice.access, overrides: upstream() });
+    await s.until((e) => e.type === "session.created");
+    const completed = () => s.events.filter((e) => e.type === "conversation.item.input_audio_transcription.completed");
+    // A manual commit: committed ends the speech; several deltas, then completed.
+    s.send(spoken(`${tag} rewarming for hypothermia`));
+    s.send({ type: "input_audio_buffer.commit" });
+    await s.until(() => completed().length === 1);
+    expect(s.events.filter((e) => e.type === "conversation.item.input_audio_transcription.delta").length).toBe(4);
+    expect(transcripts()).toEqual([{ labels: ["upstream"], value: expect.any(Number) }]);
+    // Speech over an answer: speech_stopped, then committed, for the same item: still one turn.
+    s.send(textItem(`${tag} hypothermia ${WORD} !notool !slow=100`));
+    s.send({ type: "response.create" });
+    await s.until((e) => e.type === "response.output_audio.delta");
+    s.send(spoken(`${tag} stop`));
+    await s.until((e) => e.type === "input_audio_buffer.speech_started");
+    s.send({ type: "input_audio_buffer.commit" });
+    await s.until(() => completed().length === 2);
+    expect(s.events.some((e) => e.type === "input_audio_buffer.speech_stopped")).toBe(true);
+    expect(transcripts().map((t) => t.labels)).toEqual([["upstream"], ["upstream"]]);
+    for (const { value } of transcripts()) expect(value).toBeGreaterThanOrEqual(0);
   });
 });
