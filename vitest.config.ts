@@ -27,6 +27,9 @@ export default defineConfig(async () => {
             ALERT_WEBHOOK_URL: `${stack.receiverUrl}/alerts/webhook`,
             ALERT_WEBHOOK_SECRET: "test-webhook-secret-0123456789",
             ALERT_ESCALATE_AFTER_MINUTES: "3",
+            // Budgets no other suite's spend comes near (test/workers/cost-alerts.test.ts).
+            COST_BUDGET_DAILY_USD: "10",
+            COST_BUDGET_MONTHLY_USD: "100",
           },
         },
       }),

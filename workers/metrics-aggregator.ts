@@ -11,6 +11,7 @@ import {
 import { applyEvent, renderExposition, type Series, seriesKey } from "../src/metrics/prometheus.ts";
 import { log } from "../src/observability/log.ts";
 import { SloLedger, type WindowCounts } from "../src/ops/ledger.ts";
+import { type DailySpend, SpendLedger } from "../src/ops/spend.ts";
 
 /** A bug that labels by user id or raw path must not grow the state forever. */
 export const MAX_SERIES = 10_000;
@@ -26,17 +27,20 @@ interface SeriesRow extends Record<string, SqlStorageValue> {
 /**
  * The single writer behind GET /metrics: every isolate sends its events here, so the figures are
  * global. Series live in memory for speed and in SQLite (one row per series) to survive eviction.
- * The same events feed the SLO ledger (per-minute good/valid counts) that the alert evaluator reads.
+ * The same events feed the SLO ledger (per-minute good/valid counts) and the spend ledger (model cost per
+ * day) that the alert evaluator reads.
  */
 export class MetricsAggregator extends DurableObject<Env> {
   private readonly series = new Map<string, Series>();
   private readonly ledger: SloLedger;
+  private readonly spend: SpendLedger;
   private reportedDrop = false;
   private reportedInvalid = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.ledger = new SloLedger(ctx.storage.sql);
+    this.spend = new SpendLedger(ctx.storage.sql);
     ctx.storage.sql.exec(
       `CREATE TABLE IF NOT EXISTS metric_series (
         metric TEXT NOT NULL,
@@ -74,7 +78,9 @@ export class MetricsAggregator extends DurableObject<Env> {
       valid.push(event);
     }
     this.ctx.storage.transactionSync(() => {
-      this.ledger.count(valid, Date.now());
+      const now = Date.now();
+      this.ledger.count(valid, now);
+      this.spend.count(valid, now);
       for (const series of changed.values()) {
         this.ctx.storage.sql.exec(
           `INSERT INTO metric_series (metric, label_values, sum, count, buckets) VALUES (?, ?, ?, ?, ?)
@@ -97,6 +103,11 @@ export class MetricsAggregator extends DurableObject<Env> {
   sloWindows(nowMs: number, windowMinutes: readonly number[]): WindowCounts {
     this.ledger.prune(nowMs);
     return this.ledger.windows(nowMs, windowMinutes);
+  }
+
+  /** Model spend per UTC day over the cost budgets' reach (spend.ts); also drops older days. */
+  dailySpend(nowMs: number): DailySpend {
+    return this.spend.daily(nowMs);
   }
 
   private apply(event: MetricEvent, changed: Map<string, Series>): void {

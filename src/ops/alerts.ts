@@ -11,6 +11,7 @@ export type DeliveryAction = "trigger" | "acknowledge" | "resolve";
 
 export interface Alert {
   id: string;
+  /** What it is about: an SLO id, or a cost condition's id (budgets.ts). */
   slo: string;
   severity: Severity;
   /** One per SLO and severity: PagerDuty folds every trigger with it into one incident. */
@@ -30,6 +31,9 @@ export interface Alert {
   escalatedAt: number | null;
   /** Where triggers were queued (none while silenced): acknowledgements and resolves go to the same places. */
   sentTo: Target[];
+  /** A cost alert's own summary and figures (budgets.ts); an SLO alert's are derived from the SLO. */
+  summary?: string;
+  facts?: Record<string, number | string>;
 }
 
 /** Where a notification goes: PagerDuty at an escalation level (which routing key), or the webhook. */

@@ -2,6 +2,7 @@
 // waits for its backoff and is tried on a later minute (never dropped, except when the receiver refuses it).
 import type { Config } from "../config.ts";
 import type { Alert, AlertBook, QueuedDelivery } from "./alerts.ts";
+import { costRunbook } from "./budgets.ts";
 import { type Delivery, nextAttemptDelayMs } from "./notify/delivery.ts";
 import { sendPagerDuty } from "./notify/pagerduty.ts";
 import { sendWebhook } from "./notify/webhook.ts";
@@ -50,8 +51,11 @@ export async function deliverDue(book: AlertBook, send: Send, now: number): Prom
   return report;
 }
 
-export const runbookUrl = (sloId: string) =>
-  `docs/runbooks/slos.md#${SLOS.find((s) => s.id === sloId)?.runbook ?? sloId}`;
+/** The runbook heading of an alert's subject: its SLO's, or a cost condition's. */
+export const runbookUrl = (subject: string) =>
+  `docs/runbooks/slos.md#${SLOS.find((s) => s.id === subject)?.runbook ?? costRunbook(subject) ?? subject}`;
+
+const summaryOf = (alert: Alert) => alert.summary ?? `SLO ${alert.slo} is burning its error budget (${alert.pair})`;
 
 const WEBHOOK_TYPES = { trigger: "alert.fired", acknowledge: "alert.acknowledged", resolve: "alert.resolved" } as const;
 
@@ -64,9 +68,10 @@ export function sendWith(config: Config): Send {
     const slo = SLOS.find((s) => s.id === alert.slo);
     const details = {
       slo: alert.slo,
-      description: slo?.description,
+      description: slo?.description ?? alert.summary,
       pair: alert.pair,
       burn_rates: alert.burnRates,
+      ...(alert.facts ? { facts: alert.facts } : {}),
       runbook_url: runbookUrl(alert.slo),
       fired_at: new Date(alert.firedAt).toISOString(),
       escalation_level: delivery.level,
@@ -79,7 +84,7 @@ export function sendWith(config: Config): Send {
         {
           action: delivery.action,
           dedupKey: alert.dedupKey,
-          summary: `${alert.severity === "page" ? "Page" : "Ticket"}: SLO ${alert.slo} is burning its error budget (${alert.pair})`,
+          summary: `${alert.severity === "page" ? "Page" : "Ticket"}: ${summaryOf(alert)}`,
           source: `voiceassist-edge ${config.ENVIRONMENT}`,
           severity: alert.severity === "page" ? "critical" : "warning",
           customDetails: details,

@@ -1,7 +1,8 @@
-// One evaluation minute: burn rates from the ledger's windows, alert transitions, silences, escalation, and
-// the deliveries owed. Synchronous over the alert book; sending happens after, in deliver.ts.
+// One evaluation minute: burn rates from the ledger's windows and the cost conditions, alert transitions,
+// silences, escalation, and the deliveries owed. Synchronous over the alert book; sending happens after, in deliver.ts.
 import type { Alert, AlertBook, Target } from "./alerts.ts";
 import { dedupKeyOf } from "./alerts.ts";
+import type { Condition } from "./budgets.ts";
 import { type Counts, type PairReading, readPairs, type Severity, step } from "./burn-rate.ts";
 import type { WindowCounts } from "./ledger.ts";
 import type { Slo } from "./slos.ts";
@@ -55,44 +56,33 @@ function announce(book: AlertBook, alert: Alert, target: Target | undefined, now
   alert.sentTo.push(target);
 }
 
-/** Applies one minute of readings to the book: fires, resolves, announces after silences, escalates. */
-export function evaluateMinute(book: AlertBook, readings: readonly SloReading[], routing: Routing, now: number): void {
+/**
+ * Applies one minute to the book: SLO readings and cost conditions fire and resolve alerts; then announces
+ * what silences no longer hold back, and escalates.
+ */
+export function evaluateMinute(
+  book: AlertBook,
+  readings: readonly SloReading[],
+  routing: Routing,
+  now: number,
+  conditions: readonly Condition[] = [],
+): void {
   for (const { slo, pairs } of readings) {
     for (const severity of slo.severities) {
       const { state, transition } = step(book.burnState(slo.id, severity), severity, pairs);
       book.saveBurnState(slo.id, severity, state);
-      if (transition === "fired" && !book.openFor(slo.id, severity)) {
-        const alert: Alert = {
-          id: crypto.randomUUID(),
-          slo: slo.id,
-          severity,
-          dedupKey: dedupKeyOf(slo.id, severity),
-          state: "firing",
-          pair: state.firedBy ?? "",
-          burnRates: burnRatesOf(pairs),
-          firedAt: now,
-          notifiedAt: null,
-          acknowledgedAt: null,
-          acknowledgedBy: null,
-          resolvedAt: null,
-          escalationLevel: 0,
-          escalatedAt: null,
-          sentTo: [],
-        };
-        if (!silenced(book, slo.id, now)) announce(book, alert, targetOf(severity, 0, routing), now);
-        book.save(alert);
-        book.recordEvent(alert, "fired", now, { pair: alert.pair, burn_rates: alert.burnRates });
+      if (transition === "fired") {
+        const burnRates = burnRatesOf(pairs);
+        fire(book, { slo: slo.id, severity, pair: state.firedBy ?? "", burnRates }, routing, now, {
+          burn_rates: burnRates,
+        });
       }
-      if (transition === "resolved") {
-        const alert = book.openFor(slo.id, severity);
-        if (!alert) continue;
-        alert.state = "resolved";
-        alert.resolvedAt = now;
-        for (const target of alert.sentTo) book.queue(alert.id, target.channel, target.level, "resolve", now);
-        book.save(alert);
-        book.recordEvent(alert, "resolved", now);
-      }
+      if (transition === "resolved") resolve(book, slo.id, severity, now);
     }
+  }
+  for (const { id, severity, holds, summary, facts } of conditions) {
+    if (holds) fire(book, { slo: id, severity, pair: "", burnRates: {}, summary, facts }, routing, now, facts);
+    else resolve(book, id, severity, now);
   }
   for (const alert of book.open()) {
     if (alert.sentTo.length === 0 && !silenced(book, alert.slo, now)) {
@@ -111,6 +101,41 @@ export function evaluateMinute(book: AlertBook, readings: readonly SloReading[],
     }
   }
   book.prune();
+}
+
+type Opening = Pick<Alert, "slo" | "severity" | "pair" | "burnRates" | "summary" | "facts">;
+
+/** Opens an alert unless one is open for the same subject and severity; announced unless silenced. */
+function fire(book: AlertBook, opening: Opening, routing: Routing, now: number, details: Record<string, unknown>) {
+  if (book.openFor(opening.slo, opening.severity)) return;
+  const alert: Alert = {
+    ...opening,
+    id: crypto.randomUUID(),
+    dedupKey: dedupKeyOf(opening.slo, opening.severity),
+    state: "firing",
+    firedAt: now,
+    notifiedAt: null,
+    acknowledgedAt: null,
+    acknowledgedBy: null,
+    resolvedAt: null,
+    escalationLevel: 0,
+    escalatedAt: null,
+    sentTo: [],
+  };
+  if (!silenced(book, alert.slo, now)) announce(book, alert, targetOf(alert.severity, 0, routing), now);
+  book.save(alert);
+  book.recordEvent(alert, "fired", now, { pair: alert.pair, ...details });
+}
+
+/** Resolves the open alert of a subject and severity, if any: every place that got its trigger hears of it. */
+function resolve(book: AlertBook, subject: string, severity: Severity, now: number) {
+  const alert = book.openFor(subject, severity);
+  if (!alert) return;
+  alert.state = "resolved";
+  alert.resolvedAt = now;
+  for (const target of alert.sentTo) book.queue(alert.id, target.channel, target.level, "resolve", now);
+  book.save(alert);
+  book.recordEvent(alert, "resolved", now);
 }
 
 /** A page that was delivered and not acknowledged goes one level up every escalateAfterMs, while levels remain. */

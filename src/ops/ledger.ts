@@ -1,6 +1,6 @@
 // Good and valid counts per SLO and minute, in the SQLite storage of the Durable Object that receives every
 // metric event: the data of every burn-rate window and of the error budget. At most one row per SLO and
-// minute of the longest period (13 SLOs x 30 days = 561,600 rows of four numbers); older rows are pruned.
+// minute of the longest period (14 SLOs x 30 days = 604,800 rows of four numbers); older rows are pruned.
 import type { MetricEvent } from "../metrics/catalog.ts";
 import type { Counts } from "./burn-rate.ts";
 import { sloEventsOf } from "./sli.ts";

@@ -3,6 +3,7 @@ import { recordAudit } from "../audit/record.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireAdmin, requireAdminOrViewer } from "../middleware/auth.ts";
 import type { Alert, Silence } from "../ops/alerts.ts";
+import { costAlertIds } from "../ops/budgets.ts";
 import { budgetRemaining, burnRate } from "../ops/burn-rate.ts";
 import { alertManager } from "../ops/jobs.ts";
 import { PERIOD_MINUTES } from "../ops/ledger.ts";
@@ -17,7 +18,7 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 const AlertJson = z
   .object({
     id: z.uuid(),
-    slo: z.string(),
+    slo: z.string().describe("The SLO id, or the cost alert (cost-budget-<daily|monthly>-<percent>, cost-anomaly)"),
     severity: z.enum(["page", "ticket"]),
     state: z.enum(["firing", "notified", "acknowledged", "resolved"]),
     dedup_key: z.string(),
@@ -29,6 +30,11 @@ const AlertJson = z
     acknowledged_by: z.string().nullable(),
     resolved_at: z.string().nullable(),
     escalation_level: z.number().int(),
+    summary: z.string().optional().describe("A cost alert's summary"),
+    facts: z
+      .record(z.string(), z.union([z.number(), z.string()]))
+      .optional()
+      .describe("A cost alert's figures: spent_usd, budget_usd, threshold_percent, median_usd ..."),
   })
   .openapi("Alert");
 
@@ -46,6 +52,8 @@ const alertJson = (a: Alert): z.infer<typeof AlertJson> => ({
   acknowledged_by: a.acknowledgedBy,
   resolved_at: iso(a.resolvedAt),
   escalation_level: a.escalationLevel,
+  ...(a.summary ? { summary: a.summary } : {}),
+  ...(a.facts ? { facts: a.facts } : {}),
 });
 
 const SilenceJson = z
@@ -180,13 +188,17 @@ export const opsAdminRoutes = createRouter()
       method: "post",
       path: "/api/admin/alerts/silences",
       tags: ["operations"],
-      summary: "Silence notifications for one SLO (or all) until a time; alerts still fire and are listed",
+      summary:
+        "Silence notifications for one SLO or cost alert (or all) until a time; alerts still fire and are listed",
       security: signedIn,
       middleware: [requireAdmin] as const,
       request: {
         body: jsonBody(
           z.strictObject({
-            slo: z.enum(sloIds as [string, ...string[]]).optional(),
+            slo: z
+              .enum([...sloIds, ...costAlertIds] as [string, ...string[]])
+              .optional()
+              .describe("An SLO id or a cost alert (cost-budget-daily-80, cost-anomaly ...); absent: everything"),
             until: z.iso.datetime({ offset: true }),
             reason: z.string().trim().min(1, "must not be empty").max(500),
           }),

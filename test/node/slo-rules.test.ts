@@ -27,6 +27,8 @@ import {
   renderRules,
   sloRuleGroups,
 } from "../../src/ops/prometheus-rules.ts";
+import { costAlertIds } from "../../src/ops/budgets.ts";
+import { runbookUrl } from "../../src/ops/deliver.ts";
 import { SLOS, type Slo } from "../../src/ops/slos.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -105,11 +107,12 @@ function githubAnchors(markdown: string): Set<string> {
 }
 
 describe("runbook links", () => {
-  it("every alert's runbook_url names a heading of docs/runbooks/slos.md", () => {
+  it("every alert's runbook_url names a heading of docs/runbooks/slos.md, the Worker's cost alerts' too", () => {
     const anchors = githubAnchors(readFileSync(join(root, RUNBOOK_DOC), "utf8"));
     const urls = [...readFileSync(rulesFile, "utf8").matchAll(/runbook_url: "([^"]*)"/g)].map((m) => m[1] as string);
-    expect(urls).toHaveLength(SLOS.length * BURN_PAIRS.length);
-    for (const url of urls) {
+    const pairsOf = (slo: Slo) => BURN_PAIRS.filter((pair) => slo.severities.includes(pair.severity)).length;
+    expect(urls).toHaveLength(SLOS.reduce((sum, slo) => sum + pairsOf(slo), 0));
+    for (const url of [...urls, ...costAlertIds.map(runbookUrl)]) {
       const [path, anchor] = url.split("#");
       expect(path).toBe(RUNBOOK_DOC);
       expect([...anchors], url).toContain(anchor);

@@ -9,6 +9,8 @@ import { BURN_PAIRS, CALM, type PairReading, step } from "../../src/ops/burn-rat
 import { deliverDue } from "../../src/ops/deliver.ts";
 import { alertManager, evaluateSlos } from "../../src/ops/jobs.ts";
 import { SloLedger } from "../../src/ops/ledger.ts";
+import { sloEventsOf } from "../../src/ops/sli.ts";
+import { SLOS } from "../../src/ops/slos.ts";
 import { verifyWebhookSignature } from "../../src/ops/notify/signature.ts";
 import type { MetricsAggregator } from "../../workers/metrics-aggregator.ts";
 import { call, received } from "./harness.ts";
@@ -102,6 +104,34 @@ describe("burn-rate steps (pure)", () => {
     expect(slow).toEqual({ state: { firedBy: "6h-30m", disarmed: [] }, transition: "fired" });
     const ticket = step(CALM, "ticket", readings({ "1h-5m": [100, 100], "3d-6h": [1.5, 1.5] }));
     expect(ticket).toEqual({ state: { firedBy: "3d-6h", disarmed: [] }, transition: "fired" });
+  });
+});
+
+describe("SLIs of the ingestion SLOs (pure)", () => {
+  const events = (event: MetricEvent) => sloEventsOf(SLOS, event);
+  const ready = (outcome: string, seconds: number): MetricEvent => ({
+    name: "kb_document_ready_seconds",
+    labels: { outcome },
+    value: seconds,
+  });
+  const delivery = (queue: string, outcome: string): MetricEvent => ({
+    name: "queue_messages_total",
+    labels: { queue, outcome },
+    value: 1,
+  });
+
+  it("counts a document good only when it ended ready within 5 minutes", () => {
+    expect(events(ready("ready", 299))).toEqual([{ slo: "ingestion-ready", good: 1, valid: 1 }]);
+    expect(events(ready("ready", 301))).toEqual([{ slo: "ingestion-ready", good: 0, valid: 1 }]);
+    expect(events(ready("failed", 3))).toEqual([{ slo: "ingestion-ready", good: 0, valid: 1 }]);
+  });
+
+  it("counts every kb-ingest delivery, a dead-lettered one as bad", () => {
+    expect(events(delivery("kb-ingest", "ack"))).toEqual([{ slo: "ingestion-dead-letters", good: 1, valid: 1 }]);
+    expect(events(delivery("kb-ingest", "dead_letter"))).toEqual([
+      { slo: "ingestion-dead-letters", good: 0, valid: 1 },
+    ]);
+    expect(events(delivery("another-queue", "dead_letter"))).toEqual([]);
   });
 });
 
@@ -288,6 +318,31 @@ describe("alerting on a synthetic clock", () => {
 });
 
 describe("deliveries", () => {
+  it("raises only a ticket for a voice latency between its warning and critical thresholds", async () => {
+    const start = clock;
+    const connects = (seconds: number): MetricEvent[] =>
+      Array.from({ length: 20 }, () => ({ name: "voice_connect_seconds", labels: { mode: "local" }, value: seconds }));
+    await run(start, 3, () => connects(0.45));
+    const open = (await call("GET", "/api/admin/alerts", { token: viewer.access })).body.items.filter(
+      (a: Record<string, unknown>) => String(a.slo).startsWith("voice-connect") && a.resolved_at === null,
+    );
+    expect(open.map((a: Record<string, unknown>) => `${a.slo}/${a.severity}`)).toEqual(["voice-connect-warning/ticket"]);
+    // Past the critical threshold the critical SLO pages as well.
+    await run(start + 3 * MINUTE, 2, () => connects(0.6));
+    const now = (await call("GET", "/api/admin/alerts", { token: viewer.access })).body.items.filter(
+      (a: Record<string, unknown>) => String(a.slo).startsWith("voice-connect") && a.resolved_at === null,
+    );
+    expect(now.map((a: Record<string, unknown>) => `${a.slo}/${a.severity}`).sort()).toEqual([
+      "voice-connect-warning/ticket",
+      "voice-connect/page",
+      "voice-connect/ticket",
+    ]);
+    // Recovery, then a clean slate for the next scenario.
+    await run(start + 5 * MINUTE, 10, () => connects(0.1));
+    clock = start + 4 * 86_400_000;
+    await run(clock, 1, () => []);
+  });
+
   it("retries a failed send on a later minute, never lets a resolve overtake its trigger, and drops a rejected one", async () => {
     const stub = workerEnv.ALERTS.get(workerEnv.ALERTS.idFromName(`deliveries-${crypto.randomUUID()}`));
     const log = await runInDurableObject(stub, async (_, state) => {
@@ -344,7 +399,15 @@ describe("admin routes", () => {
       "search-latency",
       "answer-first-token",
       "sign-in-latency",
+      "voice-connect",
+      "voice-connect-warning",
+      "voice-first-transcript",
+      "voice-first-transcript-warning",
       "voice-response",
+      "voice-response-warning",
+      "ingestion-ready",
+      "ingestion-dead-letters",
+      "flag-propagation",
     ]);
     const availability = res.body.items[0];
     expect(availability).toMatchObject({
