@@ -54,7 +54,7 @@ export const metricCatalog = {
   },
   queue_messages_total: {
     type: "counter",
-    help: "Queue messages handled, by queue and outcome (ack or retry).",
+    help: "Queue messages handled, by queue and outcome (ack, retry, or dead_letter: moved to the dead-letter queue after its last attempt).",
     labelNames: ["queue", "outcome"],
   },
   auth_registrations_total: {
