@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 import type { Database } from "../../src/db/client.ts";
 import { setLogLevel } from "../../src/observability/log.ts";
 import { SOCKET_RECHECK_MS, socketRecheck } from "../../src/sockets/credential.ts";
+import { recordVoiceGauges } from "../../src/voice/jobs.ts";
 import { VOICE_UPGRADE_AT_HEADER } from "../../workers/voice-session.ts";
 import { call, callRaw, OPERATOR_TOKEN, type SocketOptions } from "./harness.ts";
 import { db, freshIp, signedInUser, type TestUser } from "./identity-helpers.ts";
@@ -392,6 +393,19 @@ describe("voice SLO metrics, local mode", () => {
     await s.until((e) => e.type === "response.done");
     expect(connects().map((c) => c.labels)).toEqual([["local"], ["local"]]);
     for (const { value } of connects()) expect(value).toBeGreaterThanOrEqual(0);
+  });
+
+  it("sets voice_sessions_active to the sessions connected now, in the 5-minute job", async () => {
+    const s = await openRealtime("/v1/realtime", { token: alice.access });
+    await s.until((e) => e.type === "session.created");
+    const gauge = metricSamples("voice_sessions_active");
+    await recordVoiceGauges(env);
+    const result = (await db.execute(
+      sql`select count(*)::int as active from voice_sessions where status = 'active'`,
+    )) as unknown as { rows: { active: number }[] };
+    const active = result.rows[0]?.active ?? 0;
+    expect(active).toBeGreaterThan(0);
+    expect(gauge()).toEqual([{ labels: [], value: active }]);
   });
 
   it("records no first transcript: local mode has no speech-to-text, so a spoken turn gets none", async () => {
