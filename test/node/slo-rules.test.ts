@@ -1,6 +1,7 @@
 // The Prometheus SLO rules (src/ops/prometheus-rules.ts, dashboards/prometheus/slo-rules.yml): committed
-// file fresh, accepted by promtool, firing and resolving on the same minutes as the Worker's evaluator
-// (src/ops/burn-rate.ts) on the same synthetic traffic, and every runbook_url landing on a heading.
+// file fresh (and the SLO dashboard generated with it), accepted by promtool, firing and resolving on the
+// same minutes as the Worker's evaluator (src/ops/burn-rate.ts) on the same synthetic traffic, and every
+// runbook_url landing on a heading.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { type MetricDefinition, metricCatalog } from "../../src/metrics/catalog.ts";
 import { exposedName, renderExposition } from "../../src/metrics/prometheus.ts";
+import { costAlertIds } from "../../src/ops/budgets.ts";
 import {
   BURN_PAIRS,
   CALM,
@@ -19,6 +21,7 @@ import {
   step,
   WINDOW_MINUTES,
 } from "../../src/ops/burn-rate.ts";
+import { runbookUrl } from "../../src/ops/deliver.ts";
 import {
   ALERT_NAME,
   type AlertingRule,
@@ -27,8 +30,7 @@ import {
   renderRules,
   sloRuleGroups,
 } from "../../src/ops/prometheus-rules.ts";
-import { costAlertIds } from "../../src/ops/budgets.ts";
-import { runbookUrl } from "../../src/ops/deliver.ts";
+import { DASHBOARD_PATH, renderSloDashboard } from "../../src/ops/slo-dashboard.ts";
 import { SLOS, type Slo } from "../../src/ops/slos.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -63,6 +65,13 @@ describe("the committed rules file", () => {
     const committed = readFileSync(rulesFile, "utf8");
     if (committed !== renderRules()) {
       expect.fail(`${RULES_PATH} is stale: run \`npm run slo:rules\` and commit the result`);
+    }
+  });
+
+  it("has beside it the SLO dashboard, dashboards/slos.json, also as `npm run slo:rules` generates it", () => {
+    const committed = readFileSync(join(root, DASHBOARD_PATH), "utf8");
+    if (committed !== renderSloDashboard()) {
+      expect.fail(`${DASHBOARD_PATH} is stale: run \`npm run slo:rules\` and commit the result`);
     }
   });
 

@@ -102,7 +102,11 @@ describe("the spend ledger", () => {
       ledger.count(
         [
           cost(1),
-          { name: "llm_tokens_total", labels: { feature: "answers", model: "gpt-4o-mini", kind: "prompt" }, value: 900 },
+          {
+            name: "llm_tokens_total",
+            labels: { feature: "answers", model: "gpt-4o-mini", kind: "prompt" },
+            value: 900,
+          },
         ],
         base - DAY,
       );
@@ -211,7 +215,9 @@ describe("budget alerts through the alert path", () => {
     });
     expect(ok.status).toBe(201);
     expect(ok.body.slo).toBe("cost-anomaly");
-    expect((await call("DELETE", `/api/admin/alerts/silences/${ok.body.id}`, { token: admin.access })).status).toBe(204);
+    expect((await call("DELETE", `/api/admin/alerts/silences/${ok.body.id}`, { token: admin.access })).status).toBe(
+      204,
+    );
     const unknown = await call("POST", "/api/admin/alerts/silences", {
       token: admin.access,
       json: { slo: "cost-budget-weekly-50", until, reason: "x" },

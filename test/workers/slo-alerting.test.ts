@@ -9,9 +9,9 @@ import { BURN_PAIRS, CALM, type PairReading, step } from "../../src/ops/burn-rat
 import { deliverDue } from "../../src/ops/deliver.ts";
 import { alertManager, evaluateSlos } from "../../src/ops/jobs.ts";
 import { SloLedger } from "../../src/ops/ledger.ts";
+import { verifyWebhookSignature } from "../../src/ops/notify/signature.ts";
 import { sloEventsOf } from "../../src/ops/sli.ts";
 import { SLOS } from "../../src/ops/slos.ts";
-import { verifyWebhookSignature } from "../../src/ops/notify/signature.ts";
 import type { MetricsAggregator } from "../../workers/metrics-aggregator.ts";
 import { call, received } from "./harness.ts";
 import { db, signedInUser, type TestUser } from "./identity-helpers.ts";
@@ -326,7 +326,9 @@ describe("deliveries", () => {
     const open = (await call("GET", "/api/admin/alerts", { token: viewer.access })).body.items.filter(
       (a: Record<string, unknown>) => String(a.slo).startsWith("voice-connect") && a.resolved_at === null,
     );
-    expect(open.map((a: Record<string, unknown>) => `${a.slo}/${a.severity}`)).toEqual(["voice-connect-warning/ticket"]);
+    expect(open.map((a: Record<string, unknown>) => `${a.slo}/${a.severity}`)).toEqual([
+      "voice-connect-warning/ticket",
+    ]);
     // Past the critical threshold the critical SLO pages as well.
     await run(start + 3 * MINUTE, 2, () => connects(0.6));
     const now = (await call("GET", "/api/admin/alerts", { token: viewer.access })).body.items.filter(
