@@ -4,17 +4,20 @@
 // Measured, each as the median of --runs calls: the burn-rate windows an evaluation reads (one pass with a
 // conditional sum per window) against the baseline of one query per window, and with the 30-day period the
 // status route adds; one evaluation minute over the readings (no transition: the steady state); and counting
-// one request's events into the ledger (the per-request cost in the aggregator).
+// one request's events into the ledger (the per-request cost in the aggregator); reading a full spend ledger
+// and turning it into the cost budget conditions.
 // Writes its block of docs/benchmarks.md and bench/slo/results/<date>.json.
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { MetricEvent } from "../../src/metrics/catalog.ts";
 import { AlertBook } from "../../src/ops/alerts.ts";
+import { costConditions } from "../../src/ops/budgets.ts";
 import { WINDOW_MINUTES } from "../../src/ops/burn-rate.ts";
 import { evaluateMinute, readSlos } from "../../src/ops/evaluate.ts";
 import { PERIOD_MINUTES, SloLedger } from "../../src/ops/ledger.ts";
 import { SLOS } from "../../src/ops/slos.ts";
+import { KEPT_DAYS, SpendLedger } from "../../src/ops/spend.ts";
 import type { Sql } from "../../src/ops/sql.ts";
 import { parseOptions } from "../lib/options.ts";
 import { writeDocBlock, writeResultsFile } from "../lib/report.ts";
@@ -102,6 +105,24 @@ const request: MetricEvent[] = [
 ];
 const counting = time(() => ledger.count(request, now));
 
+// A full spend ledger: every kept day, four features, five models each.
+const spend = new SpendLedger(sql);
+const DAY = 86_400_000;
+db.exec("BEGIN");
+for (let d = 0; d < KEPT_DAYS; d++) {
+  for (const feature of ["answers", "embeddings", "reranker", "voice"]) {
+    const costs: MetricEvent[] = Array.from({ length: 5 }, (_, m) => ({
+      name: "llm_cost_usd_total",
+      labels: { feature, model: `model-${m}` },
+      value: 0.5,
+    }));
+    spend.count(costs, now - d * DAY);
+  }
+}
+db.exec("COMMIT");
+const spendRows = Number(db.prepare("SELECT count(*) AS n FROM spend_days").get()?.n);
+const budgets = time(() => costConditions(spend.daily(now), { daily: 100, monthly: 2000 }, now));
+
 const report = {
   started_at: new Date(now).toISOString(),
   command: `npm run bench:slo -- --runs ${runs}`,
@@ -113,6 +134,8 @@ const report = {
   evaluate_minute_ms: median(evaluation),
   prune_ms: median(pruning),
   count_one_request_ms: median(counting),
+  spend_rows: spendRows,
+  cost_budgets_ms: median(budgets),
 };
 const f = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(1)} ms`);
 const block = [
@@ -129,6 +152,7 @@ const block = [
   `| prune the minutes past the period (nothing to delete: the steady state) | ${f(report.prune_ms)} |`,
   `| one evaluation minute over the readings (steady, no transition) | ${f(report.evaluate_minute_ms)} |`,
   `| count one request's events into the ledger (per request, in the aggregator) | ${f(report.count_one_request_ms)} |`,
+  `| cost budgets: read the spend ledger (${spendRows} rows: ${KEPT_DAYS} days x 4 features x 5 models) and evaluate the conditions | ${f(report.cost_budgets_ms)} |`,
   END,
 ].join("\n");
 await writeDocBlock(ROOT, { start: START, end: END, section: "## SLO evaluation (bench/slo)" }, block);
