@@ -29,7 +29,10 @@ export class FlagHub extends DurableObject<Env> {
   // Publishes run one at a time: KV puts are I/O, during which another call could otherwise interleave.
   private queue: Promise<unknown> = Promise.resolve();
 
-  /** Stores a snapshot in KV unless a newer one is there already, then announces its change (if any). */
+  /**
+   * Stores a snapshot in KV unless a newer one is there already, then announces its change (if any). True when
+   * the snapshot's version is new to the hub: the writes up to it reached the hub with this call, not before.
+   */
   publish(snapshot: Snapshot, event?: FlagChangeEvent): Promise<boolean> {
     const run = this.queue.then(() => this.publishInOrder(snapshot, event));
     this.queue = run.catch(() => undefined);
@@ -54,7 +57,7 @@ export class FlagHub extends DurableObject<Env> {
       await this.trim();
       this.broadcast((viewer) => frame("change", visibleChanges(event, viewer), event.version));
     }
-    return true;
+    return snapshot.version > published;
   }
 
   private async hasSnapshotInKv(): Promise<boolean> {

@@ -6,6 +6,7 @@ import { API_KEY_PREFIX } from "../auth/authenticate.ts";
 import { accessTokenCheck, verifyAccessToken } from "../auth/jwt.ts";
 import type { Principal } from "../auth/principal.ts";
 import { ApiError } from "../errors.ts";
+import { recordMetrics } from "../metrics/record.ts";
 import { headerCredential, signIn } from "../middleware/auth.ts";
 import { notFound } from "../middleware/errors.ts";
 import { setRequestUser } from "../middleware/request-context.ts";
@@ -33,6 +34,15 @@ export function contextFor(c: Context<AppEnv>, given: EvaluationContext = {}): E
     remoteAddress: given.remoteAddress ?? c.req.header("cf-connecting-ip"),
     currentTime: given.currentTime ?? new Date().toISOString(),
   };
+}
+
+/**
+ * Counts the flags one request evaluated, as one event whatever their number (the request path stays cheap):
+ * `flags` is a length the caller already has.
+ */
+export function evaluated(c: Context<AppEnv>, via: "evaluate" | "ofrep", flags: number): void {
+  if (flags > 0)
+    void recordMetrics(c.env, c.executionCtx, { name: "flag_evaluations_total", labels: { via }, value: flags });
 }
 
 /** Records exposures for evaluations served to a caller (sampled; never delays the response). */

@@ -65,6 +65,8 @@ export interface Committed<T> {
   /** The new snapshot, when something changed. */
   snapshot?: Snapshot;
   changes: Change[];
+  /** When the transaction had committed (epoch ms, the writer's clock): where flag_propagation_seconds starts. */
+  committedAt: number;
 }
 
 /** The transaction a write works in: a drizzle Pool transaction. */
@@ -79,7 +81,7 @@ export async function writeFlags<T>(
   actorId: string | null,
   work: (tx: Tx) => Promise<{ result: T; changes: Change[] }>,
 ): Promise<Committed<T>> {
-  return withPoolDb(config, (db) =>
+  const written = await withPoolDb(config, (db) =>
     db.transaction(async (tx) => {
       const [state] = await tx.select().from(flagState).where(eq(flagState.id, 1)).for("update");
       const current = state?.version ?? 0;
@@ -125,6 +127,7 @@ export async function writeFlags<T>(
       return { result, version, changes, snapshot: await buildSnapshot(tx, version) };
     }),
   );
+  return { ...written, committedAt: Date.now() };
 }
 
 /** The top-level fields that differ between two states, each with its before and after. */

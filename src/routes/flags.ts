@@ -5,7 +5,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { evaluateAll } from "../flags/evaluate.ts";
 import { clientFeatures, unleashFromFlag } from "../flags/interchange.ts";
 import { flagHub } from "../flags/publish.ts";
-import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
+import { contextFor, evaluated, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
 import { ClientFeaturesSchema, ContextSchema, EvaluationSchema } from "../flags/schema.ts";
 import { heldSnapshot } from "../flags/snapshot-cache.ts";
 import { endWhenRefused, hubStreamRequest, refusalOf, viewerOf } from "../flags/stream.ts";
@@ -36,6 +36,7 @@ export const flagRoutes = createRouter()
       const context = contextFor(c, c.req.valid("json").context);
       const ruleSet = await ruleSetFor(c);
       const flags = evaluateAll(ruleSet, context);
+      evaluated(c, "evaluate", ruleSet.keys.length);
       exposed(c, context, Object.entries(flags));
       return c.json({ version: ruleSet.version, flags }, 200);
     },

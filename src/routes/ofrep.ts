@@ -22,7 +22,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app-env.ts";
 import { evaluate, evaluateAll } from "../flags/evaluate.ts";
 import type { Evaluation, EvaluationContext } from "../flags/model.ts";
-import { contextFor, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
+import { contextFor, evaluated, exposed, flagCaller, ruleSetFor } from "../flags/request.ts";
 import { ContextSchema } from "../flags/schema.ts";
 import { findUnsafeJson } from "../input/unsafe.ts";
 import { canonicalJson } from "../json.ts";
@@ -295,12 +295,12 @@ export const ofrepRoutes = createRouter()
       const { context } = effective;
       const evaluation = evaluate(await ruleSetFor(c), key, context);
       const item = ofrepEvaluation(key, evaluation);
-      if ("errorCode" in item) {
-        if (item.errorCode === "FLAG_NOT_FOUND") return c.json({ ...item, errorCode: "FLAG_NOT_FOUND" as const }, 404);
-        exposed(c, context, [[key, evaluation]]);
-        return c.json(item as z.infer<typeof EvaluationFailure>, 400);
+      if ("errorCode" in item && item.errorCode === "FLAG_NOT_FOUND") {
+        return c.json({ ...item, errorCode: "FLAG_NOT_FOUND" as const }, 404);
       }
+      evaluated(c, "ofrep", 1);
       exposed(c, context, [[key, evaluation]]);
+      if ("errorCode" in item) return c.json(item as z.infer<typeof EvaluationFailure>, 400);
       return c.json(item, 200);
     },
     invalidContextHook,
@@ -340,6 +340,8 @@ export const ofrepRoutes = createRouter()
       const { context, timeGiven } = effective;
       const ruleSet = await ruleSetFor(c);
       const evaluations = Object.entries(evaluateAll(ruleSet, context));
+      // Counted even when answered 304: the evaluations were made (for the ETag).
+      evaluated(c, "ofrep", evaluations.length);
       const flags = evaluations.map(([key, evaluation]) => ofrepEvaluation(key, evaluation));
       const etag = await bulkEtag(ruleSet.version, context, timeGiven, flags);
       // Not modified: the caller already holds these evaluations, so nothing is served (and no exposure counted).

@@ -944,12 +944,101 @@ describe("flag operational metrics", () => {
       get: () => ({ publish: () => Promise.reject(new Error("hub unreachable")) }),
     };
     const snapshot = await buildSnapshot(db);
+    const propagated = await metricValue("flag_propagation_seconds_count");
     await publishCommitted({ ...workerEnv, FLAG_HUB: unreachable } as unknown as Env, {
       result: undefined,
       version: snapshot.version,
       snapshot,
       changes: [{ subject: "flag", key: uniqueFlagKey("lost"), action: "updated", before: null, after: null }],
+      committedAt: Date.now(),
     });
     expect(await metricValue("flag_publish_failures_total")).toBe(before + 1);
+    // Not at the hub: no propagation observed (yet).
+    expect(await metricValue("flag_propagation_seconds_count")).toBe(propagated);
+  });
+});
+
+describe("flag_propagation_seconds", () => {
+  const observed = () => metricValue("flag_propagation_seconds_count");
+
+  it("is observed once per write, when the write's version first reaches the FlagHub", async () => {
+    const before = await observed();
+    const key = uniqueFlagKey("propagation");
+    await createFlag(admin.access, { key, enabled: false });
+    await toggleFlag(admin.access, key, true);
+    expect(await observed()).toBe(before + 2);
+
+    // Handing over a version the hub holds already (a retry, or a newer write got there first) observes nothing.
+    const snapshot = await buildSnapshot(db);
+    expect(await flagHub(workerEnv).publishedVersion()).toBe(snapshot.version);
+    await publishCommitted(workerEnv, {
+      result: undefined,
+      version: snapshot.version,
+      snapshot,
+      changes: [{ subject: "flag", key, action: "updated", before: null, after: null }],
+      committedAt: Date.now(),
+    });
+    expect(await observed()).toBe(before + 2);
+  });
+
+  it("is observed from the commit when the reconcile cron brings a write whose publish was lost", async () => {
+    await createFlag(admin.access, { key: uniqueFlagKey("late"), enabled: true });
+    const before = await observed();
+    const withinMinute = () => metricValue('flag_propagation_seconds_bucket{le="60"}');
+    const seconds = () => metricValue("flag_propagation_seconds_sum");
+    const [minuteBefore, secondsBefore] = [await withinMinute(), await seconds()];
+    // A write committed ten minutes ago whose hand-off was lost: Postgres moved on, the hub did not.
+    await db.execute(
+      sql`update flag_state set version = version + 1, updated_at = now() - interval '10 minutes' where id = 1`,
+    );
+
+    expect(await runCronJob("*/5 * * * *", "flags-reconcile")).toBe("ok");
+    expect(await observed()).toBe(before + 1);
+    // The sample is the ten minutes since the commit, not the cron's own run.
+    expect(await withinMinute()).toBe(minuteBefore);
+    expect((await seconds()) - secondsBefore).toBeGreaterThanOrEqual(600);
+
+    // Brought once: the next run has nothing to republish and observes nothing.
+    expect(await runCronJob("*/5 * * * *", "flags-reconcile")).toBe("ok");
+    expect(await observed()).toBe(before + 1);
+  });
+});
+
+describe("flag_evaluations_total", () => {
+  const counted = (via: string) => metricValue(`flag_evaluations_total{via="${via}"}`);
+
+  it("counts the flags a POST /api/flags/evaluate evaluated, as one event per request", async () => {
+    await createFlag(admin.access, { key: uniqueFlagKey("counted"), enabled: true });
+    const before = await counted("evaluate");
+    const writes = vi.spyOn(workerEnv.ANALYTICS, "writeDataPoint");
+    const res = await evaluateFor(alice.access);
+    const events = writes.mock.calls.filter(([p]) => p?.blobs?.[0] === "flag_evaluations_total").map(([p]) => p);
+    writes.mockRestore();
+    expect(res.status).toBe(200);
+    const flags = Object.keys(res.body.flags).length;
+    expect(flags).toBeGreaterThan(1);
+    expect(events.map((p) => [p?.blobs?.[2], p?.doubles?.[0]])).toEqual([["evaluate", flags]]);
+    expect(await counted("evaluate")).toBe(before + flags);
+  });
+
+  it("counts OFREP evaluations: one for a single flag, every flag for bulk (304 included), none for an unknown key", async () => {
+    const key = uniqueFlagKey("ofrep-counted");
+    await createFlag(admin.access, { key, enabled: true });
+    const before = await counted("ofrep");
+    const ofrep = (path: string, headers: Record<string, string> = {}) =>
+      call("POST", `/ofrep/v1/evaluate/flags${path}`, { token: alice.access, headers, json: { context: {} } });
+
+    expect((await ofrep(`/${encodeURIComponent(key)}`)).status).toBe(200);
+    expect(await counted("ofrep")).toBe(before + 1);
+    expect((await ofrep(`/${encodeURIComponent(uniqueFlagKey("missing"))}`)).status).toBe(404);
+    expect(await counted("ofrep")).toBe(before + 1);
+
+    const bulk = await ofrep("");
+    expect(bulk.status).toBe(200);
+    const flags = (bulk.body.flags as unknown[]).length;
+    expect(await counted("ofrep")).toBe(before + 1 + flags);
+    const again = await ofrep("", { "if-none-match": String(bulk.headers.get("etag")) });
+    expect(again.status).toBe(304);
+    expect(await counted("ofrep")).toBe(before + 1 + 2 * flags);
   });
 });
