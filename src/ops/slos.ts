@@ -1,5 +1,6 @@
 // The service level objectives, as data: the one source of the Worker's evaluator (ledger.ts, burn-rate.ts),
-// the Prometheus rules (prometheus-rules.ts), the admin routes and docs/runbooks/slos.md.
+// the Prometheus rules (prometheus-rules.ts), the SLO dashboard (slo-dashboard.ts), the admin routes and
+// docs/runbooks/slos.md.
 import type { MetricName } from "../metrics/catalog.ts";
 import type { Severity } from "./burn-rate.ts";
 

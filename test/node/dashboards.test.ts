@@ -68,7 +68,7 @@ const EMITTED: Partial<Record<MetricName, string>> = {
   voice_errors_total: "test/workers/voice.test.ts",
   voice_sessions_active: "test/workers/voice.test.ts",
   voice_connect_seconds: "test/workers/voice.test.ts",
-  voice_first_transcript_seconds: "test/workers/voice.test.ts",
+  voice_first_transcript_seconds: "test/workers/voice-relay.test.ts",
   voice_barge_ins_total: "test/workers/voice-relay.test.ts",
   rag_queries_total: "test/workers/answers.test.ts",
   rag_citations_per_answer: "test/workers/answers.test.ts",
@@ -86,7 +86,7 @@ const EMITTED: Partial<Record<MetricName, string>> = {
   flag_evaluations_total: "test/workers/flags-runtime.test.ts",
   build_info: "test/workers/prometheus.test.ts",
   uptime_seconds: "test/workers/prometheus.test.ts",
-  cost_budget_spent_ratio: "test/workers/slo-alerting.test.ts",
+  cost_budget_spent_ratio: "test/workers/cost-alerts.test.ts",
 };
 
 /** The business dashboard's rows, in order. */
