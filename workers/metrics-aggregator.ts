@@ -8,7 +8,14 @@ import {
   metricCatalog,
   metricEventProblem,
 } from "../src/metrics/catalog.ts";
-import { applyEvent, renderExposition, type Series, seriesKey } from "../src/metrics/prometheus.ts";
+import {
+  applyEvent,
+  type Build,
+  buildSeries,
+  renderExposition,
+  type Series,
+  seriesKey,
+} from "../src/metrics/prometheus.ts";
 import { log } from "../src/observability/log.ts";
 import { SloLedger, type WindowCounts } from "../src/ops/ledger.ts";
 import { type DailySpend, SpendLedger } from "../src/ops/spend.ts";
@@ -49,6 +56,15 @@ export class MetricsAggregator extends DurableObject<Env> {
         count INTEGER NOT NULL,
         buckets TEXT NOT NULL,
         PRIMARY KEY (metric, label_values)
+      )`,
+    );
+    // One row per build ever scraped (a few a week): where its uptime_seconds counts from, across evictions.
+    ctx.storage.sql.exec(
+      `CREATE TABLE IF NOT EXISTS build_first_seen (
+        version TEXT NOT NULL,
+        git_commit TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        PRIMARY KEY (version, git_commit)
       )`,
     );
     for (const row of ctx.storage.sql.exec<SeriesRow>("SELECT * FROM metric_series").toArray()) {
@@ -95,8 +111,32 @@ export class MetricsAggregator extends DurableObject<Env> {
     });
   }
 
-  exposition(): string {
-    return renderExposition(this.series.values());
+  /** The exposition; with the build that answers the scrape, its build_info and uptime_seconds too. */
+  exposition(build?: Build): string {
+    const now = Date.now();
+    const scraped = build ? buildSeries(build, this.firstSeen(build, now), now) : [];
+    return renderExposition([...this.series.values(), ...scraped]);
+  }
+
+  /**
+   * When the exposition was first rendered for this build (now, the first time). A scrape, not an event, marks
+   * it: events do not carry the build, so uptime starts up to one scrape interval after the deploy.
+   */
+  private firstSeen({ version, commit }: Build, nowMs: number): number {
+    const sql = this.ctx.storage.sql;
+    sql.exec(
+      "INSERT INTO build_first_seen (version, git_commit, first_seen_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+      version,
+      commit,
+      nowMs,
+    );
+    return sql
+      .exec<{ first_seen_ms: number }>(
+        "SELECT first_seen_ms FROM build_first_seen WHERE version = ? AND git_commit = ?",
+        version,
+        commit,
+      )
+      .one().first_seen_ms;
   }
 
   /** SLO counts per window ending now; also drops the minutes older than every period (run each minute). */

@@ -23,6 +23,21 @@ export interface Series {
   buckets: number[];
 }
 
+/** The build answering a scrape (APP_VERSION, GIT_COMMIT). */
+export interface Build {
+  version: string;
+  commit: string;
+}
+
+/**
+ * build_info (1, labelled with the build) and uptime_seconds (since `firstSeenMs`, when the aggregator first
+ * rendered the exposition for this build): scrape-time values, never stored as series.
+ */
+export const buildSeries = (build: Build, firstSeenMs: number, nowMs: number): Series[] => [
+  { metric: "build_info", labelValues: [build.version, build.commit], sum: 1, count: 1, buckets: [] },
+  { metric: "uptime_seconds", labelValues: [], sum: Math.max(0, (nowMs - firstSeenMs) / 1000), count: 1, buckets: [] },
+];
+
 /** Identifies a series: metric name plus label values in catalog order. */
 export const seriesKey = (metric: MetricName, values: readonly string[]): string => JSON.stringify([metric, ...values]);
 

@@ -11,7 +11,7 @@ const getMetrics = createRoute({
   tags: ["operations"],
   summary: "Prometheus metrics",
   description:
-    "Global counters and histograms (all isolates, aggregated in one Durable Object) in the Prometheus text format 0.0.4. The catalog is in docs/metrics.md.",
+    "Global counters and histograms (all isolates, aggregated in one Durable Object) in the Prometheus text format 0.0.4, with build_info and uptime_seconds for the build that answers. The catalog is in docs/metrics.md.",
   security: [{ operatorToken: [] }, ...signedIn],
   middleware: [requireOperator] as const,
   responses: {
@@ -24,6 +24,7 @@ const getMetrics = createRoute({
 export const metricsRoutes = createRouter();
 
 metricsRoutes.openapi(getMetrics, async (c) => {
-  const exposition = await metricsAggregator(c.env).exposition();
+  const { APP_VERSION: version, GIT_COMMIT: commit } = c.var.config;
+  const exposition = await metricsAggregator(c.env).exposition({ version, commit });
   return c.text(exposition, 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE, "Cache-Control": "no-store" });
 });

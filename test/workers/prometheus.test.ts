@@ -1,4 +1,7 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/env.ts";
 import {
   type MetricDefinition,
   type MetricEvent,
@@ -7,11 +10,13 @@ import {
 } from "../../src/metrics/catalog.ts";
 import {
   applyEvent,
+  buildSeries,
   escapeLabelValue,
   exposedName,
   renderExposition,
   type Series,
 } from "../../src/metrics/prometheus.ts";
+import { metricsAggregator } from "../../src/metrics/record.ts";
 
 const http = (status: string, value: number): MetricEvent => ({
   name: "http_request_duration_seconds",
@@ -222,5 +227,59 @@ describe("gauges", () => {
     expect(renderExposition([series])).toMatch(
       /^# TYPE voiceassist_auth_active_sessions gauge\nvoiceassist_auth_active_sessions 3$/m,
     );
+  });
+});
+
+describe("build_info and uptime_seconds", () => {
+  it("render build_info 1 labelled with the build, and uptime_seconds since the build was first seen", () => {
+    const text = renderExposition(buildSeries({ version: "1.2.3", commit: 'ab"c' }, 1_000, 61_500));
+    expect(block(text, "voiceassist_build_info").slice(1)).toEqual([
+      "# TYPE voiceassist_build_info gauge",
+      'voiceassist_build_info{version="1.2.3",commit="ab\\"c"} 1',
+    ]);
+    expect(block(text, "voiceassist_uptime_seconds").slice(1)).toEqual([
+      "# TYPE voiceassist_uptime_seconds gauge",
+      "voiceassist_uptime_seconds 60.5",
+    ]);
+  });
+
+  it("GET /metrics carries them for APP_VERSION and GIT_COMMIT, counting uptime from that build's first scrape", async () => {
+    const loaded = loadConfig(env);
+    if (!loaded.ok) throw new Error("test config does not load");
+    const { APP_VERSION: version, GIT_COMMIT: commit } = loaded.config;
+    const scrape = async () => {
+      const res = await exports.default.fetch("http://api.test/metrics", {
+        headers: { authorization: "Bearer test-operator-token-0123456789" },
+      });
+      expect(res.status).toBe(200);
+      return res.text();
+    };
+    const samples = (text: string, metric: string) =>
+      text.split("\n").filter((l) => l.startsWith(`${metric}{`) || l.startsWith(`${metric} `));
+
+    const first = await scrape();
+    expect(samples(first, "voiceassist_build_info")).toEqual([
+      `voiceassist_build_info{version="${version}",commit="${commit}"} 1`,
+    ]);
+    expect(samples(first, "voiceassist_uptime_seconds")).toHaveLength(1);
+
+    // As if this build had first been scraped an hour ago: uptime counts from then, not from this scrape.
+    const hour = 3_600_000;
+    const aggregator = metricsAggregator(env);
+    await runInDurableObject(aggregator, (_, state) => {
+      state.storage.sql.exec("UPDATE build_first_seen SET first_seen_ms = first_seen_ms - ?", hour);
+    });
+    const uptime = (text: string) => Number(samples(text, "voiceassist_uptime_seconds")[0]?.split(" ")[1]);
+    const later = await scrape();
+    expect(uptime(later)).toBeGreaterThanOrEqual(3_600);
+    expect(uptime(later)).toBeLessThan(3_600 + 600);
+
+    // A new build starts from zero and is the only build_info shown; the first build keeps its start.
+    const next = await aggregator.exposition({ version: "9.9.9", commit: "next" });
+    expect(samples(next, "voiceassist_build_info")).toEqual([
+      'voiceassist_build_info{version="9.9.9",commit="next"} 1',
+    ]);
+    expect(uptime(next)).toBeLessThan(600);
+    expect(uptime(await scrape())).toBeGreaterThanOrEqual(3_600);
   });
 });
