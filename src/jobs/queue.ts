@@ -7,7 +7,13 @@ import { log } from "../observability/log.ts";
 import type { QueueEnvelope } from "../observability/outbound.ts";
 import { traceFromHeaders } from "../observability/trace.ts";
 
-export type MessageHandler = (payload: unknown, env: Env, message: Message<unknown>) => Promise<void>;
+/**
+ * How a handler finished with its message (a failure throws instead): "done", or "dead_letter" when it gave up
+ * and moved the message to a dead-letter queue itself. Either way the message leaves this queue (ack).
+ */
+export type HandlerResult = "done" | "dead_letter";
+
+export type MessageHandler = (payload: unknown, env: Env, message: Message<unknown>) => Promise<HandlerResult>;
 
 /** Handlers by envelope type (QueueEnvelope.type). */
 export type HandlerTable = Readonly<Record<string, MessageHandler>>;
@@ -18,7 +24,8 @@ const isEnvelope = (body: unknown): body is QueueEnvelope =>
 /**
  * Delivers each message to the handler for its type, continuing the producer's trace.
  * A failure or an unknown type retries the message; after max_retries the queue moves it to
- * the dead-letter queue, so nothing is silently dropped.
+ * the dead-letter queue, so nothing is silently dropped. Each message is counted by outcome:
+ * ack, retry, or dead_letter (a handler moved it to a dead-letter queue itself).
  */
 export async function consumeQueue(
   handlers: HandlerTable,
@@ -42,9 +49,9 @@ export async function consumeQueue(
         return "retry";
       }
       try {
-        await handler(envelope.payload, env, message);
+        const result = await handler(envelope.payload, env, message);
         message.ack();
-        return "ack";
+        return result === "dead_letter" ? "dead_letter" : "ack";
       } catch (error) {
         log("error", "queue message failed", {
           ...fields,

@@ -1,7 +1,7 @@
 // Every scheduled job, by the cron of wrangler.toml [triggers] that runs it. src/index.ts hands this table to runCron.
 import { cleanUpIdentity, recordIdentityGauges } from "../auth/jobs.ts";
 import { cleanUpFlagOverrides, reconcileFlags } from "../flags/jobs.ts";
-import { requeueStuckDocuments } from "../kb/jobs.ts";
+import { recordKbGauges, requeueStuckDocuments } from "../kb/jobs.ts";
 import { evaluateSlos } from "../ops/jobs.ts";
 import { recordVoiceGauges } from "../voice/jobs.ts";
 import type { CronTable } from "./cron.ts";
@@ -12,6 +12,7 @@ export const cronJobs = {
   },
   "*/5 * * * *": {
     "identity-gauges": recordIdentityGauges,
+    "kb-gauges": recordKbGauges,
     "kb-requeue-stuck": async (env) => {
       await requeueStuckDocuments(env);
     },

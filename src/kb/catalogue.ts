@@ -201,13 +201,29 @@ export async function deleteDocument(env: Env, config: Config, document: Documen
   await env.DOCUMENTS.delete(document.r2Key);
 }
 
-/** Queues a rebuild into the next generation; the current chunks stay visible until it completes. */
+/**
+ * Queues a rebuild into the next generation (a reindex, or the retry of a failed document); the current
+ * chunks stay visible until it completes. The message carries the request time: its ready time starts there.
+ */
 export async function requestReindex(env: Env, config: Config, document: DocumentRow): Promise<void> {
+  const requestedAt = new Date();
   await createDb(config)
     .update(documents)
-    .set({ status: "queued", stage: null, progress: 0, chunksDone: 0, error: null, attempts: 0, updatedAt: new Date() })
+    .set({
+      status: "queued",
+      stage: null,
+      progress: 0,
+      chunksDone: 0,
+      error: null,
+      attempts: 0,
+      updatedAt: requestedAt,
+    })
     .where(eq(documents.id, document.id));
-  await queueIngestion(env, { documentId: document.id, generation: document.activeGeneration + 1 });
+  await queueIngestion(env, {
+    documentId: document.id,
+    generation: document.activeGeneration + 1,
+    requestedAt: requestedAt.toISOString(),
+  });
 }
 
 /**
@@ -230,14 +246,23 @@ export async function rebuildIndex(
       target: embeddingIndexes.name,
       set: { model: embedder.model, dimensions: embedder.dimensions, createdAt: new Date() },
     });
+  const requestedAt = new Date();
   const all = await db
     .update(documents)
-    .set({ status: "queued", stage: null, progress: 0, chunksDone: 0, error: null, attempts: 0, updatedAt: new Date() })
+    .set({
+      status: "queued",
+      stage: null,
+      progress: 0,
+      chunksDone: 0,
+      error: null,
+      attempts: 0,
+      updatedAt: requestedAt,
+    })
     .returning({ id: documents.id, generation: documents.activeGeneration });
   await bumpKbVersion(db);
   await queueIngestions(
     env,
-    all.map((d) => ({ documentId: d.id, generation: d.generation + 1 })),
+    all.map((d) => ({ documentId: d.id, generation: d.generation + 1, requestedAt: requestedAt.toISOString() })),
   );
   return { model: embedder.model, dimensions: embedder.dimensions, queued: all.length, previous };
 }

@@ -15,16 +15,22 @@ import type { Embedder } from "./embed/port.ts";
 import { extractDocument } from "./extract/index.ts";
 import { chunkId } from "./ids.ts";
 import { indexFor } from "./index-spec.ts";
+import { documentReadyTime, readyClockStart } from "./ready-time.ts";
 import { termFrequencies } from "./terms.ts";
 import { createVectorStore } from "./vectors/index.ts";
 import { type IndexSpec, type VectorStore, VectorStoreUnavailable } from "./vectors/port.ts";
 
 export const INGEST_MESSAGE = "kb.ingest";
 
+/** The queue KB_INGEST feeds and the consumer reads (wrangler.toml), as metric labels name it. */
+export const INGEST_QUEUE = "kb-ingest";
+
 /** Build `generation` of a document's chunks; it becomes visible only once complete. */
 interface IngestJob {
   documentId: string;
   generation: number;
+  /** ISO time of the reindex, retry or rebuild that asked for it; uploads and imports leave it out. */
+  requestedAt?: string | undefined;
 }
 
 export const queueIngestion = (env: Env, job: IngestJob) => enqueue(env.KB_INGEST, INGEST_MESSAGE, job);
@@ -49,13 +55,14 @@ const ROWS_PER_INSERT = 1_000;
 
 class DocumentGone extends Error {}
 
-type IngestOutcome = "indexed" | "already_indexed" | "document_gone" | "failed";
+type IngestOutcome = "indexed" | "already_indexed" | "already_failed" | "document_gone" | "failed";
 
 /**
  * Runs one ingestion: fetch from R2, extract, chunk, embed, write chunks + postings + vectors under
  * the new generation, then flip the document to it in one update and drop older generations.
  * Redelivery is safe at every step (derived chunk ids, upserts, a guarded flip). Transient failures
  * throw (the queue retries); permanent ones, or the last attempt, mark the document failed.
+ * Reaching a final state (ready, failed) is timed once, in kb_document_ready_seconds.
  */
 export async function ingestDocument(
   env: Env,
@@ -69,6 +76,10 @@ export async function ingestDocument(
   const [document] = await db.select().from(documents).where(eq(documents.id, job.documentId));
   if (!document) return "document_gone";
   if (document.activeGeneration >= job.generation) return "already_indexed";
+  // Every request for a new generation sets the document queued first: this is a redelivery of the message
+  // that failed it, and must not fail it (and dead-letter it) twice.
+  if (document.status === "failed") return "already_failed";
+  const since = readyClockStart(document, job.requestedAt);
 
   const timings: Record<string, number> = {};
   const metrics: MetricEvent[] = [];
@@ -156,6 +167,7 @@ export async function ingestDocument(
       return "document_gone";
     }
     metrics.push({ name: "kb_chunks_per_document", labels: {}, value: rows.length });
+    if (flipped.flipped) metrics.push(documentReadyTime(since, "ready"));
     await recordMetrics(env, undefined, ...metrics);
     return flipped.flipped ? "indexed" : "already_indexed";
   } catch (error) {
@@ -163,7 +175,7 @@ export async function ingestDocument(
       await recordMetrics(env, undefined, ...metrics);
       return "document_gone";
     }
-    return handleFailure(env, config, job, attempt, error, metrics);
+    return handleFailure(env, config, { job, attempt, since }, error, metrics);
   }
 }
 
@@ -278,8 +290,7 @@ async function flipToGeneration(
 async function handleFailure(
   env: Env,
   config: Config,
-  job: IngestJob,
-  attempt: number,
+  { job, attempt, since }: { job: IngestJob; attempt: number; since: Date },
   error: unknown,
   metrics: MetricEvent[],
 ): Promise<IngestOutcome> {
@@ -296,11 +307,13 @@ async function handleFailure(
     .set({ status: final ? "failed" : "queued", error: readable, attempts: attempt, updatedAt: new Date() })
     .where(eq(documents.id, job.documentId));
   metrics.push({ name: "kb_ingest_failures_total", labels: { reason, final: String(final) }, value: 1 });
+  if (final) metrics.push(documentReadyTime(since, "failed"));
   await recordMetrics(env, undefined, ...metrics);
   log(final ? "error" : "warn", "ingestion failed", { document_id: job.documentId, attempt, reason, error: message });
   if (!final) throw error;
   // Kept in the dead-letter queue for inspection; an admin retry enqueues a fresh message.
   await enqueue(env.KB_INGEST_DLQ, INGEST_MESSAGE, { ...job, error: readable });
+  await recordMetrics(env, undefined, { name: "kb_dead_letters_total", labels: { queue: INGEST_QUEUE }, value: 1 });
   return "failed";
 }
 

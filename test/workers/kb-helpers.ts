@@ -1,7 +1,12 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { documents } from "../../src/db/schema/kb.ts";
-import { ingestDocument } from "../../src/kb/ingest.ts";
+import type { Env } from "../../src/env.ts";
+import { messageHandlers } from "../../src/jobs/handlers.ts";
+import { consumeQueue } from "../../src/jobs/queue.ts";
+import { INGEST_QUEUE, ingestDocument } from "../../src/kb/ingest.ts";
+import type { QueueEnvelope } from "../../src/observability/outbound.ts";
 import { call } from "./harness.ts";
 import { config, db } from "./identity-helpers.ts";
 
@@ -55,4 +60,52 @@ export async function addIndexedDocument(
   const outcome = await ingestNow(res.body.id);
   if (outcome !== "indexed") throw new Error(`indexing failed: ${outcome}`);
   return res.body.id;
+}
+
+/** Upload overrides that keep each ingestion message for the test to deliver itself (nothing reaches the real queue). */
+export function capturedQueue() {
+  const sent: QueueEnvelope<{ documentId: string; generation: number; requestedAt?: string }>[] = [];
+  const bindings = {
+    KB_INGEST: {
+      send: async (body: (typeof sent)[number]) => {
+        sent.push(body);
+      },
+      sendBatch: async (batch: { body: (typeof sent)[number] }[]) => {
+        sent.push(...batch.map((m) => m.body));
+      },
+    },
+  };
+  return { sent, bindings };
+}
+
+/**
+ * The Worker's bindings with Analytics Engine and the dead-letter queue replaced by recorders, so a test counts
+ * exactly its own metric events and dead letters (the real consumer may be ingesting other tests' documents).
+ */
+export function recordingEnv() {
+  const points: AnalyticsEngineDataPoint[] = [];
+  const deadLetters: unknown[] = [];
+  const bindings = {
+    ...env,
+    ANALYTICS: { writeDataPoint: (point: AnalyticsEngineDataPoint) => points.push(point) },
+    KB_INGEST_DLQ: {
+      send: async (body: unknown) => {
+        deadLetters.push(body);
+      },
+    },
+  } as unknown as Env;
+  /** Samples of one metric: label values in catalog order (without the environment column) and value. */
+  const samples = (name: string) =>
+    points
+      .filter((p) => p.blobs?.[0] === name)
+      .map((p) => ({ labels: (p.blobs ?? []).slice(2), value: p.doubles?.[0] ?? Number.NaN }));
+  return { env: bindings, samples, deadLetters };
+}
+
+/** Delivers one message to the Worker's queue consumer as the kb-ingest queue would, on the given attempt. */
+export async function deliverIngestion(bindings: Env, body: unknown, attempts = 1) {
+  const batch = createMessageBatch(INGEST_QUEUE, [{ id: "m1", timestamp: new Date(), attempts, body }]);
+  const ctx = createExecutionContext();
+  await consumeQueue(messageHandlers, batch, bindings, ctx);
+  return getQueueResult(batch, ctx);
 }

@@ -1,14 +1,28 @@
 import { env } from "cloudflare:workers";
-import { sql } from "drizzle-orm";
+import { sql, TransactionRollbackError } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
-import { ingestDocument } from "../../src/kb/ingest.ts";
+import { withPoolDb } from "../../src/db/client.ts";
+import { documents } from "../../src/db/schema/kb.ts";
+import { cronJobs } from "../../src/jobs/schedule.ts";
+import { type DocumentCensus, documentCensus } from "../../src/kb/census.ts";
+import { INGEST_QUEUE, ingestDocument } from "../../src/kb/ingest.ts";
+import { recordKbGauges } from "../../src/kb/jobs.ts";
 import { createVectorStore } from "../../src/kb/vectors/index.ts";
 import type { VectorStore } from "../../src/kb/vectors/port.ts";
+import wranglerToml from "../../wrangler.toml?raw";
 import { pdf, pdfTextString, withPdfInfo, zip } from "../fixtures/kb/generate.ts";
 import { samples } from "../fixtures/kb/samples.ts";
 import { call, callRaw, stack } from "./harness.ts";
 import { config, db, signedInUser } from "./identity-helpers.ts";
-import { documentRow, ingestNow, untilSettled, upload } from "./kb-helpers.ts";
+import {
+  capturedQueue,
+  deliverIngestion,
+  documentRow,
+  ingestNow,
+  recordingEnv,
+  untilSettled,
+  upload,
+} from "./kb-helpers.ts";
 
 // Ingestion without pgvector indexes keywords only: suites that assert on vectors or ingest to the end skip
 // there (PGlite runs them); validation, access and audit run on every Postgres.
@@ -556,6 +570,152 @@ describe.skipIf(!hasVector)("knowledge-base metrics", () => {
   });
 });
 
+describe.skipIf(!hasVector)("ingestion SLO metrics", () => {
+  it("times a document from its upload to ready once (kb_document_ready_seconds), a reindex from its request", async () => {
+    const admin = await signedInUser("admin");
+    const queue = capturedQueue();
+    const res = await upload(
+      admin.access,
+      { bytes: unique("Ready time text."), name: "ready.txt" },
+      {},
+      queue.bindings,
+    );
+    expect(res.status).toBe(202);
+    // As if the upload had been accepted ten minutes ago.
+    await db.execute(sql`update kb_documents set created_at = now() - interval '10 minutes' where id = ${res.body.id}`);
+    const recording = recordingEnv();
+    const [uploaded] = queue.sent;
+    expect((await deliverIngestion(recording.env, uploaded)).explicitAcks).toEqual(["m1"]);
+    // A redelivery of a message already indexed is no second final state.
+    expect((await deliverIngestion(recording.env, uploaded)).explicitAcks).toEqual(["m1"]);
+    const afterUpload = recording.samples("kb_document_ready_seconds");
+    expect(afterUpload.map((s) => s.labels)).toEqual([["ready"]]);
+    expect(afterUpload[0]?.value).toBeGreaterThanOrEqual(600);
+
+    const reindex = await call("POST", `/api/admin/kb/documents/${res.body.id}/reindex`, {
+      token: admin.access,
+      overrides: queue.bindings,
+    });
+    expect(reindex.status).toBe(202);
+    const requested = queue.sent[1];
+    expect(requested?.payload.requestedAt).toEqual(expect.any(String));
+    await deliverIngestion(recording.env, requested);
+    const all = recording.samples("kb_document_ready_seconds");
+    expect(all.map((s) => s.labels)).toEqual([["ready"], ["ready"]]);
+    // Timed from the reindex request, not from the upload ten minutes before it.
+    expect(all[1]?.value).toBeLessThan(600);
+    expect(recording.samples("queue_messages_total").map((s) => s.labels)).toEqual([
+      ["kb-ingest", "ack"],
+      ["kb-ingest", "ack"],
+      ["kb-ingest", "ack"],
+    ]);
+  });
+
+  it("a retried attempt is not final; the last one is timed as failed, dead-lettered and counted once", async () => {
+    const admin = await signedInUser("admin");
+    const queue = capturedQueue();
+    const res = await upload(admin.access, { bytes: unique("Dead letter text."), name: "dl.txt" }, {}, queue.bindings);
+    const broken: VectorStore = {
+      ...createVectorStore(config),
+      upsert: async () => Promise.reject(new Error("store down")),
+    };
+    const recording = recordingEnv();
+    const job = { documentId: res.body.id, generation: 1 };
+    await expect(ingestDocument(recording.env, config, job, 1, { store: broken })).rejects.toThrow("store down");
+    expect(recording.samples("kb_document_ready_seconds")).toEqual([]);
+    expect(recording.samples("kb_dead_letters_total")).toEqual([]);
+    const last = config.KB_INGEST_MAX_ATTEMPTS;
+    expect(await ingestDocument(recording.env, config, job, last, { store: broken })).toBe("failed");
+    // The acknowledgement was lost: the same message again neither fails the document nor dead-letters it twice.
+    expect(await ingestDocument(recording.env, config, job, last, { store: broken })).toBe("already_failed");
+    expect(recording.samples("kb_document_ready_seconds").map((s) => s.labels)).toEqual([["failed"]]);
+    expect(recording.samples("kb_dead_letters_total").map((s) => s.labels)).toEqual([["kb-ingest"]]);
+    expect(recording.deadLetters).toHaveLength(1);
+  });
+
+  it("the consumer counts a dead-lettered delivery as outcome dead_letter in queue_messages_total", async () => {
+    const admin = await signedInUser("admin");
+    const queue = capturedQueue();
+    const blank = pdf([""], `Scanned ${crypto.randomUUID()}`);
+    const res = await upload(admin.access, { bytes: blank, name: "scan.pdf" }, {}, queue.bindings);
+    expect(res.status).toBe(202);
+    const recording = recordingEnv();
+    // No text layer: a permanent failure, final at the first attempt.
+    const result = await deliverIngestion(recording.env, queue.sent[0]);
+    expect(result.explicitAcks).toEqual(["m1"]);
+    expect(result.retryMessages).toEqual([]);
+    expect(recording.samples("queue_messages_total").map((s) => s.labels)).toEqual([["kb-ingest", "dead_letter"]]);
+    expect(recording.samples("kb_dead_letters_total").map((s) => s.labels)).toEqual([["kb-ingest"]]);
+    expect(recording.samples("kb_document_ready_seconds").map((s) => s.labels)).toEqual([["failed"]]);
+    expect(recording.deadLetters).toEqual([
+      expect.objectContaining({ payload: expect.objectContaining({ documentId: res.body.id }) }),
+    ]);
+    expect((await documentRow(res.body.id))?.status).toBe("failed");
+  });
+
+  it("labels the queue as wrangler.toml names the consumer's (the dead-letter SLO selects it)", () => {
+    expect(wranglerToml).toMatch(new RegExp(`\\[\\[queues\\.consumers\\]\\]\\s*queue = "${INGEST_QUEUE}"`));
+  });
+});
+
+describe("knowledge-base gauges", () => {
+  const newDocument = (status: "queued" | "processing" | "ready" | "failed", chunkCount: number) => {
+    const id = crypto.randomUUID();
+    return {
+      id,
+      title: `Census ${id}`,
+      mimeType: "text/plain",
+      byteSize: 1,
+      sha256: id,
+      r2Key: `documents/${id}`,
+      status,
+      chunkCount,
+    };
+  };
+
+  it("counts documents by status, 0 included, and the chunks of their active generations, in one query", async () => {
+    let seen: { census: DocumentCensus; existing: number } | undefined;
+    await withPoolDb(config, (pool) =>
+      pool.transaction(async (tx) => {
+        // Holds every document still (the real consumer waits for this transaction) with known values, then
+        // rolls back.
+        const held = await tx.execute(sql`update kb_documents set status = 'ready', chunk_count = 1`);
+        await tx
+          .insert(documents)
+          .values([
+            newDocument("queued", 0),
+            newDocument("queued", 0),
+            newDocument("failed", 0),
+            newDocument("ready", 5),
+          ]);
+        seen = { census: await documentCensus(tx), existing: held.rowCount ?? Number.NaN };
+        tx.rollback();
+      }),
+    ).catch((error) => {
+      if (!(error instanceof TransactionRollbackError)) throw error;
+    });
+    const existing = seen?.existing ?? Number.NaN;
+    expect(seen?.census).toEqual({
+      documents: { queued: 2, processing: 0, ready: existing + 1, failed: 1 },
+      chunks: existing + 5,
+    });
+  });
+
+  it("the kb-gauges job sets kb_documents for every status and kb_chunks, every 5 minutes", async () => {
+    expect(cronJobs["*/5 * * * *"]["kb-gauges"]).toBe(recordKbGauges);
+    const recording = recordingEnv();
+    await recordKbGauges(recording.env);
+    const byStatus = recording.samples("kb_documents");
+    expect(byStatus.map((s) => s.labels)).toEqual([["queued"], ["processing"], ["ready"], ["failed"]]);
+    // Nothing adds or removes documents while the test runs (the consumer only changes their status).
+    const [total] = await rows<{ n: number }>(sql`select count(*)::int as n from kb_documents`);
+    expect(byStatus.reduce((sum, s) => sum + s.value, 0)).toBe(total?.n);
+    const chunks = recording.samples("kb_chunks");
+    expect(chunks).toHaveLength(1);
+    expect(Number.isInteger(chunks[0]?.value) && (chunks[0]?.value ?? -1) >= 0).toBe(true);
+  });
+});
+
 describe.skipIf(!hasVector)("stuck documents", () => {
   it("queues again a document whose message was lost, and leaves fresh ones alone", async () => {
     const admin = await signedInUser("admin");
@@ -566,12 +726,16 @@ describe.skipIf(!hasVector)("stuck documents", () => {
     const sends = vi.spyOn(env.KB_INGEST, "sendBatch");
     const { requeueStuckDocuments } = await import("../../src/kb/jobs.ts");
     expect(await requeueStuckDocuments(env)).toBeGreaterThanOrEqual(1);
-    const sent = sends.mock.calls.flatMap(([batch]) =>
-      [...batch].map((m) => (m.body as { payload: { documentId: string } }).payload.documentId),
+    const payloads = sends.mock.calls.flatMap(([batch]) =>
+      [...batch].map((m) => (m.body as { payload: { documentId: string; requestedAt?: string } }).payload),
     );
     sends.mockRestore();
+    const sent = payloads.map((p) => p.documentId);
     expect(sent).toContain(lost.body.id);
     expect(sent).not.toContain(fresh.body.id);
+    // Its ready time keeps counting from its last change (31 minutes ago), not from the requeue.
+    const requestedAt = payloads.find((p) => p.documentId === lost.body.id)?.requestedAt ?? "";
+    expect(Date.now() - Date.parse(requestedAt)).toBeGreaterThanOrEqual(31 * 60_000);
     expect((await documentRow(lost.body.id))?.status).toBe("queued");
   });
 });

@@ -34,6 +34,7 @@ describe("queue messages carry the producer's trace", () => {
     messageHandlers["test.echo"] = async () => {
       const { currentWorkContext } = await import("../../src/observability/context.ts");
       seenTrace = currentWorkContext()?.trace.traceId;
+      return "done";
     };
     const message = runInWorkContext({ requestId: "req-queue-0002", trace: producerTrace }, () =>
       envelope("test.echo", {}),
@@ -53,10 +54,13 @@ describe("queue messages carry the producer's trace", () => {
     expect((await deliver({ type: "toString" })).retryMessages.map((m) => m.msgId)).toEqual(["m1"]);
   });
 
-  it("counts every message by queue and outcome", async () => {
-    messageHandlers["test.count"] = async () => {};
+  it("counts every message by queue and outcome (ack, dead_letter, retry) in queue_messages_total", async () => {
+    messageHandlers["test.count"] = async () => "done";
+    messageHandlers["test.dead-letter"] = async () => "dead_letter";
     const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
     await deliver(envelope("test.count", {}));
+    // The handler moved it to a dead-letter queue itself: it leaves this queue, counted as dead_letter.
+    expect((await deliver(envelope("test.dead-letter", {}))).explicitAcks).toEqual(["m1"]);
     await deliver({ type: "nobody.handles.this" });
     const outcomes = writes.mock.calls
       .map(([point]) => point?.blobs)
@@ -64,13 +68,14 @@ describe("queue messages carry the producer's trace", () => {
       .map((b) => b?.slice(2));
     expect(outcomes).toEqual([
       ["kb-ingest", "ack"],
+      ["kb-ingest", "dead_letter"],
       ["kb-ingest", "retry"],
     ]);
     writes.mockRestore();
   });
 
   it("times each enveloped message from enqueue to delivery in queue_lag_seconds", async () => {
-    messageHandlers["test.lag"] = async () => {};
+    messageHandlers["test.lag"] = async () => "done";
     const writes = vi.spyOn(env.ANALYTICS, "writeDataPoint");
     await deliver(envelope("test.lag", {}));
     await deliver(envelope("test.lag", {}));
