@@ -170,7 +170,7 @@ export const metricCatalog = {
   },
   kb_documents: {
     type: "gauge",
-    help: "Documents in the knowledge base by status (pending, processing, ready, failed), set by the 5-minute cron.",
+    help: "Documents in the knowledge base by status (queued, processing, ready, failed), set by the 5-minute cron.",
     labelNames: ["status"],
   },
   kb_chunks: {
