@@ -89,7 +89,7 @@ export const metricCatalog = {
   },
   auth_session_duration_seconds: {
     type: "histogram",
-    help: "How long a session lasted, from sign-in to its end, by how it ended (logout, reuse, password_change, password_reset, role_change, deactivated, deleted, admin_revoked).",
+    help: "How long a session lasted, from sign-in to its end, by how it ended (logout, reuse, password_change, password_reset, deactivated, deleted).",
     labelNames: ["end"],
     buckets: [60, 300, 900, 1800, 3600, 14_400, 28_800, 86_400, 604_800, 2_592_000],
   },
@@ -339,7 +339,7 @@ export const metricCatalog = {
   },
   flag_evaluations_total: {
     type: "counter",
-    help: "Flags evaluated, by how they were asked for (evaluate, ofrep, stream, client): one request can evaluate many.",
+    help: "Flags evaluated, by route (evaluate: POST /api/flags/evaluate, ofrep: OFREP single and bulk): one request can evaluate many.",
     labelNames: ["via"],
   },
   build_info: {
@@ -349,7 +349,7 @@ export const metricCatalog = {
   },
   uptime_seconds: {
     type: "gauge",
-    help: "Seconds since the serving version first sent a metric to the aggregator: how long this deployment has run.",
+    help: "Seconds since the aggregator first answered GET /metrics for the serving version and commit: how long this deployment has run, to within one scrape interval.",
     labelNames: [],
   },
   cost_budget_spent_ratio: {
