@@ -1,10 +1,10 @@
 import type { Config } from "../config.ts";
+import { type CallOutcome, callCost, recordModelCall } from "../costs/model-calls.ts";
 import type { Env } from "../env.ts";
 import { ApiError, toApiError } from "../errors.ts";
 import { createChatModel } from "../llm/index.ts";
 import { NOT_IN_KNOWLEDGE_BASE } from "../llm/local-composer.ts";
 import type { ChatModel, ChatUsage } from "../llm/port.ts";
-import { costUsd, priceFor } from "../llm/pricing.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
@@ -13,7 +13,6 @@ import { type Citation, CitationFilter, citationsFor } from "./citations.ts";
 import type { SearchFilters } from "./filters.ts";
 import { buildPrompt, type HistoryTurn, type SourcePassage } from "./prompt.ts";
 import { hybridSearch, type SearchDeps } from "./search.ts";
-import { recordUsage } from "./usage.ts";
 
 export type AnswerChannel = "query" | "conversation" | "websocket" | "voice";
 type AnswerOutcome = "answered" | "no_sources" | "blocked" | "cancelled" | "error";
@@ -103,7 +102,8 @@ export async function* answerQuestion(
         scoreFloor: config.RAG_SCORE_FLOOR,
         filters: request.filters,
       },
-      deps,
+      // The query embedding and the reranker are paid for by whoever asked.
+      { ...deps, userId: request.userId },
     );
     metrics.push(stage("retrieve", (performance.now() - retrieveStarted) / 1000));
     // Embedding and reranking happen inside retrieval; a cached search ran neither.
@@ -183,8 +183,7 @@ export async function* answerQuestion(
       value: 1,
     });
     if (calledModel) {
-      const cost = costOf(config, model.model, usage);
-      const callOutcome =
+      const callOutcome: CallOutcome =
         outcome === "answered"
           ? "ok"
           : failureCode === "UPSTREAM_TIMEOUT"
@@ -192,21 +191,21 @@ export async function* answerQuestion(
             : outcome === "cancelled"
               ? "cancelled"
               : "error";
-      metrics.push(...usageMetrics(model, usage, cost, callOutcome));
-      await recordUsage(config, {
+      const call = {
+        feature: "answers",
+        provider: model.provider,
+        model: model.model,
+        outcome: callOutcome,
+        result: outcome,
+        usage,
+        latencyMs: elapsedMs(),
+        firstTokenMs,
         userId: request.userId,
         conversationId: request.conversationId ?? null,
         channel: request.channel,
-        provider: model.provider,
-        model: model.model,
-        outcome,
-        usage,
-        costUsd: cost,
-        latencyMs: elapsedMs(),
-        firstTokenMs,
-      });
-    }
-    await recordMetrics(env, deps.ctx, ...metrics);
+      } as const;
+      await recordModelCall(config, env, deps.ctx, call, metrics);
+    } else await recordMetrics(env, deps.ctx, ...metrics);
   }
 
   function finished(content: string, citations: Citation[], invalid: number, result: Answer["outcome"]): Answer {
@@ -218,7 +217,7 @@ export async function* answerQuestion(
       provider: called ? model.provider : "none",
       model: called ? model.model : "none",
       usage,
-      costUsd: called ? costOf(config, model.model, usage) : 0,
+      costUsd: called ? callCost(config, model.model, usage) : 0,
       latencyMs: elapsedMs(),
       firstTokenMs,
       outcome: result,
@@ -248,38 +247,4 @@ function screen(
   metrics.push(...phiMetricEvents(counts, config.PHI_MODE));
   if (!question.allowed || turns.some((t) => !t.result.allowed)) return undefined;
   return { question: question.text, history: turns.map((t) => ({ role: t.turn.role, content: t.result.text })) };
-}
-
-const warnedUnpriced = new Set<string>();
-
-function costOf(config: Config, model: string, usage: ChatUsage): number | null {
-  const cost = costUsd(priceFor(config, model), usage);
-  if (cost !== undefined) return cost;
-  if (!warnedUnpriced.has(model))
-    log("warn", "no price for model: cost recorded as null; add it to LLM_PRICES", { model });
-  warnedUnpriced.add(model);
-  return null;
-}
-
-function usageMetrics(model: ChatModel, usage: ChatUsage, cost: number | null, outcome: string): MetricEvent[] {
-  return [
-    {
-      name: "llm_calls_total",
-      labels: { feature: "answers", provider: model.provider, model: model.model, outcome },
-      value: 1,
-    },
-    {
-      name: "llm_tokens_total",
-      labels: { feature: "answers", model: model.model, kind: "prompt" },
-      value: usage.promptTokens,
-    },
-    {
-      name: "llm_tokens_total",
-      labels: { feature: "answers", model: model.model, kind: "completion" },
-      value: usage.completionTokens,
-    },
-    ...(cost
-      ? [{ name: "llm_cost_usd_total", labels: { feature: "answers", model: model.model }, value: cost } as const]
-      : []),
-  ];
 }

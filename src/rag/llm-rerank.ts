@@ -1,6 +1,7 @@
 import type OpenAI from "openai";
 import { z } from "zod";
 import type { Config } from "../config.ts";
+import type { ModelCallMeter } from "../costs/model-calls.ts";
 import { UpstreamError } from "../errors.ts";
 import { type CallOutcome, circuitBreakerFor } from "../llm/circuit-breaker.ts";
 import {
@@ -10,6 +11,7 @@ import {
   retryDelayMs,
   upstreamError,
 } from "../llm/openai-client.ts";
+import type { ChatUsage } from "../llm/port.ts";
 import { log } from "../observability/log.ts";
 import { screenForCloud } from "../safety/phi.ts";
 import type { Reranker } from "./rerank.ts";
@@ -51,7 +53,7 @@ const RERANK: OpenAiOperation = { kind: "rerank", action: "judge the passages", 
  * fused order after them. It never fails a search: a timeout, an upstream error after bounded retries, an
  * open circuit or an unusable reply leaves the fused order as it was, with a warning (docs/retrieval.md).
  */
-export function llmReranker(config: LlmRerankConfig): Reranker {
+export function llmReranker(config: LlmRerankConfig, meter?: ModelCallMeter): Reranker {
   const model = config.RETRIEVAL_RERANK_MODEL ?? config.CHAT_MODEL;
   const candidates = config.RETRIEVAL_RERANK_CANDIDATES;
   const timeoutMs = config.RETRIEVAL_RERANK_TIMEOUT_MS;
@@ -85,12 +87,17 @@ export function llmReranker(config: LlmRerankConfig): Reranker {
         return results;
       }
       let outcome: CallOutcome = "no-verdict";
+      const started = Date.now();
+      // Every attempt the server answered is billed, a reply we cannot use included.
+      const usage: ChatUsage = { promptTokens: 0, completionTokens: 0 };
+      let failure: unknown;
       try {
         const messages = rerankMessages(screened.text, judged);
-        const scores = await judge(client, { model, messages }, judged.length, config);
+        const scores = await judge(client, { model, messages }, judged.length, config, usage);
         outcome = "success";
         return reorderByScores(results, scores);
       } catch (error) {
+        failure = error;
         // A 400 or 401 says nothing about the upstream's health; timeouts, 429s, 5xx and bad replies do.
         if (!(error instanceof UpstreamError) || error.transient) outcome = "failure";
         let reason = error instanceof Error ? error.message : String(error);
@@ -99,6 +106,14 @@ export function llmReranker(config: LlmRerankConfig): Reranker {
         return results;
       } finally {
         breaker.record(outcome);
+        const timedOut = failure instanceof UpstreamError && failure.code === "UPSTREAM_TIMEOUT";
+        meter?.({
+          provider: "openai",
+          model,
+          outcome: failure === undefined ? "ok" : timedOut ? "timeout" : "error",
+          usage,
+          latencyMs: Date.now() - started,
+        });
       }
     },
   };
@@ -176,6 +191,7 @@ async function judge(
   params: JudgeParams,
   passages: number,
   config: LlmRerankConfig,
+  usage: ChatUsage,
 ): Promise<number[]> {
   const timeoutMs = config.RETRIEVAL_RERANK_TIMEOUT_MS;
   const deadline = Date.now() + timeoutMs;
@@ -196,6 +212,8 @@ async function judge(
           { signal: controller.signal },
         );
         content = completion.choices?.[0]?.message?.content;
+        usage.promptTokens += completion.usage?.prompt_tokens ?? 0;
+        usage.completionTokens += completion.usage?.completion_tokens ?? 0;
       } catch (error) {
         if (controller.signal.aborted) throw timedOut();
         const failure = upstreamError(error, RERANK, timeoutMs);

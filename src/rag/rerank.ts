@@ -1,4 +1,5 @@
 import type { Config } from "../config.ts";
+import type { ModelCallMeter } from "../costs/model-calls.ts";
 import { llmReranker } from "./llm-rerank.ts";
 import type { SearchResult } from "./search.ts";
 
@@ -14,11 +15,11 @@ export interface Reranker {
   rerank(query: string, results: SearchResult[]): Promise<SearchResult[]>;
 }
 
-/** The configured reranker, or undefined for none (the fused order stands). */
-export function createReranker(config: Config): Reranker | undefined {
+/** The configured reranker, or undefined for none (the fused order stands); its calls go to `meter`. */
+export function createReranker(config: Config, meter?: ModelCallMeter): Reranker | undefined {
   switch (config.RETRIEVAL_RERANKER) {
     case "llm":
-      return llmReranker(config);
+      return llmReranker(config, meter);
     case "none":
       return undefined;
   }

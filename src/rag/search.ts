@@ -1,6 +1,7 @@
 import { and, eq, inArray } from "drizzle-orm";
 import { createCache } from "../cache/multilevel.ts";
 import type { Config } from "../config.ts";
+import { meterFor } from "../costs/model-calls.ts";
 import { createDb, type Database } from "../db/client.ts";
 import { chunks, documents } from "../db/schema/kb.ts";
 import type { Env } from "../env.ts";
@@ -10,6 +11,7 @@ import type { Embedder } from "../kb/embed/port.ts";
 import { createVectorStore } from "../kb/vectors/index.ts";
 import type { VectorStore } from "../kb/vectors/port.ts";
 import { type MetricEvent, recordMetrics } from "../metrics/record.ts";
+import { currentWorkContext } from "../observability/context.ts";
 import { keywordSearch, queryTerms } from "./bm25.ts";
 import type { SearchFilters } from "./filters.ts";
 import { type FusedHit, fuseRankings, type RankedHit, type RankedList } from "./fuse.ts";
@@ -70,6 +72,19 @@ export interface SearchDeps {
   ctx?: Pick<ExecutionContext, "waitUntil">;
   /** false: neither the query embedding nor the results are cached (docs/caching.md). */
   cache?: false;
+  /** Who pays for the query embedding and the reranker; default: the signed-in user of the request. */
+  userId?: string | null;
+}
+
+/** The embedder and reranker of a search, their calls metered for whoever searched (docs/costs.md). */
+function searchModels(config: Config, env: Env, deps: SearchDeps) {
+  const userId = deps.userId !== undefined ? deps.userId : (currentWorkContext()?.userId ?? null);
+  const meter = (feature: "embeddings" | "reranker") =>
+    meterFor(config, env, deps.ctx, { feature, userId, channel: "search" });
+  return {
+    embedder: deps.embedder ?? createEmbedder(config, meter("embeddings")),
+    reranker: "reranker" in deps ? deps.reranker : createReranker(config, meter("reranker")),
+  };
 }
 
 interface Arm {
@@ -99,11 +114,12 @@ export async function hybridSearch(
     { namespace: "embedding", ttlSeconds: config.CACHE_TTL_EMBEDDING_SECONDS },
     deps.ctx,
   );
+  const models = searchModels(config, env, deps);
   const resolved = {
     ...deps,
-    embedder: cachedEmbedder(deps.embedder ?? createEmbedder(config), embeddings),
+    embedder: cachedEmbedder(models.embedder, embeddings),
     store: deps.store ?? createVectorStore(config, db),
-    reranker: deps.reranker ?? createReranker(config),
+    reranker: models.reranker,
   };
   const degraded = (found: SearchResponse) =>
     isDegraded(found.mode, found.retrievers.vector.skipped, queryTerms(request.query).size);
@@ -138,6 +154,7 @@ async function runSearch(
   const db = createDb(config);
   const metrics: MetricEvent[] = [];
   const stageSeconds: SearchResponse["stageSeconds"] = {};
+  const models = searchModels(config, env, deps);
   const timed = async <T>(stage: SearchStage, work: () => Promise<T>): Promise<T> => {
     const stageStarted = performance.now();
     try {
@@ -165,7 +182,7 @@ async function runSearch(
     };
     const vectorArm = async (): Promise<Arm> => {
       if (mode === "keyword") return { hits: [], skipped: notRequested };
-      const embedder = deps.embedder ?? createEmbedder(config);
+      const embedder = models.embedder;
       const store = deps.store ?? createVectorStore(config, db);
       return vectorSearch({ db, embedder, store, timed }, request.query, { limit, filters });
     };
@@ -180,7 +197,7 @@ async function runSearch(
     if (!vector.skipped) lists.push({ retriever: "vector", weight: weights.vector, hits: vector.hits });
     // Off by default (rerank.ts): the fused order stands. When on, it judges more than top_k, so it can
     // bring a better chunk into the cut rather than only reorder the ones already in it.
-    const reranker = deps.reranker ?? createReranker(config);
+    const reranker = models.reranker;
     const topK = request.topK ?? config.RETRIEVAL_TOP_K;
     const judged = reranker ? Math.max(topK, config.RETRIEVAL_RERANK_CANDIDATES) : topK;
     const fused = await timed("fuse", async () =>

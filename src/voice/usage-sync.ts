@@ -1,10 +1,12 @@
+import { env } from "cloudflare:workers";
 import type { Config } from "../config.ts";
 import { storeExchange } from "../conversations/turns.ts";
+import { recordModelCall } from "../costs/model-calls.ts";
 import type { Database } from "../db/client.ts";
-import { costUsd, priceFor } from "../llm/pricing.ts";
+import type { Env } from "../env.ts";
+import { inBackground } from "../metrics/record.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
-import { recordUsage } from "../rag/usage.ts";
 import type { Exchange } from "./relay.ts";
 import type { State } from "./session-state.ts";
 import { addVoiceUsage, setVoiceAudioIn } from "./sessions.ts";
@@ -46,7 +48,7 @@ export async function recordLocalTurn(
   await addVoiceUsage(db, sessionId, { turns: 1, inputTokens: usage.prompt, outputTokens: usage.completion });
 }
 
-/** An upstream turn: the session's counters, the LLM usage ledger, and the exchange in its conversation. */
+/** An upstream turn: the session's counters, the model call (metrics and usage row), and the exchange in its conversation. */
 export async function recordUpstreamTurn(
   config: Config,
   db: Database,
@@ -56,25 +58,26 @@ export async function recordUpstreamTurn(
   audioOutMs: number,
 ): Promise<void> {
   const usage = { promptTokens: exchange.inputTokens, completionTokens: exchange.outputTokens };
-  const cost = costUsd(priceFor(config, model), usage) ?? null;
+  // The client already has its response: the row and the metrics go out in the background.
+  const cost = await recordModelCall(config, env as unknown as Env, inBackground, {
+    feature: "voice",
+    provider: "openai",
+    model,
+    outcome: "ok",
+    result: "answered",
+    usage,
+    latencyMs: exchange.latencyMs,
+    firstTokenMs: null,
+    userId: state.userId,
+    conversationId: state.conversationId,
+    channel: "voice",
+  });
   await addVoiceUsage(db, state.sessionId, {
     turns: 1,
     inputTokens: exchange.inputTokens,
     outputTokens: exchange.outputTokens,
     costUsd: cost ?? 0,
     audioOutMs,
-  });
-  await recordUsage(config, {
-    userId: state.userId,
-    conversationId: state.conversationId,
-    channel: "voice",
-    provider: "openai",
-    model,
-    outcome: "answered",
-    usage,
-    costUsd: cost,
-    latencyMs: exchange.latencyMs,
-    firstTokenMs: null,
   });
   if (state.conversationId && exchange.question) {
     await storeExchange(db, state.conversationId, { ...exchange, provider: "openai", model });

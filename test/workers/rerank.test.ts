@@ -46,14 +46,19 @@ const scoped = { mode: "keyword" as const, filters: { sourceTypes: [SOURCE] } };
 const uncached: SearchDeps = { cache: false };
 
 /** The test config with the LLM judge on, through the OpenAI stand-in; a model of its own per call (own breaker). */
-const withJudge = (extra: Partial<Config> = {}): Config => ({
-  ...config,
-  OPENAI_API_KEY: "sk-test-rerank",
-  OPENAI_BASE_URL: `${stack().openaiUrl}/v1`,
-  RETRIEVAL_RERANKER: "llm",
-  RETRIEVAL_RERANK_MODEL: `judge-${crypto.randomUUID().slice(0, 8)}`,
-  ...extra,
-});
+const withJudge = (extra: Partial<Config> = {}): Config => {
+  const judge = `judge-${crypto.randomUUID().slice(0, 8)}`;
+  return {
+    ...config,
+    OPENAI_API_KEY: "sk-test-rerank",
+    OPENAI_BASE_URL: `${stack().openaiUrl}/v1`,
+    RETRIEVAL_RERANKER: "llm",
+    RETRIEVAL_RERANK_MODEL: judge,
+    // Priced, so its calls are costed without the unpriced-model warning (docs/costs.md).
+    LLM_PRICES: { ...config.LLM_PRICES, [judge]: { input: 1, output: 1 } },
+    ...extra,
+  };
+};
 
 /** The fused order: the same search without a reranker. */
 const fused = async (query: string) => titles(await hybridSearch(config, env, { query, ...scoped }, uncached));

@@ -77,14 +77,17 @@ export const messages = pgTable(
   ],
 );
 
-/** Every chat model call, for cost and usage per user and per conversation. */
+const usageFeatures = ["answers", "embeddings", "reranker", "voice"] as const;
+
+/** Every paid model call, for cost and usage per user, conversation and feature (docs/costs.md). */
 export const llmUsage = pgTable(
   "llm_usage",
   {
     id: id(),
+    feature: text("feature", { enum: usageFeatures }).notNull(),
     userId: uuid("user_id").references(() => users.id, { onDelete: "set null" }),
     conversationId: uuid("conversation_id").references(() => conversations.id, { onDelete: "set null" }),
-    channel: text("channel").notNull(), // query | conversation | websocket
+    channel: text("channel").notNull(), // query | conversation | websocket | voice | search | ingest
     provider: text("provider").notNull(),
     model: text("model").notNull(),
     outcome: text("outcome").notNull(),
@@ -98,6 +101,8 @@ export const llmUsage = pgTable(
   (t) => [
     index("llm_usage_user_idx").on(t.userId, t.createdAt),
     index("llm_usage_conversation_idx").on(t.conversationId),
+    // The admin cost report reads a time range across all users.
+    index("llm_usage_created_idx").on(t.createdAt),
   ],
 );
 

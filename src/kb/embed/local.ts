@@ -1,3 +1,5 @@
+import type { ModelCallMeter } from "../../costs/model-calls.ts";
+import { estimateTokens } from "../chunk.ts";
 import { analyze } from "../terms.ts";
 import type { Embedder } from "./port.ts";
 
@@ -15,11 +17,23 @@ const FAMILIES = [
   { prefix: "c", weight: 0.6, features: characterGrams },
 ] as const;
 
-export function localEmbedder(): Embedder {
+/** The local embedder; `meter` counts its calls (free: metrics only, docs/costs.md) with estimated tokens. */
+export function localEmbedder(meter?: ModelCallMeter): Embedder {
   return {
     model: LOCAL_MODEL,
     dimensions: LOCAL_DIMENSIONS,
-    embed: async (texts) => texts.map(embedText),
+    async embed(texts) {
+      const started = Date.now();
+      const vectors = texts.map(embedText);
+      meter?.({
+        provider: "local",
+        model: LOCAL_MODEL,
+        outcome: "ok",
+        usage: { promptTokens: texts.reduce((sum, text) => sum + estimateTokens(text), 0), completionTokens: 0 },
+        latencyMs: Date.now() - started,
+      });
+      return vectors;
+    },
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Config } from "../../config.ts";
+import type { ModelCallMeter } from "../../costs/model-calls.ts";
 import { ApiError, UpstreamError } from "../../errors.ts";
 import { type OpenAiOperation, openAiClient, retryDelayMs, upstreamError } from "../../llm/openai-client.ts";
 import type { Embedder } from "./port.ts";
@@ -27,8 +28,11 @@ export type OpenAiEmbeddingConfig = Pick<
   | "EMBEDDING_TIMEOUT_MS"
 >;
 
-/** Embeddings from OpenAI (or any OpenAI-compatible base URL), batched, each batch retried a bounded number of times. */
-export function openAiEmbedder(config: OpenAiEmbeddingConfig): Embedder {
+/**
+ * Embeddings from OpenAI (or any OpenAI-compatible base URL), batched, each batch retried a bounded number of
+ * times. Each embed() is reported to `meter` once, with the tokens the server counted (docs/costs.md).
+ */
+export function openAiEmbedder(config: OpenAiEmbeddingConfig, meter?: ModelCallMeter): Embedder {
   const model = config.EMBEDDING_MODEL;
   // EMBEDDING_DIMENSIONS serves other OpenAI-compatible models and shortened text-embedding-3 vectors.
   const requested = config.EMBEDDING_DIMENSIONS;
@@ -42,7 +46,7 @@ export function openAiEmbedder(config: OpenAiEmbeddingConfig): Embedder {
   const timeoutMs = config.EMBEDDING_TIMEOUT_MS;
   const client = openAiClient(config, timeoutMs);
 
-  const embedBatch = async (input: string[]): Promise<number[][]> => {
+  const embedBatch = async (input: string[], used: { tokens: number }): Promise<number[][]> => {
     for (let attempt = 0; ; attempt++) {
       try {
         // The SDK asks for base64 and decodes it into number[].
@@ -51,6 +55,7 @@ export function openAiEmbedder(config: OpenAiEmbeddingConfig): Embedder {
           input,
           ...(requested ? { dimensions: requested } : {}),
         });
+        used.tokens += response.usage?.prompt_tokens ?? 0;
         return inputOrder(response.data, input.length, dimensions);
       } catch (error) {
         const failure = upstreamError(error, EMBEDDINGS, timeoutMs);
@@ -65,10 +70,27 @@ export function openAiEmbedder(config: OpenAiEmbeddingConfig): Embedder {
     model,
     dimensions,
     async embed(texts) {
+      const started = Date.now();
+      const used = { tokens: 0 };
+      const report = (outcome: "ok" | "timeout" | "error") =>
+        meter?.({
+          provider: "openai",
+          model,
+          outcome,
+          usage: { promptTokens: used.tokens, completionTokens: 0 },
+          latencyMs: Date.now() - started,
+        });
       const vectors: number[][] = [];
-      for (let i = 0; i < texts.length; i += config.EMBEDDING_BATCH_SIZE) {
-        vectors.push(...(await embedBatch(texts.slice(i, i + config.EMBEDDING_BATCH_SIZE))));
+      try {
+        for (let i = 0; i < texts.length; i += config.EMBEDDING_BATCH_SIZE) {
+          vectors.push(...(await embedBatch(texts.slice(i, i + config.EMBEDDING_BATCH_SIZE), used)));
+        }
+      } catch (error) {
+        // Batches that succeeded before the failure were billed all the same.
+        report(error instanceof ApiError && error.code === "UPSTREAM_TIMEOUT" ? "timeout" : "error");
+        throw error;
       }
+      report("ok");
       return vectors;
     },
   };

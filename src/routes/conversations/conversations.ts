@@ -8,9 +8,9 @@ import {
   thread,
   updateConversation,
 } from "../../conversations/store.ts";
+import { usageTotals } from "../../costs/usage-store.ts";
 import { createDb } from "../../db/client.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
-import { usageTotals } from "../../rag/usage.ts";
 import { createRouter, jsonBody, jsonResponse, PageQuery, pageOf, problem, signedIn } from "../router.ts";
 import { Conversation, conversationJson, Folder, IdParam, Title, Usage } from "./schemas.ts";
 

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { usageTotals } from "../../costs/usage-store.ts";
 import { createDb } from "../../db/client.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
-import { usageTotals } from "../../rag/usage.ts";
 import { createRouter, jsonResponse, problem, signedIn } from "../router.ts";
 import { Usage } from "./schemas.ts";
 
