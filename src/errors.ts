@@ -15,6 +15,7 @@ export const problemCodes = {
   PHI_BLOCKED: { status: 422, title: "Protected health information refused" },
   PRECONDITION_REQUIRED: { status: 428, title: "Precondition required" },
   RATE_LIMITED: { status: 429, title: "Too many requests" },
+  BUDGET_EXCEEDED: { status: 429, title: "Daily spending cap reached" },
   INTERNAL: { status: 500, title: "Internal server error" },
   BAD_ENVIRONMENT: { status: 500, title: "Server misconfigured" },
   UPSTREAM_UNAVAILABLE: { status: 502, title: "Upstream service unavailable" },

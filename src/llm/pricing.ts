@@ -37,3 +37,9 @@ export function costUsd(price: ModelPrice | undefined, usage: ChatUsage): number
   const dollars = (usage.promptTokens * price.input + usage.completionTokens * price.output) / 1_000_000;
   return Math.round(dollars * 1e8) / 1e8;
 }
+
+/** Whether a model is known to cost nothing (the in-Worker providers, or a self-hosted model priced 0/0). */
+export function isFreeModel(config: Pick<Config, "LLM_PRICES">, model: string): boolean {
+  const price = priceFor(config, model);
+  return price !== undefined && price.input === 0 && price.output === 0;
+}

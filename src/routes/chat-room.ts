@@ -3,6 +3,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { CHAT_PROTOCOL, CONVERSATION_HEADER, USER_HEADER } from "../../workers/chat-room.ts";
 import { ownConversation } from "../conversations/store.ts";
+import { enforceDailyCap } from "../costs/daily-cap.ts";
 import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -32,12 +33,15 @@ export const chatRoomRoutes = createRouter()
           z.object({ ticket: z.string(), expires_at: z.string(), url: z.string().describe("path to connect to") }),
         ),
         404: problem("No such conversation (or not yours)"),
+        429: problem("Daily spending cap reached: BUDGET_EXCEEDED, Retry-After until midnight UTC"),
       },
     }),
     async (c) => {
       const { conversation_id } = c.req.valid("json");
       const principal = principalOf(c);
       await ownConversation(createDb(c.var.config), principal.userId, conversation_id);
+      // The socket is for asking: a caller at the daily cap gets no ticket (docs/costs.md).
+      await enforceDailyCap(c.var.config, c.env, principal.userId, "answer");
       const { ticket, expiresAt } = await chatRoom(c.env, conversation_id).mintTicket(
         principal.userId,
         conversation_id,
@@ -67,6 +71,7 @@ export const chatRoomRoutes = createRouter()
         400: problem("Not a WebSocket upgrade"),
         401: problem("No valid token or ticket"),
         404: problem("No such conversation (or not yours)"),
+        429: problem("Daily spending cap reached: BUDGET_EXCEEDED, Retry-After until midnight UTC"),
       },
     }),
     async (c) => {
@@ -83,6 +88,7 @@ export const chatRoomRoutes = createRouter()
         const token = protocols.find((p) => p.startsWith(BEARER_PROTOCOL))?.slice(BEARER_PROTOCOL.length);
         const principal = token ? await signIn(c, { bearer: token }) : await signIn(c);
         await ownConversation(createDb(c.var.config), principal.userId, conversation_id);
+        await enforceDailyCap(c.var.config, c.env, principal.userId, "answer");
         headers.set(USER_HEADER, principal.userId);
         headers.set(CONVERSATION_HEADER, conversation_id);
         // The room checks this credential again while the socket is open.

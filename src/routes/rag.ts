@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { loadHistory } from "../conversations/store.ts";
+import { enforceDailyCap } from "../costs/daily-cap.ts";
 import { principalOf, requireUser } from "../middleware/auth.ts";
 import { answerQuestion } from "../rag/answer.ts";
 import { AnswerSchema, answerJson, collectAnswer, sseResponse, streamAnswer, wantsStream } from "./answer-wire.ts";
@@ -32,6 +33,7 @@ export const ragRoutes = createRouter().openapi(
       401: problem("Not signed in"),
       404: problem("No such conversation (or not yours)"),
       422: problem("Empty query, an unknown field, or PHI refused (PHI_MODE=block)"),
+      429: problem("Daily spending cap reached: BUDGET_EXCEEDED, Retry-After until midnight UTC"),
       502: problem("The chat model failed"),
       504: problem("The chat model timed out"),
     },
@@ -39,6 +41,8 @@ export const ragRoutes = createRouter().openapi(
   async (c) => {
     const body = c.req.valid("json");
     const { userId } = principalOf(c);
+    // Before the stream starts, so a capped caller gets the 429 itself rather than an error event.
+    await enforceDailyCap(c.var.config, c.env, userId, "answer");
     const history = body.conversation_id ? await loadHistory(c.var.config, userId, body.conversation_id) : [];
     const cancel = new AbortController();
     const events = answerQuestion(

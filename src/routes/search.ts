@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { requireUser } from "../middleware/auth.ts";
+import { enforceDailyCap } from "../costs/daily-cap.ts";
+import { principalOf, requireUser } from "../middleware/auth.ts";
 import type { SearchFilters } from "../rag/filters.ts";
 import { hybridSearch } from "../rag/search.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
@@ -74,10 +75,12 @@ export const searchRoutes = createRouter().openapi(
       200: jsonResponse("Ranked chunks, best first", SearchResponse),
       401: problem("Not signed in"),
       422: problem("Empty query, top_k out of range, or an unknown field"),
+      429: problem("Daily spending cap reached: BUDGET_EXCEEDED, Retry-After until midnight UTC"),
     },
   }),
   async (c) => {
     const body = c.req.valid("json");
+    await enforceDailyCap(c.var.config, c.env, principalOf(c).userId, { search: body.mode });
     const found = await hybridSearch(
       c.var.config,
       c.env,

@@ -8,6 +8,7 @@ import {
 } from "../../workers/voice-session.ts";
 import type { AppEnv } from "../app-env.ts";
 import { ownConversation } from "../conversations/store.ts";
+import { enforceDailyCap } from "../costs/daily-cap.ts";
 import { createDb } from "../db/client.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
@@ -81,8 +82,12 @@ const sessionJson = (row: VoiceSessionRow): z.infer<typeof VoiceSession> => ({
   ended_at: row.endedAt?.toISOString() ?? null,
 });
 
-/** A new session row for the caller, in their conversation if one is named (404 if it is not theirs). */
+/**
+ * A new session row for the caller, in their conversation if one is named (404 if it is not theirs).
+ * Upstream mode spends money: a caller at the daily cap is refused here, before any upgrade or ticket.
+ */
 async function newSessionFor(c: Context<AppEnv>, userId: string, conversationId: string | undefined) {
+  await enforceDailyCap(c.var.config, c.env, userId, "voice");
   const db = createDb(c.var.config);
   if (conversationId) await ownConversation(db, userId, conversationId);
   return createVoiceSession(db, {
@@ -115,6 +120,7 @@ const realtimeRoute = (path: string) =>
       400: problem("Not a WebSocket upgrade"),
       401: problem("No valid credential or ticket"),
       404: problem("No such conversation (or not yours)"),
+      429: problem("Daily spending cap reached (upstream mode): BUDGET_EXCEEDED, Retry-After until midnight UTC"),
     },
   });
 
@@ -168,6 +174,7 @@ export const voiceRoutes = createRouter()
           VoiceSession.extend({ ticket: z.string(), expires_at: z.string(), url: z.string() }),
         ),
         404: problem("No such conversation (or not yours)"),
+        429: problem("Daily spending cap reached (upstream mode): BUDGET_EXCEEDED, Retry-After until midnight UTC"),
       },
     }),
     async (c) => {

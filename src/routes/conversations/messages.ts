@@ -5,6 +5,7 @@ import { feedbackFor } from "../../conversations/feedback.ts";
 import { listMessages, messageVersions, ownConversation } from "../../conversations/store.ts";
 import { editMessage, regenerate, sendMessage, type TurnContext, type TurnEvent } from "../../conversations/turns.ts";
 import { messageJson } from "../../conversations/wire.ts";
+import { enforceDailyCap } from "../../costs/daily-cap.ts";
 import { createDb } from "../../db/client.ts";
 import { ApiError } from "../../errors.ts";
 import { principalOf, requireUser } from "../../middleware/auth.ts";
@@ -62,6 +63,8 @@ async function respondWithTurn(
   stream: boolean | undefined,
   events: AsyncGenerator<TurnEvent>,
 ): Promise<Response> {
+  // Before anything is stored or streamed: a capped caller gets the 429 itself.
+  await enforceDailyCap(c.var.config, c.env, principalOf(c).userId, "answer");
   // The first event is the stored question: an unknown conversation fails here, as a plain 404.
   const first = await events.next();
   const rest = (async function* () {
@@ -105,6 +108,7 @@ const turnResponses = {
   404: problem("No such conversation or message (or not yours)"),
   409: problem("The same client_message_id is still being answered"),
   422: problem("Empty content, an unknown field, or PHI refused (PHI_MODE=block)"),
+  429: problem("Daily spending cap reached: BUDGET_EXCEEDED, Retry-After until midnight UTC"),
   502: problem("The chat model failed (the question is kept: retry with the same client_message_id)"),
   504: problem("The chat model timed out (retry with the same client_message_id)"),
 };
