@@ -11,6 +11,7 @@ import { corsFromConfig, noStoreByDefault, securityHeaders } from "./middleware/
 import { sentry } from "./middleware/sentry.ts";
 import { adminAuditRoutes } from "./routes/admin-audit.ts";
 import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
+import { adminCostRoutes } from "./routes/admin-costs.ts";
 import { adminUserRoutes } from "./routes/admin-users.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { chatRoomRoutes } from "./routes/chat-room.ts";
@@ -54,6 +55,7 @@ export function createApp() {
   app.route("/", adminUserRoutes);
   app.route("/", adminAuditRoutes);
   app.route("/", opsAdminRoutes);
+  app.route("/", adminCostRoutes);
   app.route("/", kbAdminRoutes);
   app.route("/", searchRoutes);
   app.route("/", ragRoutes);
