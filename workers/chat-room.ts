@@ -3,6 +3,7 @@ import { z } from "zod";
 import { thread } from "../src/conversations/store.ts";
 import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
 import { messageJson } from "../src/conversations/wire.ts";
+import { enforceDailyCap } from "../src/costs/daily-cap.ts";
 import { createDb } from "../src/db/client.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { type FieldError, toApiError } from "../src/errors.ts";
@@ -145,6 +146,8 @@ export class ChatRoom extends DurableObject<Env> {
     this.running = new AbortController();
     try {
       const config = requireConfig(this.env);
+      // Each turn spends: the daily cap is checked per message, not only when the socket opened.
+      await enforceDailyCap(config, this.env, who.userId, "answer");
       const events = sendMessage(
         config,
         this.env,

@@ -1,5 +1,6 @@
 import { and, eq, lt, ne, sql } from "drizzle-orm";
 import type { Config } from "../config.ts";
+import { meterFor } from "../costs/model-calls.ts";
 import { createDb, postgresErrorCode, withPoolDb } from "../db/client.ts";
 import { chunks, documents, postings } from "../db/schema/kb.ts";
 import type { Env } from "../env.ts";
@@ -108,7 +109,9 @@ export async function ingestDocument(
       chunkDocument(extracted.document.blocks, { size: config.KB_CHUNK_SIZE, overlap: config.KB_CHUNK_OVERLAP }),
     );
     if (pieces.length === 0) throw new ApiError("VALIDATION_FAILED", "The document has no text to index.");
-    const embedder = deps.embedder ?? createEmbedder(config);
+    // The uploader pays for the document's embeddings (null when the row names none).
+    const uploader = { feature: "embeddings", userId: document.createdBy, channel: "ingest" } as const;
+    const embedder = deps.embedder ?? createEmbedder(config, meterFor(config, env, undefined, uploader));
     const index = await indexFor(db, embedder);
     const store = deps.store ?? createVectorStore(config);
     const withVectors = await vectorStoreReady(store, index);

@@ -34,7 +34,7 @@ export function relaySession(io: RelaySessionIo, upstream: UpstreamSettings): Re
         config,
         io.env,
         { query, topK, scoreFloor: config.RAG_SCORE_FLOOR },
-        { ctx: io.ctx },
+        { ctx: io.ctx, userId: state.userId },
       );
       return found.results.map((r, i) => ({
         index: i + 1,
