@@ -1,7 +1,7 @@
 import { type SQL, sql } from "drizzle-orm";
 import { csvLine } from "../audit/query.ts";
 import { type Database, queryRows } from "../db/client.ts";
-import { ApiError } from "../errors.ts";
+import { fieldError } from "../errors.ts";
 
 export const COST_GROUPINGS = ["user", "model", "feature", "day", "conversation"] as const;
 export type CostGrouping = (typeof COST_GROUPINGS)[number];
@@ -81,12 +81,9 @@ const MAX_DAYS = 366;
 export function reportRange(query: { from?: string; to?: string }, now: Date): { from: Date; to: Date } {
   const to = query.to ? new Date(query.to) : now;
   const from = query.from ? new Date(query.from) : new Date(to.getTime() - DEFAULT_DAYS * DAY_MS);
-  if (from >= to) throw badRange("query.from", "must be before to (to is exclusive)");
+  if (from >= to) throw fieldError("query.from", "must be before to (to is exclusive)");
   if (to.getTime() - from.getTime() > MAX_DAYS * DAY_MS) {
-    throw badRange("query.to", `must be at most ${MAX_DAYS} days after from`);
+    throw fieldError("query.to", `must be at most ${MAX_DAYS} days after from`);
   }
   return { from, to };
 }
-
-const badRange = (field: string, message: string) =>
-  new ApiError("BAD_REQUEST", `The report range is invalid: ${field} ${message}.`, { errors: [{ field, message }] });

@@ -551,11 +551,11 @@ describe("GET /api/admin/costs", () => {
     ]);
   });
 
-  it("refuses bad input with 400 naming the field", async () => {
+  it("refuses bad input with 422 naming the field", async () => {
     const refused = async (query: string, field: string) => {
       const res = await costs(query);
-      expect(res.status, query).toBe(400);
-      expect(res.body.code).toBe("BAD_REQUEST");
+      expect(res.status, query).toBe(422);
+      expect(res.body.code).toBe("VALIDATION_FAILED");
       expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual([field]);
       return res.body.detail as string;
     };
