@@ -1,3 +1,5 @@
+// Over 400 lines by design: one state machine over two event streams (the client's and OpenAI's), whose
+// session, items, tool calls, turn timing and reconnects share state; split, that state would cross files.
 import type { Citation } from "../rag/citations.ts";
 import { base64DecodedLength, durationMs } from "./audio.ts";
 import { SEARCH_TOOL, SEARCH_TOOL_NAME } from "./grounding.ts";
