@@ -1,14 +1,14 @@
 import { DurableObject } from "cloudflare:workers";
 import { z } from "zod";
+import { connectedFrame, errorFrame, historyFrame, pongFrame, turnFrame } from "../src/conversations/chat-frames.ts";
 import { thread } from "../src/conversations/store.ts";
-import { sendMessage, type TurnEvent } from "../src/conversations/turns.ts";
-import { messageJson } from "../src/conversations/wire.ts";
+import { sendMessage } from "../src/conversations/turns.ts";
 import { enforceDailyCap } from "../src/costs/daily-cap.ts";
 import { createDb } from "../src/db/client.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { type FieldError, toApiError } from "../src/errors.ts";
 import { findUnsafeJson } from "../src/input/unsafe.ts";
-import { currentWorkContext, runInWorkContext } from "../src/observability/context.ts";
+import { runInWorkContext } from "../src/observability/context.ts";
 import { describeError } from "../src/observability/errors.ts";
 import { log } from "../src/observability/log.ts";
 import { newSpanId, newTraceId } from "../src/observability/trace.ts";
@@ -75,8 +75,8 @@ export class ChatRoom extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment(who satisfies Attachment);
     await this.recheckLater();
-    send(server, { type: "connected", conversation_id: who.conversationId, user_id: who.userId });
-    send(server, { type: "history", messages: history.map(messageJson) });
+    send(server, connectedFrame(who.conversationId, who.userId));
+    send(server, historyFrame(history));
     const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
     const headers = offered.includes(CHAT_PROTOCOL) ? { "sec-websocket-protocol": CHAT_PROTOCOL } : undefined;
     return new Response(null, { status: 101, webSocket: client, headers });
@@ -107,7 +107,7 @@ export class ChatRoom extends DurableObject<Env> {
       const refusal = await socketRefusal(config, who.userId, who.credential);
       if (!refusal) continue;
       log("info", "chat socket closed: its credential no longer admits the user", { user_id: who.userId });
-      send(ws, socketError("UNAUTHORIZED", refusal));
+      send(ws, errorFrame("UNAUTHORIZED", refusal));
       ws.close(CLOSE_CREDENTIAL_ENDED, "credential ended");
     }
     const open = this.ctx.getWebSockets().filter((ws) => ws.readyState === WebSocket.OPEN);
@@ -132,9 +132,9 @@ export class ChatRoom extends DurableObject<Env> {
     if ("code" in frame) {
       // The code only: field names and messages can echo what the client sent.
       log("warn", "chat frame refused", { code: frame.code });
-      return send(ws, socketError(frame.code, frame.message, frame.errors));
+      return send(ws, errorFrame(frame.code, frame.message, frame.errors));
     }
-    if (frame.type === "ping") return send(ws, { type: "pong" });
+    if (frame.type === "ping") return send(ws, pongFrame());
     const { content, client_message_id } = frame;
     // One turn at a time per conversation, in arrival order, as in the REST route.
     this.turns = this.turns.then(() => this.runTurn(who, content, client_message_id));
@@ -157,7 +157,7 @@ export class ChatRoom extends DurableObject<Env> {
       );
       for await (const event of events) {
         if (event.type === "error") log("warn", "chat turn failed", { code: event.code });
-        const frame = toFrame(event);
+        const frame = turnFrame(event);
         if (frame) this.broadcast(frame);
       }
     } catch (error) {
@@ -166,7 +166,7 @@ export class ChatRoom extends DurableObject<Env> {
         code: failure.code,
         ...(hasCause(failure.code) ? { error: describeError(error) } : {}),
       });
-      this.broadcast(socketError(failure.code, failure.message));
+      this.broadcast(errorFrame(failure.code, failure.message));
     } finally {
       this.running = undefined;
     }
@@ -204,35 +204,6 @@ const invalidField = (field: string, message: string): Refusal => ({
   code: "VALIDATION_FAILED",
   message: `${field === "frame" ? "" : `${field} `}${message} (send {type: "message", content, client_message_id} or {type: "ping"}).`,
   errors: [{ field, message }],
-});
-
-function toFrame(event: TurnEvent): object | undefined {
-  switch (event.type) {
-    case "user_message":
-      return { type: "user_message.created", message: messageJson(event.message), replayed: event.replayed };
-    case "delta":
-      return { type: "chunk", text: event.text };
-    case "citations":
-      return undefined; // they arrive with message.done
-    case "done":
-      return {
-        type: "message.done",
-        message: messageJson(event.message),
-        citations: event.answer.citations,
-        replayed: event.replayed,
-      };
-    case "error":
-      return socketError(event.code, event.message);
-  }
-}
-
-// The requestId is the frame's: the same id is on the log line of the failure.
-const socketError = (code: string, message: string, errors?: FieldError[]) => ({
-  type: "error",
-  code,
-  message,
-  requestId: currentWorkContext()?.requestId,
-  ...(errors ? { errors } : {}),
 });
 
 function send(ws: WebSocket, frame: object): void {

@@ -4,7 +4,8 @@ import { loadConfig } from "../env.ts";
 import type { HandlerResult } from "../jobs/queue.ts";
 import { ingestDocument } from "./ingest.ts";
 
-const IngestPayload = z.object({
+// Exported for the contract tests (test/contract/): the message the consumer parses is the one the pact pins.
+export const IngestPayload = z.object({
   documentId: z.uuid(),
   generation: z.number().int().positive(),
   // Absent from upload and import messages (the document's created_at is their request time).
