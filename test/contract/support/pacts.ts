@@ -7,6 +7,10 @@ import { expect } from "vitest";
 
 export const CONTRACTS = join(import.meta.dirname, "../../../contracts");
 export const PROVIDER = "voiceassist-api";
+/** The chat socket's server frames (workers/chat-room.ts, built by src/conversations/chat-frames.ts). */
+export const CHAT_PROVIDER = "voiceassist-chat-socket";
+/** The kb-ingest queue's producer (src/kb/ingest.ts). */
+export const INGEST_PROVIDER = "voiceassist-kb-ingest-queue";
 
 /** `CONTRACTS_WRITE=1 npm run contracts:write` (or this variable on any run) rewrites contracts/ from the tests. */
 export const writing = process.env.CONTRACTS_WRITE === "1";
