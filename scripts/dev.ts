@@ -193,6 +193,8 @@ async function main(): Promise<void> {
       databaseUrl,
       dataDir: databaseUrl ? undefined : join(DATA_DIR, "pglite"),
       redisUrl: process.env.REDIS_URL || undefined,
+      // Chaos experiments only (docs/chaos.md); unset by default.
+      faultControlPort: process.env.LOCAL_FAULT_PROXY_PORT ? Number(process.env.LOCAL_FAULT_PROXY_PORT) : undefined,
     });
   } catch (error) {
     exitWith(1, `The local stack did not start: ${(error as Error).message}`);

@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { type FaultProxy, startFaultProxy } from "./fault-proxy.ts";
+import { startFaultControl } from "./fault-proxy-control.ts";
 import { createLocalNeonPool } from "./neon-pool.ts";
 import { startNeonProxy } from "./neon-proxy.ts";
 import { startEmbeddedPostgres } from "./postgres.ts";
@@ -12,6 +14,11 @@ export interface LocalStackOptions {
   databaseUrl?: string;
   /** Redis behind the Upstash-compatible server; default redis://127.0.0.1:6379. */
   redisUrl?: string;
+  /**
+   * For chaos experiments (docs/chaos.md): put a fault proxy in front of the Neon proxy and the Upstash server
+   * and serve their control on 127.0.0.1:<this port>. Unset (the default): no proxy, nothing changes.
+   */
+  faultControlPort?: number;
 }
 
 export interface LocalStack {
@@ -62,6 +69,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     stops.push(proxy.stop);
     env.DATABASE_URL = databaseUrl;
     env.NEON_LOCAL_PROXY = proxy.hostPort;
+    const faultProxies: Record<string, FaultProxy> = {};
+    if (options.faultControlPort !== undefined) {
+      faultProxies.postgres = await startFaultProxy({ upstream: proxy.hostPort });
+      stops.push(faultProxies.postgres.stop);
+    }
 
     let databaseHasVector = true;
     if (options.databaseUrl) {
@@ -84,8 +96,22 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       env.UPSTASH_REDIS_REST_TOKEN = upstash.token;
       redis = true;
       summary.push(`Upstash REST ${upstash.url} over ${redactUrl(redisUrl)}`);
+      if (options.faultControlPort !== undefined) {
+        faultProxies.redis = await startFaultProxy({ upstream: new URL(upstash.url).host });
+        stops.push(faultProxies.redis.stop);
+      }
     } catch (error) {
       notices.push(`${(error as Error).message}: L2 cache is off`);
+    }
+    if (options.faultControlPort !== undefined) {
+      // The Worker dials the fault proxies; migrations and this process's own checks go through them too.
+      if (faultProxies.postgres) env.NEON_LOCAL_PROXY = faultProxies.postgres.hostPort;
+      if (faultProxies.redis) env.UPSTASH_REDIS_REST_URL = `http://${faultProxies.redis.hostPort}`;
+      const control = await startFaultControl(faultProxies, options.faultControlPort);
+      stops.push(control.stop);
+      summary.push(
+        `Faults       ${control.url}/faults (chaos: ${Object.keys(faultProxies).join(", ")} behind fault proxies)`,
+      );
     }
 
     return { env, databaseHasVector, redis, summary, notices, stop };

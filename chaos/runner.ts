@@ -1,0 +1,345 @@
+// Runs experiments (chaos/experiments.ts) against a target (chaos/target.ts): steady state before, the
+// workload with the method's faults on a seeded schedule, rollbacks (always), time to recover, settling,
+// steady state after, invariants. Returns one report per experiment (chaos/report.ts prints them).
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { request, seededRandom } from "./client.ts";
+import { checkInvariant, type InvariantResult, settleDocuments } from "./invariants.ts";
+import type { Experiment, FaultAction, OperationKind, Probe, Profile } from "./model.ts";
+import type { Target } from "./target.ts";
+import {
+  type Actor,
+  type Fixture,
+  type Ledger,
+  newLedger,
+  PASSWORD,
+  type Phase,
+  runOperation,
+  uploadDocument,
+} from "./workload.ts";
+
+export interface ProbeResult {
+  name: string;
+  ok: boolean;
+  value: string;
+}
+
+export interface ExperimentReport {
+  id: string;
+  title: string;
+  profile: Profile;
+  seed: number;
+  status: "passed" | "failed" | "skipped" | "aborted";
+  reason?: string;
+  startedAt: string;
+  durationMs: number;
+  steadyStateBefore: ProbeResult[];
+  steadyStateAfter: ProbeResult[];
+  faults: { action: string; injectedAtMs: number; removedAtMs: number }[];
+  /** From the last fault's removal until every steady-state probe passed again. */
+  recoveryMs: number | null;
+  operations: { attempted: number; acknowledged: number; lost: number; byKind: Record<string, unknown> };
+  statuses: Record<string, Record<string, number>>;
+  invariants: InvariantResult[];
+}
+
+const SETTLE_MS = 240_000;
+
+async function probe(target: Target, p: Probe, userToken: string): Promise<ProbeResult> {
+  if (p.kind === "http") {
+    const token = p.auth === "operator" ? target.operatorToken : p.auth === "user" ? userToken : undefined;
+    const json = p.path === "/api/flags/evaluate" ? { context: {} } : undefined;
+    const reply = await request(target.url, p.path, { token, json, timeoutMs: 10_000 });
+    const ok = reply.status === p.status && (p.maxMs === undefined || reply.ms <= p.maxMs);
+    return { name: p.name, ok, value: `${reply.status} in ${reply.ms} ms` };
+  }
+  if (p.kind === "health") {
+    const reply = await request(target.url, "/health/detailed", { token: target.operatorToken, timeoutMs: 10_000 });
+    const components = (reply.json?.components ?? {}) as Record<string, { status?: string }>;
+    const notOk = Object.entries(components).filter(([, c]) => c.status !== "ok");
+    const ok = reply.status !== 0 && p.components.every((name) => components[name]?.status === "ok");
+    const status = String(reply.json?.status ?? reply.status);
+    return {
+      name: p.name,
+      ok,
+      value: notOk.length ? `${status} (${notOk.map(([n, c]) => `${n} ${c.status}`).join(", ")})` : status,
+    };
+  }
+  const reply = await request(target.url, "/metrics", { token: target.operatorToken, timeoutMs: 10_000 });
+  const present = reply.status === 200 && reply.text.includes(p.metric);
+  return {
+    name: p.name,
+    ok: present,
+    value: reply.status === 200 ? `${p.metric} ${present ? "present" : "absent"}` : `${reply.status}`,
+  };
+}
+
+async function steadyState(target: Target, experiment: Experiment, token: string): Promise<ProbeResult[]> {
+  return Promise.all(experiment.steadyState.map((p) => probe(target, p, token)));
+}
+
+/** Admin for the whole run: bootstrap once, else sign in. */
+export async function adminFor(target: Target, email: string): Promise<Actor> {
+  const boot = await request(target.url, "/api/admin/bootstrap", {
+    token: target.bootstrapToken,
+    json: { email, password: PASSWORD, full_name: "Chaos Admin" },
+  });
+  if (boot.status !== 201 && boot.status !== 409) throw new Error(`bootstrap: ${boot.status} ${boot.text}`);
+  return signIn(target.url, email, boot.json?.id);
+}
+
+async function signIn(base: string, email: string, id?: string): Promise<Actor> {
+  const login = await request(base, "/api/auth/login", { json: { email, password: PASSWORD } });
+  if (login.status !== 200) throw new Error(`login: ${login.status} ${login.text}`);
+  return { id: id ?? login.json?.user?.id, email, token: login.json.access_token };
+}
+
+async function createFixture(target: Target, admin: Actor, experiment: Experiment): Promise<Fixture> {
+  const base = target.url;
+  const run = randomUUID().slice(0, 8);
+  const users: Actor[] = [];
+  for (let i = 0; i < 3; i++) {
+    const email = `chaos-${experiment.id}-${run}-${i}@example.com`;
+    const reg = await request(base, "/api/auth/register", {
+      json: { email, password: PASSWORD, full_name: `Chaos ${i}` },
+    });
+    if (reg.status !== 201) throw new Error(`register: ${reg.status} ${reg.text}`);
+    users.push(await signIn(base, email, reg.json.id));
+  }
+  const conversations = [];
+  for (const owner of users) {
+    const conv = await request(base, "/api/conversations", { token: owner.token, json: { title: `chaos ${run}` } });
+    if (conv.status !== 201) throw new Error(`conversation: ${conv.status} ${conv.text}`);
+    conversations.push({ id: conv.json.id as string, owner });
+  }
+  const flagKey = `chaos.${experiment.id}.${run}`;
+  const flag = await request(base, "/api/admin/flags", { token: admin.token, json: { key: flagKey } });
+  if (flag.status !== 201) throw new Error(`flag: ${flag.status} ${flag.text}`);
+  const fixture: Fixture = { base, admin, users, conversations, flagKey, tag: `chaos-${run}` };
+  // A document for the answers to cite, ready before the fault.
+  const seed = await uploadDocument(
+    fixture,
+    `${fixture.tag}-seed`,
+    `Chaos document ${fixture.tag} describes fault drills.`,
+  );
+  if (seed.status !== 202) throw new Error(`seed document: ${seed.status} ${seed.text}`);
+  await settleDocuments(fixture, [seed.json.id], 60_000);
+  return fixture;
+}
+
+/** CPU burners of this process's own (one busy loop each), stopped by pid. */
+function burnCpu(workers: number): () => void {
+  const children: ChildProcess[] = [];
+  for (let i = 0; i < workers; i++) {
+    children.push(spawn(process.execPath, ["-e", "for(;;){}"], { stdio: "ignore" }));
+  }
+  return () => {
+    for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  };
+}
+
+function describeAction(action: FaultAction): string {
+  if (action.kind === "cpu-burn") return `cpu-burn x${action.workers}`;
+  const { mode, ...rest } = action.fault;
+  const extra = Object.entries(rest)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  return `${action.target}: ${mode}${extra ? ` ${extra}` : ""}`;
+}
+
+function pickKind(mix: Partial<Record<OperationKind, number>>, random: () => number): OperationKind {
+  const entries = Object.entries(mix) as [OperationKind, number][];
+  const total = entries.reduce((n, [, w]) => n + w, 0);
+  let x = random() * total;
+  for (const [kind, weight] of entries) {
+    x -= weight;
+    if (x < 0) return kind;
+  }
+  return entries[0]?.[0] as OperationKind;
+}
+
+export async function runExperiment(
+  target: Target,
+  admin: Actor,
+  experiment: Experiment,
+  options: { profile: Profile; seed: number; log?: (line: string) => void },
+): Promise<ExperimentReport> {
+  const log = options.log ?? (() => {});
+  const started = Date.now();
+  const report: ExperimentReport = {
+    id: experiment.id,
+    title: experiment.title,
+    profile: options.profile,
+    seed: options.seed,
+    status: "passed",
+    startedAt: new Date(started).toISOString(),
+    durationMs: 0,
+    steadyStateBefore: [],
+    steadyStateAfter: [],
+    faults: [],
+    recoveryMs: null,
+    operations: { attempted: 0, acknowledged: 0, lost: 0, byKind: {} },
+    statuses: {},
+    invariants: [],
+  };
+  const missing = experiment.needs.filter(
+    (need) =>
+      (need === "faults" && target.faultTargets.length === 0) ||
+      (need === "redis" && !target.redis) ||
+      (need === "openai" && !target.openai),
+  );
+  if (missing.length) {
+    report.status = "skipped";
+    report.reason = `the target offers no ${missing.join(", ")}`;
+    return report;
+  }
+
+  const fixture = await createFixture(target, admin, experiment);
+  const userToken = (fixture.users[0] as Actor).token;
+  report.steadyStateBefore = await steadyState(target, experiment, userToken);
+  if (!report.steadyStateBefore.every((p) => p.ok)) {
+    report.status = "aborted";
+    report.reason = "the steady-state hypothesis did not hold before the method";
+    report.durationMs = Date.now() - started;
+    return report;
+  }
+  log(`${experiment.id}: steady state holds; workload and faults start (seed ${options.seed})`);
+
+  const random = seededRandom(options.seed);
+  const ledger: Ledger = newLedger();
+  const schedule = experiment.method.map((step) => ({
+    step,
+    startMs: step.startMs[0] + Math.floor(random() * (step.startMs[1] - step.startMs[0] + 1)),
+    durationMs: step.durationMs[options.profile],
+  }));
+  const faultEndMs = Math.max(...schedule.map((s) => s.startMs + s.durationMs));
+  const workloadStart = Date.now();
+  let phase: Phase = "before";
+  let stopWorkload = false;
+  const minOperations = experiment.workload.minOperations[options.profile];
+  const attempted = () => Object.values(ledger.attempted).reduce((n, v) => n + v, 0);
+  let afterFaultSince = 0;
+  const clients = Array.from({ length: experiment.workload.concurrency }, async (_, client) => {
+    const pick = seededRandom(options.seed * 31 + client);
+    while (!stopWorkload) {
+      await runOperation(pickKind(experiment.workload.mix, pick), fixture, ledger, client, pick, () => phase);
+    }
+  });
+
+  const stopBurners: (() => void)[] = [];
+  const rollback = async () => {
+    for (const stop of stopBurners) stop();
+    for (const action of experiment.rollbacks) {
+      if (action.kind === "proxy") await target.setFault(action.target, { mode: "pass" }).catch(() => {});
+    }
+  };
+  try {
+    const timers = schedule.map(async ({ step, startMs, durationMs }) => {
+      await sleep(Math.max(0, workloadStart + startMs - Date.now()));
+      const injectedAt = Date.now();
+      phase = "during";
+      let stop = () => {};
+      if (step.action.kind === "proxy") await target.setFault(step.action.target, step.action.fault);
+      else {
+        stop = burnCpu(step.action.workers);
+        stopBurners.push(stop);
+      }
+      log(`${experiment.id}: injected ${describeAction(step.action)} for ${durationMs / 1000} s`);
+      await sleep(durationMs);
+      if (step.action.kind === "proxy") {
+        // Only lift what this step set: a later step on the same target may already hold it.
+        const later = schedule.some((s) => s.startMs > startMs && s.startMs <= Date.now() - workloadStart);
+        if (!later) await target.setFault(step.action.target, { mode: "pass" });
+      } else stop();
+      report.faults.push({
+        action: describeAction(step.action),
+        injectedAtMs: injectedAt - workloadStart,
+        removedAtMs: Date.now() - workloadStart,
+      });
+    });
+    await Promise.all(timers);
+  } finally {
+    await rollback();
+  }
+  phase = "after";
+  afterFaultSince = Date.now();
+  log(
+    `${experiment.id}: faults removed after ${((afterFaultSince - workloadStart) / 1000).toFixed(0)} s; measuring recovery`,
+  );
+
+  // Time to recover: every steady-state probe passes again.
+  for (;;) {
+    const probes = await steadyState(target, experiment, userToken);
+    if (probes.every((p) => p.ok)) {
+      report.recoveryMs = Date.now() - afterFaultSince;
+      break;
+    }
+    if (Date.now() - afterFaultSince > 180_000) break;
+    await sleep(500);
+  }
+  // The workload runs on until it has attempted its operations, and at least 10 s past the fault.
+  while (attempted() < minOperations || Date.now() - afterFaultSince < 10_000) await sleep(250);
+  stopWorkload = true;
+  await Promise.all(clients);
+  log(`${experiment.id}: ${attempted()} operations; retrying unanswered uploads and settling`);
+
+  // A client whose upload got no answer sends the same bytes again: it gets the first document (200) or a new one.
+  for (const { key, text } of ledger.unansweredUploads) {
+    const reply = await uploadDocument(fixture, key, text);
+    if ((reply.status === 202 || reply.status === 200) && reply.json?.id)
+      ledger.documents.set(String(reply.json.id), key);
+  }
+  let documents = await settleDocuments(
+    fixture,
+    [...ledger.documents.keys()],
+    experiment.requeueStuck ? 60_000 : SETTLE_MS,
+  );
+  let requeued = 0;
+  if (experiment.requeueStuck) {
+    const stuck = [...documents]
+      .filter(([, s]) => s && s.status !== "ready" && s.status !== "failed")
+      .map(([id]) => id);
+    if (stuck.length) {
+      requeued = await requeueStuck(target);
+      documents = await settleDocuments(fixture, [...ledger.documents.keys()], SETTLE_MS);
+    }
+  }
+
+  report.steadyStateAfter = await steadyState(target, experiment, userToken);
+  for (const name of experiment.invariants) {
+    report.invariants.push(
+      await checkInvariant(name, fixture, ledger, documents, requeued).catch((error: Error) => ({
+        name,
+        ok: false,
+        detail: `could not be checked: ${error.message}`,
+        lost: 0,
+      })),
+    );
+  }
+  const acknowledged = Object.values(ledger.acknowledged).reduce((n, v) => n + v, 0);
+  const lost = report.invariants.reduce((n, r) => n + r.lost, 0);
+  report.operations = {
+    attempted: attempted(),
+    acknowledged,
+    lost,
+    byKind: Object.fromEntries(
+      Object.keys(ledger.attempted).map((kind) => [
+        kind,
+        { attempted: ledger.attempted[kind], acknowledged: ledger.acknowledged[kind] ?? 0 },
+      ]),
+    ),
+  };
+  report.statuses = ledger.statuses;
+  const passed =
+    report.steadyStateAfter.every((p) => p.ok) && report.invariants.every((r) => r.ok) && lost === 0 && faultEndMs > 0;
+  report.status = passed ? "passed" : "failed";
+  report.durationMs = Date.now() - started;
+  return report;
+}
+
+/** Fires the kb-requeue-stuck cron (every 5 minutes) now; how many documents it requeued is not returned. */
+async function requeueStuck(target: Target): Promise<number> {
+  const reply = await request(target.url, `/cdn-cgi/local/scheduled?cron=${encodeURIComponent("*/5 * * * *")}`);
+  return reply.status === 200 ? 1 : 0;
+}
