@@ -213,6 +213,14 @@ describe("optimistic concurrency", () => {
 });
 
 describe("write-time validation names the field at fault", () => {
+  it("PATCH without a body: 422 naming the body, not a 500 (found by the fuzzer)", async () => {
+    const key = uniqueKey("nobody");
+    await createFlag({ key });
+    const res = await call("PATCH", path(key), { token: admin.access, headers: { "if-match": '"1"' } });
+    expect(res.status, JSON.stringify(res.body)).toBe(422);
+    expect(res.body.errors).toEqual([{ field: "body", message: expect.stringContaining("required") }]);
+  });
+
   const refuse = async (body: Record<string, unknown>, field: string) => {
     const res = await call("POST", "/api/admin/flags", {
       token: admin.access,

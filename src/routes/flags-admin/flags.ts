@@ -174,8 +174,18 @@ export const flagRecordRoutes = createRouter()
       responses: { ...flagWriteResponses, 428: problem("If-Match (or version) is missing") },
     }),
     async (c) => {
-      // Only the fields the client sent: zod's defaults must not reset the others.
-      const sent = (await c.req.json()) as Record<string, unknown>;
+      // Only the fields the client sent: zod's defaults must not reset the others. The validator lets an
+      // absent body through as {}, which has nothing to read the sent fields from.
+      const sent = (await c.req.json().catch(() => undefined)) as Record<string, unknown> | undefined;
+      if (!sent) {
+        throw new ApiError(
+          "VALIDATION_FAILED",
+          "The request body is required: a JSON object of the fields to change.",
+          {
+            errors: [{ field: "body", message: "is required" }],
+          },
+        );
+      }
       const { version, ...patch } = c.req.valid("json");
       const changes = Object.fromEntries(Object.entries(patch).filter(([field]) => field in sent));
       const committed = await updateFlag(
