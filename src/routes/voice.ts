@@ -34,7 +34,13 @@ const Preferences = z
     voice: z.string().trim().min(1).max(40),
     speed: z.number().min(0.25).max(1.5),
     language: z.string().trim().min(2).max(16).describe("BCP 47, e.g. en or en-GB"),
-    vad_sensitivity: z.number().min(0).max(1).describe("0: only loud, close speech; 1: quiet speech too"),
+    vad_sensitivity: z
+      .number()
+      .min(0)
+      .max(1)
+      // The column is a real: Postgres refuses a value that underflows it (5e-324) instead of storing 0.
+      .transform((value) => (Math.fround(value) === 0 ? 0 : value))
+      .describe("0: only loud, close speech; 1: quiet speech too"),
   })
   .openapi("VoicePreferences");
 

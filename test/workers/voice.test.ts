@@ -346,6 +346,14 @@ describe("voice preferences", () => {
     const created = await s.until((e) => e.type === "session.created");
     expect(created.session.audio.output.voice).toBe("cedar");
   });
+
+  it("stores a sensitivity too small for the real column as 0, not a 500 (found by the fuzzer)", async () => {
+    const user = await signedInUser();
+    const tiny = { voice: "cedar", speed: 1, language: "en", vad_sensitivity: 5e-324 };
+    const saved = await call("PUT", "/api/voice/preferences", { token: user.access, json: tiny });
+    expect(saved.status, JSON.stringify(saved.body)).toBe(200);
+    expect((await call("GET", "/api/voice/preferences", { token: user.access })).body.vad_sensitivity).toBe(0);
+  });
 });
 
 describe("voice metrics", () => {
