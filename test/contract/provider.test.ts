@@ -137,14 +137,12 @@ describe.skipIf(skip)(`provider ${PROVIDER} under npm run dev`, () => {
     [states.document]: {
       setup: async () => ({ documentId: await readyDocument(), accessToken: await adminToken() }),
     },
-    [states.admin]: {
-      setup: async () => ({ adminToken: await adminToken(), documentId: await readyDocument() }),
-    },
     [states.flag]: {
       setup: async (params: unknown) => {
         const { key } = params as { key: string };
-        await call("POST", "/api/admin/flags", [201, 409], { key, type: "boolean", enabled: true }, await adminToken());
-        return { accessToken: (await newUser()).accessToken };
+        const admin = await adminToken();
+        await call("POST", "/api/admin/flags", [201, 409], { key, type: "boolean", enabled: true }, admin);
+        return { accessToken: (await newUser()).accessToken, adminToken: admin };
       },
     },
   };

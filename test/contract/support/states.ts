@@ -10,12 +10,11 @@ export const states = {
   conversation: "a signed-in user has a conversation and the knowledge base holds a ready document",
   /** Returns accessToken (an admin's), documentId: the contract document, ready. */
   document: "an admin is signed in and the knowledge base holds a ready document",
-  /** params: {key}. Returns accessToken (a plain user's); the boolean flag `key` exists and is on. */
+  /** params: {key}. Returns accessToken (a plain user's) and adminToken; the boolean flag `key` exists and is on. */
   flag: "a user is signed in and a flag is on",
-  /** Returns adminToken: an admin's access token. */
-  admin: "an admin is signed in",
 } as const;
 
+export const OPERATOR_EMAIL = "operator@contract.example.test";
 export const READER_EMAIL = "reader@contract.example.test";
 export const ADMIN_EMAIL = "admin@contract.example.test";
 /** Passes the password policy; only ever used on the test's own `npm run dev`. */
