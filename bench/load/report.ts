@@ -8,8 +8,6 @@ export const SECTION = "## Load (bench/load)";
 export interface ScenarioRun extends ScenarioResult {
   /** CPU cores used on average over the scenario (warm-up included), by the Worker's workerd and by others. */
   cpu: { workerd: number; dev_ts: number; client: number; others: number };
-  /** Files under src/ or workers/ changed while it ran (wrangler then reloads the Worker mid-run). */
-  source_changed: boolean;
 }
 
 export interface LoadReport {
@@ -36,7 +34,6 @@ function notes(r: ScenarioRun): string {
   const out: string[] = [];
   if (r.stopped_by === "requests") out.push(`ran out of its ${r.requests} distinct requests after ${r.seconds} s`);
   if (r.repeated) out.push("went round its distinct requests more than once: caches may have answered repeats");
-  if (r.source_changed) out.push("**source edited during the run: wrangler reloaded**");
   if (r.latency_2xx_ms && r.non_2xx_share > 0.01)
     out.push(`2xx only: p50 ${ms(r.latency_2xx_ms.p50)}, p99 ${ms(r.latency_2xx_ms.p99)} ms`);
   return out.join("; ");

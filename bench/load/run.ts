@@ -2,17 +2,18 @@
 // fixed number of connections for a fixed time: the floors (GET /health, GET /api/auth/me), sign-in (many accounts
 // under the default limits, and one account to see the limiter answer), flag evaluation, search, answers (JSON)
 // and uploads. Per scenario: requests/s, the non-2xx share by status, latency p50/p95/p99, and CPU by role.
-// npm run dev runs through test/node/dev-server.ts: in a mirror of the working tree with its own data and port,
-// Redis off, loopback only; the developer's own stack is left alone. Everything stops by itself.
+// npm run dev runs in a private copy of HEAD (bench/ingest/dev-server.ts; --source working-tree for uncommitted
+// code) with its own data and port, Redis off, loopback only: the developer's own stack is left alone, and edits
+// made meanwhile do not reload the Worker under load (a reload also drops the local queue's pending messages).
+// Everything stops by itself.
 // Writes its block of docs/benchmarks.md and bench/load/results/<date>.json. --smoke: every scenario for a
 // second, nothing written, exit 1 on any 5xx or unanswered request.
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readdir, stat } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join, relative, resolve } from "node:path";
-import { type DevServer, startDevServer } from "../../test/node/dev-server.ts";
-import { processTree } from "../ingest/proc.ts";
+import { configVariableNames } from "../../src/config.ts";
+import { freePort } from "../../test/node/dev-server.ts";
+import { createSnapshot, type SnapshotSource, startDevServer } from "../ingest/dev-server.ts";
 import { startCpuMeter } from "../lib/cpu.ts";
 import { parseOptions } from "../lib/options.ts";
 import { writeDocBlock, writeResultsFile } from "../lib/report.ts";
@@ -33,10 +34,11 @@ const USAGE = `usage: npm run bench:load -- [options]
   --only LIST            scenarios to run, in this order (default all: ${SCENARIOS.join(",")})
   --smoke                every scenario for 1 s (no warm-up, 4 connections, small set-up); writes nothing;
                          exit 1 on any 5xx or unanswered request
+  --source S             what npm run dev runs: head (a copy of the last commit, default) or working-tree
   --timeout-minutes N    the whole run stops after this long (default 15)
   --no-write             print the block only; docs/benchmarks.md and results/ are left alone`;
 
-const { args, int, fail } = parseOptions(USAGE, {
+const { args, int, fail, oneOf } = parseOptions(USAGE, {
   seconds: { type: "string", default: "20" },
   "warm-up": { type: "string", default: "2" },
   connections: { type: "string", default: "8" },
@@ -45,6 +47,7 @@ const { args, int, fail } = parseOptions(USAGE, {
   uploads: { type: "string", default: "3000" },
   only: { type: "string" },
   smoke: { type: "boolean", default: false },
+  source: { type: "string", default: "head" },
   "timeout-minutes": { type: "string", default: "15" },
   "no-write": { type: "boolean", default: false },
 });
@@ -59,58 +62,49 @@ const wanted = (args.only?.split(",").map((s) => s.trim()) ?? [...SCENARIOS]) as
 if (!wanted.length || wanted.some((name) => !SCENARIOS.includes(name))) {
   fail(`--only must list scenarios among ${SCENARIOS.join(", ")}`);
 }
+const source: SnapshotSource = oneOf("source", ["head", "working-tree"]);
 const deadline = Date.now() + int("timeout-minutes") * 60_000;
 const { say, defer, stopAll, command, runMain } = runScope("bench:load", { stopAt: deadline });
 
-/** The latest modification time under the folders wrangler bundles from (a change reloads the Worker). */
-async function sourceStamp(): Promise<number> {
-  let latest = 0;
-  for (const folder of ["src", "workers"]) {
-    const entries = await readdir(join(ROOT, folder), { recursive: true, withFileTypes: true }).catch(() => []);
-    for (const entry of entries) {
-      if (!entry.isFile()) continue;
-      const { mtimeMs } = await stat(join(entry.parentPath, entry.name)).catch(() => ({ mtimeMs: 0 }));
-      latest = Math.max(latest, mtimeMs);
-    }
-  }
-  return latest;
-}
-
-function commitOf(): string {
-  const git = (...a: string[]) => execFileSync("git", a, { cwd: ROOT, encoding: "utf8" }).trim();
-  const changed = git("status", "--porcelain", "--", "src", "workers", "wrangler.jsonc").split("\n").filter(Boolean);
-  return `${git("rev-parse", "--short", "HEAD")}${changed.length ? ` + ${changed.length} uncommitted files under src/ or workers/` : ""}`;
-}
-
 async function main(): Promise<number> {
   const started = new Date();
+  const snapshot = await createSnapshot(ROOT, source);
+  defer(() => snapshot.remove(), "the copy of the checkout");
+  const commit = `${snapshot.commit}${snapshot.changes.length ? ` + the working tree (${snapshot.changes.length} changed files)` : ""}`;
+  // Hermetic: no configuration variable of this shell (DATABASE_URL, OPENAI_API_KEY...) reaches npm run dev.
+  for (const name of configVariableNames) delete process.env[name];
   const bootstrapToken = randomBytes(24).toString("base64url");
-  say("starting npm run dev in a mirror (test/node/dev-server.ts: own data and port, Redis off)");
-  const server: DevServer = await startDevServer({
-    https: false,
-    variables: {
+  const logFile = join(ROOT, "bench", "load", "logs", `dev-${started.toISOString().replace(/[:.]/g, "-")}.log`);
+  const port = await freePort();
+  say(`starting npm run dev -- --reset in ${snapshot.dir} (a copy of ${source}) on port ${port}, Redis off`);
+  const server = await startDevServer({
+    root: snapshot.dir,
+    port,
+    logFile,
+    startTimeoutMs: 180_000,
+    env: {
       ADMIN_BOOTSTRAP_TOKEN: bootstrapToken,
       LOG_LEVEL: "warn",
+      // Off, so that a shared Redis neither serves nor receives this run's cache entries.
+      REDIS_URL: "redis://127.0.0.1:1",
       // Set-up only: the accounts are registered from one address (the limit is 5 an hour per address).
       // The login limit, which the sign-in scenarios measure, stays at its default.
       RATE_LIMIT_REGISTER: "100000/3600",
     },
   });
   defer(() => server.stop(), "npm run dev");
-  say(`npm run dev answers on ${server.url} after ${(server.startupMs / 1000).toFixed(1)} s`);
-  const commit = commitOf();
+  say(`npm run dev answers on ${server.url}; its output: ${relative(ROOT, logFile)}`);
 
   const prepared = await prepare(
     { base: server.url, bootstrapToken, connections, accounts, docs, uploads, deadline, say },
     wanted,
   );
   const roleOf = (cmd: string) => (/workerd/.test(cmd) ? "workerd" : /scripts\/dev\.ts/.test(cmd) ? "dev_ts" : "other");
-  const processes = () => processTree(server.devScriptPid).map((info) => ({ role: roleOf(info.command), info }));
+  const processes = () => server.tree().map((info) => ({ role: roleOf(info.command), info }));
 
   const results: ScenarioRun[] = [];
   for (const scenario of prepared.scenarios) {
     say(`${scenario.name}: ${scenario.route}, ${scenario.connections} connections, ${warmUp} s + ${seconds} s`);
-    const stamp = await sourceStamp();
     const meter = startCpuMeter(processes);
     const result = await runScenario(server.url, scenario, { seconds, warmUpSeconds: warmUp, timeoutMs: 30_000 });
     const cpu = meter();
@@ -123,7 +117,6 @@ async function main(): Promise<number> {
         client: perSecond(cpu.client),
         others: perSecond(cpu.others),
       },
-      source_changed: (await sourceStamp()) !== stamp,
     };
     results.push(run);
     const statuses = Object.entries(run.statuses)
@@ -142,8 +135,7 @@ async function main(): Promise<number> {
     command,
     commit,
     machine: `${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"} (shared; load average ${loadavg()[0]?.toFixed(2)} at the end), Node ${process.version}`,
-    server:
-      "`npm run dev` in a mirror of the working tree (test/node/dev-server.ts): PGlite + pgvector, local embedder and composer, Redis off (L2 cache off), RATE_LIMIT_REGISTER raised for the set-up, every other variable at its default",
+    server: `\`npm run dev -- --reset\` in a copy of ${source === "head" ? "HEAD" : "the working tree"}: PGlite + pgvector, local embedder and composer, Redis off (no L2 cache), RATE_LIMIT_REGISTER raised for the set-up, every other variable at its default`,
     options: { seconds, warm_up_seconds: warmUp, connections },
     setup: prepared.setup,
     scenarios: results,
