@@ -20,6 +20,7 @@ export const problemCodes = {
   BAD_ENVIRONMENT: { status: 500, title: "Server misconfigured" },
   UPSTREAM_UNAVAILABLE: { status: 502, title: "Upstream service unavailable" },
   NOT_READY: { status: 503, title: "Service not ready" },
+  DATABASE_UNAVAILABLE: { status: 503, title: "Database unavailable" },
   UPSTREAM_TIMEOUT: { status: 504, title: "Upstream service timed out" },
 } as const;
 

@@ -1,0 +1,49 @@
+// Postgres unreachable (the chaos experiment database-failure, docs/chaos.md) is a 503 DATABASE_UNAVAILABLE with
+// Retry-After, not a 500: over HTTP (neon()) and over the WebSocket pool alike.
+import { describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.ts";
+import { serve } from "./harness.ts";
+
+const app = createApp();
+// The local Neon proxy's address replaced by a port nothing listens on: every connection is refused.
+const refused = { NEON_LOCAL_PROXY: "127.0.0.1:9" };
+
+describe("Postgres unreachable", () => {
+  it("sign-in (neon() over HTTP) is 503 DATABASE_UNAVAILABLE with Retry-After", async () => {
+    const res = await serve(
+      app,
+      "/api/auth/login",
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "nobody@example.com", password: "Granite-Harbour-Lantern-42" }),
+      },
+      refused,
+    );
+    expect(res.status).toBe(503);
+    expect(res.headers.get("content-type")).toContain("application/problem+json");
+    expect(res.headers.get("retry-after")).toBe("5");
+    const body = (await res.json()) as { code: string; detail: string };
+    expect(body.code).toBe("DATABASE_UNAVAILABLE");
+    expect(body.detail).not.toMatch(/127\.0\.0\.1|postgres:|ECONN/);
+  });
+
+  it("registration (a transaction over the WebSocket pool) is 503 DATABASE_UNAVAILABLE", async () => {
+    const res = await serve(
+      app,
+      "/api/auth/register",
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          email: `unreachable-${crypto.randomUUID()}@example.com`,
+          password: "Granite-Harbour-Lantern-42",
+          full_name: "Nobody",
+        }),
+      },
+      refused,
+    );
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { code: string }).code).toBe("DATABASE_UNAVAILABLE");
+  });
+});
