@@ -19,7 +19,7 @@ import {
   type SocketCredential,
   socketRefusal,
 } from "../src/sockets/credential.ts";
-import { mintTicket, redeemTicket } from "../src/sockets/tickets.ts";
+import { mintTicket, redeemTicket, ticketRefused } from "../src/sockets/tickets.ts";
 
 /** The subprotocol a chat client speaks; echoed when offered, as browsers require. */
 export const CHAT_PROTOCOL = "voiceassist.chat.v1";
@@ -68,7 +68,7 @@ export class ChatRoom extends DurableObject<Env> {
 
   override async fetch(request: Request): Promise<Response> {
     const who = await this.caller(request);
-    if (!who) return new Response("The ticket is unknown, used or expired: ask for a new one.", { status: 401 });
+    if (!who) return ticketRefused(request);
     // History first: if it cannot be read the handshake fails whole, leaving no half-open socket behind.
     const history = await thread(createDb(requireConfig(this.env)), who.conversationId, HISTORY_MESSAGES);
     const { 0: client, 1: server } = new WebSocketPair();

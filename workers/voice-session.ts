@@ -4,7 +4,7 @@ import { type Env, requireConfig } from "../src/env.ts";
 import { toApiError } from "../src/errors.ts";
 import { type MetricEvent, recordMetrics } from "../src/metrics/record.ts";
 import { CLOSE_CREDENTIAL_ENDED, credentialOf, SOCKET_RECHECK_MS, socketRefusal } from "../src/sockets/credential.ts";
-import { mintTicket, redeemTicket } from "../src/sockets/tickets.ts";
+import { mintTicket, redeemTicket, ticketRefused } from "../src/sockets/tickets.ts";
 import { AudioError, decodeAudioPayload, durationMs } from "../src/voice/audio.ts";
 import { AudioPacer, floodEvent, readFrame } from "../src/voice/flood.ts";
 import { LocalMode } from "../src/voice/local-mode.ts";
@@ -75,7 +75,7 @@ export class VoiceSession extends DurableObject<Env> {
 
   override async fetch(request: Request): Promise<Response> {
     const who = await this.caller(request);
-    if (!who) return new Response("The ticket is unknown, used or expired: ask for a new one.", { status: 401 });
+    if (!who) return ticketRefused(request);
     const config = requireConfig(this.env);
     const state = await this.load();
     if (state && this.ctx.getWebSockets().length > 0) {

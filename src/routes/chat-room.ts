@@ -9,6 +9,7 @@ import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";
 import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../sockets/credential.ts";
+import { REQUEST_ID_HEADER } from "../sockets/tickets.ts";
 import { createRouter, jsonBody, jsonResponse, problem, signedIn } from "./router.ts";
 
 // A token rides in the subprotocol list ("bearer.<token>"): browsers cannot set headers on a socket,
@@ -83,6 +84,7 @@ export const chatRoomRoutes = createRouter()
       headers.delete(USER_HEADER);
       headers.delete(CONVERSATION_HEADER);
       headers.delete(CREDENTIAL_HEADER);
+      headers.set(REQUEST_ID_HEADER, c.var.requestId);
       if (!ticket) {
         const protocols = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim());
         const token = protocols.find((p) => p.startsWith(BEARER_PROTOCOL))?.slice(BEARER_PROTOCOL.length);

@@ -14,6 +14,7 @@ import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { principalOf, requireUser, signIn } from "../middleware/auth.ts";
 import { CREDENTIAL_HEADER, socketCredential, ticketCredential } from "../sockets/credential.ts";
+import { REQUEST_ID_HEADER } from "../sockets/tickets.ts";
 import {
   createVoiceSession,
   loadPreferences,
@@ -142,6 +143,7 @@ async function connect(c: Context<AppEnv>, query: { conversation_id?: string; se
     headers.delete(name);
   }
   headers.set(VOICE_UPGRADE_AT_HEADER, String(upgradeAt));
+  headers.set(REQUEST_ID_HEADER, c.var.requestId);
   if (query.ticket) {
     if (!query.session_id) throw new ApiError("UNAUTHORIZED", "A ticket needs its session_id.");
     const stub = voiceSession(c.env, query.session_id);

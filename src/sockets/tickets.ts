@@ -1,6 +1,8 @@
 // Single-use tickets for sockets opened without a token (browsers cannot set headers on a WebSocket):
 // kept in the Durable Object the socket will reach, deleted at the first attempt to use them.
 
+import { ApiError, problemResponse } from "../errors.ts";
+
 const TICKET_TTL_MS = 60_000;
 
 interface Stored<T> {
@@ -28,3 +30,16 @@ export async function redeemTicket<T>(storage: DurableObjectStorage, request: Re
   await storage.delete(key);
   return stored && stored.expiresAt >= Date.now() ? stored.holder : undefined;
 }
+
+/**
+ * The object's answer to a connect whose ticket is unknown, used or expired: a 401 problem carrying the
+ * request id the Worker forwarded (REQUEST_ID_HEADER), like every other error of the API.
+ */
+export const ticketRefused = (request: Request): Response =>
+  problemResponse(
+    new ApiError("UNAUTHORIZED", "The ticket is unknown, used or expired: ask for a new one."),
+    request.headers.get(REQUEST_ID_HEADER) ?? crypto.randomUUID(),
+  );
+
+/** The header a route sets to its request id on the connect it forwards to the object. */
+export const REQUEST_ID_HEADER = "x-request-id";

@@ -76,7 +76,11 @@ describe("GET /api/realtime/ws: chat over a WebSocket", () => {
     const ok = await connect(minted.body.url);
     expect(ok.res.status).toBe(101);
     await ok.until((f) => f.type === "connected");
-    expect((await connect(minted.body.url)).res.status).toBe(401);
+    const reused = (await connect(minted.body.url)).res;
+    expect(reused.status).toBe(401);
+    // A refused ticket is a problem like every other error (the fuzzer found it as plain text).
+    expect(reused.headers.get("content-type")).toBe("application/problem+json");
+    expect(await reused.json()).toMatchObject({ code: "UNAUTHORIZED", requestId: reused.headers.get("x-request-id") });
   });
 
   it("answers bad messages with an error and keeps the connection", async () => {

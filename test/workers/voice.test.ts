@@ -394,7 +394,11 @@ describe("voice SLO metrics, local mode", () => {
     const ticket = await call("POST", "/api/voice/sessions", { token: alice.access, json: {} });
     const t = await openRealtime(ticket.body.url);
     await t.until((e) => e.type === "session.created");
-    expect((await openRealtime(ticket.body.url)).res.status).toBe(401);
+    const reused = (await openRealtime(ticket.body.url)).res;
+    expect(reused.status).toBe(401);
+    // A refused ticket is a problem like every other error (the fuzzer found it as plain text).
+    expect(reused.headers.get("content-type")).toBe("application/problem+json");
+    expect(await reused.json()).toMatchObject({ code: "UNAUTHORIZED", requestId: reused.headers.get("x-request-id") });
     expect((await openRealtime("/v1/realtime", { token: "nope" })).res.status).toBe(401);
     s.send(textItem(`status epilepticus ${WORD}`));
     s.send({ type: "response.create" });
