@@ -64,11 +64,11 @@ describe("npm run admin -- login", () => {
       .uponReceiving("the CLI's sign-in")
       .withRequest("POST", "/api/auth/login", (req) =>
         req
-          .headers({ accept: ACCEPT, "content-type": jsonType() })
+          .headers({ accept: ACCEPT, "Content-Type": jsonType() })
           .jsonBody({ email: OPERATOR_EMAIL, password: CONTRACT_PASSWORD }),
       )
       .willRespondWith(200, (res) =>
-        res.headers({ "content-type": jsonType() }).jsonBody({
+        res.headers({ "Content-Type": jsonType() }).jsonBody({
           access_token: string("eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"),
           refresh_token: string("nTwvzPr470tfn8Dq7w2rDQtqtajKN202HHy0lcJf-4g"),
           expires_in: integer(900),
@@ -95,7 +95,7 @@ describe("npm run admin -- kb", () => {
           .query({ page: "1", page_size: "200" }),
       )
       .willRespondWith(200, (res) =>
-        res.headers({ "content-type": jsonType() }).jsonBody({ items: eachLike(listedDocument), total: integer(1) }),
+        res.headers({ "Content-Type": jsonType() }).jsonBody({ items: eachLike(listedDocument), total: integer(1) }),
       )
       .executeTest(async (server) => {
         const run = await admin(server.url, ["kb", "list"], { token: TOKEN });
@@ -114,7 +114,7 @@ describe("npm run admin -- kb", () => {
         (req) => req.headers({ accept: ACCEPT, authorization: bearer("accessToken", TOKEN) }),
       )
       .willRespondWith(200, (res) =>
-        res.headers({ "content-type": jsonType() }).jsonBody({
+        res.headers({ "Content-Type": jsonType() }).jsonBody({
           ...listedDocument,
           status: "ready",
           token_count: integer(14),
@@ -139,7 +139,7 @@ describe("npm run admin -- kb", () => {
         req.headers({ accept: ACCEPT, authorization: "Bearer not-a-valid-token" }),
       )
       .willRespondWith(401, (res) =>
-        res.headers({ "content-type": jsonType("problem+json") }).jsonBody({
+        res.headers({ "Content-Type": jsonType("problem+json") }).jsonBody({
           status: 401,
           code: "UNAUTHORIZED",
           detail: string("The access token is not valid; sign in again."),
@@ -161,11 +161,11 @@ describe("npm run admin -- flags evaluate", () => {
       .uponReceiving("the CLI's flag playground evaluation")
       .withRequest("POST", "/api/admin/flags/playground", (req) =>
         req
-          .headers({ accept: ACCEPT, "content-type": jsonType(), authorization: bearer("adminToken", TOKEN) })
+          .headers({ accept: ACCEPT, "Content-Type": jsonType(), authorization: bearer("adminToken", TOKEN) })
           .jsonBody({ context: { userId: "contract-user" } }),
       )
       .willRespondWith(200, (res) =>
-        res.headers({ "content-type": jsonType() }).jsonBody({
+        res.headers({ "Content-Type": jsonType() }).jsonBody({
           flags: {
             [FLAG_KEY]: {
               enabled: boolean(true),

@@ -24,7 +24,7 @@ afterAll(() => expectCommitted(dir, FILE));
 const client = (baseUrl: string, refresh = "example-refresh-token") =>
   new VoiceAssistClient({ baseUrl, tokens: { access_token: ACCESS, refresh_token: refresh } });
 
-const json = { "content-type": jsonType() };
+const json = { "Content-Type": jsonType() };
 const tokens = {
   access_token: string("eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"),
   refresh_token: string("nTwvzPr470tfn8Dq7w2rDQtqtajKN202HHy0lcJf-4g"),
@@ -262,7 +262,7 @@ describe("the error envelope", () => {
       .uponReceiving("a conversation list without credentials")
       .withRequest("GET", "/api/conversations")
       .willRespondWith(401, (res) =>
-        res.headers({ "content-type": jsonType("problem+json") }).jsonBody(problem(401, "UNAUTHORIZED")),
+        res.headers({ "Content-Type": jsonType("problem+json") }).jsonBody(problem(401, "UNAUTHORIZED")),
       )
       .executeTest(async (server) => {
         const failure = await new VoiceAssistClient({ baseUrl: server.url }).listConversations().catch((e) => e);
@@ -279,7 +279,7 @@ describe("the error envelope", () => {
         req.headers({ ...json, authorization: bearer("accessToken", ACCESS) }).jsonBody({ title: "" }),
       )
       .willRespondWith(422, (res) =>
-        res.headers({ "content-type": jsonType("problem+json") }).jsonBody({
+        res.headers({ "Content-Type": jsonType("problem+json") }).jsonBody({
           ...problem(422, "VALIDATION_FAILED"),
           errors: eachLike({ field: regex("^body\\.title$", "body.title"), message: string("must not be empty") }),
         }),
