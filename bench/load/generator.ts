@@ -86,7 +86,8 @@ function latencyOf(values: number[]): Latency | null {
 export async function runScenario(
   base: string,
   scenario: Scenario,
-  options: { seconds: number; warmUpSeconds: number; timeoutMs: number },
+  /** `drain`: requests sent inside the window count when they complete after it (a smoke run's 1 s). */
+  options: { seconds: number; warmUpSeconds: number; timeoutMs: number; drain?: boolean },
 ): Promise<ScenarioResult> {
   if (!LOOPBACK.test(base)) throw new Error(`load goes to loopback addresses only, not ${base}`);
   if (scenario.requests.length === 0) throw new Error(`${scenario.name}: no requests`);
@@ -99,7 +100,7 @@ export async function runScenario(
   let lastAt = 0;
   const measureFrom = performance.now() + options.warmUpSeconds * 1000;
   const stopAt = measureFrom + options.seconds * 1000;
-  const inWindow = (t: number) => t >= measureFrom && t < stopAt;
+  const inWindow = (t: number) => t >= measureFrom && (options.drain === true || t < stopAt);
   const sample = (line: string) => {
     const cut = line.slice(0, 200);
     if (samples.length < 5 && !samples.includes(cut)) samples.push(cut);
@@ -131,7 +132,10 @@ export async function runScenario(
   agent.destroy();
 
   const ranOut = scenario.once === true && next >= scenario.requests.length && performance.now() < stopAt;
-  const seconds = ranOut ? Math.max(0.001, (lastAt - measureFrom) / 1000) : options.seconds;
+  const seconds =
+    ranOut || options.drain
+      ? Math.max(0.001, (lastAt - measureFrom) / 1000, ranOut ? 0 : options.seconds)
+      : options.seconds;
   const requests = Object.values(statuses).reduce((a, b) => a + b, 0);
   const non2xx = Object.fromEntries(
     Object.entries(statuses)

@@ -32,8 +32,9 @@ const USAGE = `usage: npm run bench:load -- [options]
   --docs N               SciFact documents imported for search and answers (default 300)
   --uploads N            distinct documents the uploads scenario may send (default 3000)
   --only LIST            scenarios to run, in this order (default all: ${SCENARIOS.join(",")})
-  --smoke                every scenario for 1 s (no warm-up, 4 connections, small set-up); writes nothing;
-                         exit 1 on any 5xx or unanswered request
+  --smoke                every scenario for 1 s (no warm-up, 4 connections, small set-up; requests sent in that
+                         second are waited for); writes nothing; exit 1 on any 5xx, unanswered request, or a
+                         scenario without answers
   --source S             what npm run dev runs: head (a copy of the last commit, default) or working-tree
   --timeout-minutes N    the whole run stops after this long (default 15)
   --no-write             print the block only; docs/benchmarks.md and results/ are left alone`;
@@ -106,7 +107,12 @@ async function main(): Promise<number> {
   for (const scenario of prepared.scenarios) {
     say(`${scenario.name}: ${scenario.route}, ${scenario.connections} connections, ${warmUp} s + ${seconds} s`);
     const meter = startCpuMeter(processes);
-    const result = await runScenario(server.url, scenario, { seconds, warmUpSeconds: warmUp, timeoutMs: 30_000 });
+    const result = await runScenario(server.url, scenario, {
+      seconds,
+      warmUpSeconds: warmUp,
+      timeoutMs: 30_000,
+      drain: smoke,
+    });
     const cpu = meter();
     const perSecond = (s: number | undefined) => Math.round(((s ?? 0) / cpu.wall) * 100) / 100;
     const run: ScenarioRun = {
@@ -142,7 +148,9 @@ async function main(): Promise<number> {
   };
   const block = renderBlock(report);
   console.log(`\n${block}\n`);
-  const failing = results.filter((r) => Object.keys(r.statuses).some((s) => s === "error" || s.startsWith("5")));
+  const failing = results.filter(
+    (r) => r.requests === 0 || Object.keys(r.statuses).some((s) => s === "error" || s.startsWith("5")),
+  );
   for (const r of failing) say(`${r.name}: ${JSON.stringify(r.statuses)}`);
   if (smoke || args["no-write"]) {
     say(`${smoke ? "--smoke" : "--no-write"}: docs/benchmarks.md and results/ left alone`);
