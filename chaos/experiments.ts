@@ -12,7 +12,7 @@ const steadyState: Probe[] = [
   { name: "flag evaluation", kind: "http", path: "/api/flags/evaluate", auth: "user", status: 200, maxMs: 3_000 },
 ];
 
-const everyday = { signIn: 2, evaluateFlags: 4, toggleFlag: 1, sendMessage: 2, upload: 1 };
+const everyday = { signIn: 1, evaluateFlags: 5, toggleFlag: 1, sendMessage: 2, upload: 1 };
 const durable = [
   "uploads-settle",
   "uploads-unique",
@@ -30,7 +30,7 @@ export const experiments: Experiment[] = [
     title: "Postgres unreachable during uploads, answers, sign-ins and flag evaluation",
     needs: ["faults"],
     steadyState,
-    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 6 },
+    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 10 },
     method: [
       {
         action: { kind: "proxy", target: "postgres", fault: { mode: "refuse" } },
@@ -46,7 +46,7 @@ export const experiments: Experiment[] = [
     title: "The L2 cache and revocation store (Upstash over Redis) gone",
     needs: ["faults", "redis"],
     steadyState,
-    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 6 },
+    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 10 },
     method: [
       {
         action: { kind: "proxy", target: "redis", fault: { mode: "refuse" } },
@@ -65,7 +65,7 @@ export const experiments: Experiment[] = [
     workload: {
       mix: { signIn: 1, evaluateFlags: 2, sendMessage: 6, upload: 1 },
       minOperations: { full: 1_000, ci: 1_000 },
-      concurrency: 6,
+      concurrency: 10,
     },
     method: [
       {
@@ -95,7 +95,7 @@ export const experiments: Experiment[] = [
     workload: {
       mix: { upload: 5, evaluateFlags: 3, signIn: 1, sendMessage: 1 },
       minOperations: { full: 1_000, ci: 1_000 },
-      concurrency: 6,
+      concurrency: 10,
     },
     method: [
       {
@@ -141,7 +141,7 @@ export const experiments: Experiment[] = [
     workload: {
       mix: { bigUpload: 2, upload: 1, evaluateFlags: 3, signIn: 1, sendMessage: 1 },
       minOperations: { full: 1_000, ci: 1_000 },
-      concurrency: 6,
+      concurrency: 10,
     },
     method: [
       {

@@ -189,7 +189,10 @@ export async function checkInvariant(
       );
     case "stuck-documents-requeued": {
       const stuck = [...documents.values()].filter((s) => s && !FINAL.has(s.status)).length;
-      return result(stuck === 0, `${requeued} documents requeued by kb-requeue-stuck; ${stuck} still not final`);
+      return result(
+        stuck === 0,
+        `kb-requeue-stuck fired ${requeued} times after recovery; ${stuck} documents still not final`,
+      );
     }
   }
 }

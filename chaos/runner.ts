@@ -338,7 +338,7 @@ export async function runExperiment(
   return report;
 }
 
-/** Fires the kb-requeue-stuck cron (every 5 minutes) now; how many documents it requeued is not returned. */
+/** Fires the every-5-minutes crons (kb-requeue-stuck among them) now; 1 when wrangler ran them. */
 async function requeueStuck(target: Target): Promise<number> {
   const reply = await request(target.url, `/cdn-cgi/local/scheduled?cron=${encodeURIComponent("*/5 * * * *")}`);
   return reply.status === 200 ? 1 : 0;

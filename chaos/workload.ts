@@ -164,7 +164,7 @@ async function perform(
     case "upload":
     case "bigUpload": {
       const key = `${fixture.tag}-${kind === "bigUpload" ? "big" : "doc"}-${randomUUID().slice(0, 12)}`;
-      const text = documentText(key, kind === "bigUpload" ? 4 * 1024 * 1024 : 1_200);
+      const text = documentText(key, kind === "bigUpload" ? 512 * 1024 : 1_200);
       const reply = await uploadDocument(fixture, key, text);
       if ((reply.status === 202 || reply.status === 200) && reply.json?.id) {
         acknowledge(ledger, kind);
