@@ -193,7 +193,13 @@ describe("upload: bad files and bad input", () => {
 describe.skipIf(!hasVector)("ingestion is idempotent and atomic", () => {
   it("a redelivered message after a crash mid-write leaves exactly one set of chunks", async () => {
     const admin = await signedInUser("admin");
-    const res = await upload(admin.access, { bytes: unique("Crash test. ".repeat(300)), name: "crash.txt" });
+    // Nothing queued: the real consumer must not index it between the crash and the redelivery below.
+    const res = await upload(
+      admin.access,
+      { bytes: unique("Crash test. ".repeat(300)), name: "crash.txt" },
+      {},
+      capturedQueue().bindings,
+    );
     const crashing: VectorStore = {
       ...createVectorStore(config),
       upsert: async () => Promise.reject(new Error("crash")),
@@ -281,14 +287,18 @@ describe.skipIf(!hasVector)("bulk import", () => {
       { external_id: `c-${tag}`, title: "Copy of alpha", text: `Alpha abstract ${tag} about insulin.` },
     ].map((l) => JSON.stringify(l));
     const body = [...lines, "{not json", JSON.stringify({ title: "no id or text" }), ""].join("\n");
+    // Queued to the test, not the real consumer, which would race the ingestNow calls below.
+    const queue = capturedQueue();
     const res = await callRaw("POST", "/api/admin/kb/import", {
       body,
       token: admin.access,
       headers: { "content-type": "application/x-ndjson" },
+      overrides: queue.bindings,
     });
     expect(res.status).toBe(202);
     const summary = JSON.parse(await res.text());
     expect(summary).toMatchObject({ received: 5, queued: 2, duplicates: 1, rejected: 2 });
+    expect(queue.sent).toHaveLength(2);
     expect(summary.errors.map((e: { line: number }) => e.line)).toEqual([4, 5]);
     const ids = (await rows<{ id: string }>(sql`select id from kb_documents where batch_id = ${summary.batch_id}`)).map(
       (r) => r.id,
