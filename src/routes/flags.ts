@@ -30,6 +30,9 @@ export const flagRoutes = createRouter()
           z.object({ version: z.number().int(), flags: z.record(z.string(), EvaluationSchema) }),
         ),
         401: problem("Not signed in"),
+        503: problem(
+          "The database did not answer: NOT_READY when the caller cannot be signed in without it (an API key)",
+        ),
       },
     }),
     async (c) => {
@@ -88,6 +91,9 @@ export const flagRoutes = createRouter()
       middleware: [flagCaller] as const,
       responses: {
         200: { description: "text/event-stream", content: { "text/event-stream": { schema: z.string() } } },
+        503: problem(
+          "The database did not answer: NOT_READY when the caller cannot be signed in without it (an API key)",
+        ),
       },
     }),
     async (c) => {

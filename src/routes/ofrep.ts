@@ -284,6 +284,9 @@ export const ofrepRoutes = createRouter()
         404: ofrepJson("No such flag (FLAG_NOT_FOUND)", FlagNotFound),
         413: problem("Body too large"),
         415: problem("Body is not JSON"),
+        503: problem(
+          "The database did not answer: NOT_READY when the caller cannot be signed in without it (an API key)",
+        ),
       },
     }),
     async (c) => {
@@ -330,6 +333,9 @@ export const ofrepRoutes = createRouter()
         401: problem("Not signed in"),
         413: problem("Body too large"),
         415: problem("Body is not JSON"),
+        503: problem(
+          "The database did not answer: NOT_READY when the caller cannot be signed in without it (an API key)",
+        ),
       },
     }),
     async (c) => {

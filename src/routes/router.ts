@@ -1,6 +1,7 @@
-import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, type RouteConfig, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError, type FieldError } from "../errors.ts";
+import { requireAdmin, requireAdminOrViewer } from "../middleware/auth.ts";
 
 interface ZodLikeIssue {
   path: PropertyKey[];
@@ -15,9 +16,12 @@ export function fieldErrors(target: string, issues: ZodLikeIssue[]): FieldError[
   }));
 }
 
-/** Every router is an OpenAPIHono whose validation failures become 422 problems with field errors. */
-export const createRouter = () =>
-  new OpenAPIHono<AppEnv>({
+/**
+ * Every router is an OpenAPIHono whose validation failures become 422 problems with field errors, and whose every
+ * operation also lists the problems the app-wide middleware can answer on it (withSharedProblems).
+ */
+export const createRouter = () => {
+  const router = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (result.success) return;
       const target = result.target === "json" ? "body" : result.target;
@@ -26,6 +30,43 @@ export const createRouter = () =>
       throw new ApiError("VALIDATION_FAILED", `The request ${target} is invalid: ${summary}.`, { errors });
     },
   });
+  const openapi = router.openapi as (route: RouteConfig, ...rest: unknown[]) => unknown;
+  router.openapi = ((route: RouteConfig, ...rest: unknown[]) =>
+    openapi(withSharedProblems(route), ...rest)) as typeof router.openapi;
+  return router;
+};
+
+const ROLE_GUARDS = new Set<unknown>([requireAdmin, requireAdminOrViewer]);
+
+/**
+ * The route with the problems the app-wide middleware can answer on it added where the route does not describe them
+ * itself: 422 from the input guard (a NUL, nesting over 64 levels, JSON that is not an object), 500 (a bug, or
+ * BAD_ENVIRONMENT), 503 (Postgres did not answer), 401 behind credentials, 403 behind a role guard, and for methods
+ * other than GET 413 (over the route's limit) and 415 (a media type the route does not take), plus 400 for malformed
+ * JSON where the route reads a JSON body. test/workers/openapi-responses.ts holds the suites' responses to them.
+ */
+function withSharedProblems(route: RouteConfig): RouteConfig {
+  const shared: Record<string, ReturnType<typeof problem>> = {
+    422: problem(
+      "VALIDATION_FAILED: input no route accepts (a NUL, nesting over 64 levels) or a field fails its schema",
+    ),
+    500: problem("INTERNAL (quote the requestId) or BAD_ENVIRONMENT"),
+    503: problem("DATABASE_UNAVAILABLE: Postgres did not answer (Retry-After)"),
+  };
+  if (route.security?.length) shared[401] = problem("UNAUTHORIZED: missing or wrong credentials");
+  if ([route.middleware ?? []].flat().some((guard) => ROLE_GUARDS.has(guard))) {
+    shared[403] = problem("FORBIDDEN: signed in without the role the route needs");
+  }
+  if (route.method !== "get") {
+    shared[413] = problem("PAYLOAD_TOO_LARGE: the body is over the route's limit (limitBytes)");
+    shared[415] = problem("UNSUPPORTED_MEDIA_TYPE: the body's Content-Type is not one the route takes");
+    const body = route.request?.body;
+    if (body && "content" in body && body.content["application/json"]) {
+      shared[400] = problem("MALFORMED_JSON: the body is not valid JSON");
+    }
+  }
+  return { ...route, responses: { ...shared, ...route.responses } };
+}
 
 const Problem = z
   .object({
