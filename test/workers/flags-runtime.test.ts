@@ -742,6 +742,7 @@ describe("exposures", () => {
     expect((await evaluateFor(bob.access, {}, { overrides: { FLAGS_EXPOSURE_SAMPLE_RATE: "0" } })).status).toBe(200);
     const gatedAtZero = await call("GET", "/__probe/exposed", {
       app,
+      undocumented: true,
       token: bob.access,
       overrides: { FLAGS_EXPOSURE_SAMPLE_RATE: "0" },
     });
@@ -787,6 +788,7 @@ describe("exposures", () => {
       const trace = crypto.randomUUID().replaceAll("-", "");
       const gated = await call("GET", "/__probe/exposed", {
         app,
+        undocumented: true,
         token: probe.user.access,
         overrides: everything,
         headers: traced(id, trace),
@@ -828,16 +830,16 @@ describe("requireFlag", () => {
     app.get("/__probe/gated", requireFlag(key), (c) => c.json({ served: true }));
     app.get("/__probe/missing", requireFlag(missing), (c) => c.json({ served: true }));
 
-    const off = await call("GET", "/__probe/gated", { app });
+    const off = await call("GET", "/__probe/gated", { app, undocumented: true });
     expect(off.status).toBe(404);
     expect(off.headers.get("content-type")).toContain("application/problem+json");
     expect(off.body).toMatchObject({ status: 404, code: "NOT_FOUND" });
-    const absent = await call("GET", "/__probe/missing", { app });
+    const absent = await call("GET", "/__probe/missing", { app, undocumented: true });
     expect(absent.status).toBe(404);
     expect(absent.body.code).toBe("NOT_FOUND");
 
     await toggleFlag(admin.access, key, true);
-    const on = await call("GET", "/__probe/gated", { app });
+    const on = await call("GET", "/__probe/gated", { app, undocumented: true });
     expect(on.status).toBe(200);
     expect(on.body).toEqual({ served: true });
   });
@@ -853,11 +855,13 @@ describe("requireFlag", () => {
     app.get("/__probe/targeted", requireUser, requireFlag(key), (c) => c.json({ served: true }));
     app.get("/__probe/targeted-before-auth", requireFlag(key), requireUser, (c) => c.json({ served: true }));
 
-    expect((await call("GET", "/__probe/targeted", { app, token: alice.access })).status).toBe(200);
-    expect((await call("GET", "/__probe/targeted", { app, token: bob.access })).status).toBe(404);
-    expect((await call("GET", "/__probe/targeted", { app })).status).toBe(401);
+    expect((await call("GET", "/__probe/targeted", { app, undocumented: true, token: alice.access })).status).toBe(200);
+    expect((await call("GET", "/__probe/targeted", { app, undocumented: true, token: bob.access })).status).toBe(404);
+    expect((await call("GET", "/__probe/targeted", { app, undocumented: true })).status).toBe(401);
     // Before sign-in nobody is known yet, so even Alice is not targeted.
-    expect((await call("GET", "/__probe/targeted-before-auth", { app, token: alice.access })).status).toBe(404);
+    expect(
+      (await call("GET", "/__probe/targeted-before-auth", { app, undocumented: true, token: alice.access })).status,
+    ).toBe(404);
   });
 });
 

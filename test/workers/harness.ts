@@ -5,6 +5,7 @@ import { inject } from "vitest";
 import { createApp } from "../../src/app.ts";
 import type { Env } from "../../src/env.ts";
 import { tracedFetch } from "../../src/observability/outbound.ts";
+import { type OpenApiDocument, responseContract } from "./openapi-responses.ts";
 
 // The one home of the request, socket and env-override helpers: `serve` already lived here and every suite imports it.
 
@@ -82,6 +83,11 @@ export interface CallOptions {
   overrides?: Partial<Record<string, unknown>>;
   /** Another app than the shared one (e.g. a fresh instance, with empty in-memory caches). */
   app?: App;
+  /**
+   * The path is deliberately not in /openapi.json (an unknown route), so the response is not checked against the
+   * document. Every other response `call` returns must be one its operation declares, with a body its schema accepts.
+   */
+  undocumented?: true;
 }
 
 function headersFor(options: CallOptions): Record<string, string> {
@@ -103,16 +109,31 @@ export function callRaw(method: string, path: string, options: CallOptions = {})
   );
 }
 
-/** One request through the app; `body` is the parsed JSON, or the text when it is not JSON (undefined when empty). */
+/** Holds each response `call` returns to its operation in the app's own /openapi.json (fetched once per file). */
+const checkResponse = responseContract(
+  async () => (await (await serve(app, "/openapi.json")).json()) as OpenApiDocument,
+);
+
+/**
+ * One request through the app; `body` is the parsed JSON, or the text when it is not JSON (undefined when empty).
+ * Fails when the response is not one /openapi.json declares for the operation (see test/workers/openapi-responses.ts).
+ */
 export async function call(method: string, path: string, options: CallOptions = {}) {
   const res = await callRaw(method, path, options);
   const text = await res.text();
   let body: unknown;
+  let json = true;
   try {
     body = text ? JSON.parse(text) : undefined;
   } catch {
     body = text;
+    json = false;
   }
+  const contentType = res.headers.get("content-type");
+  await checkResponse(
+    { method, path, status: res.status, contentType, body: json ? body : undefined },
+    { undocumented: options.undocumented },
+  );
   // biome-ignore lint/suspicious/noExplicitAny: assertions read arbitrary JSON
   return { status: res.status, headers: res.headers, body: body as any };
 }
