@@ -46,7 +46,13 @@ if (values.url) {
   progress("starting npm run dev in an isolated mirror (Redis and the OpenAI stand-in of its own)");
   target = await startLocalTarget();
 }
+if (target.logFile) progress(`dev server output: ${target.logFile}`);
 const reports: ExperimentReport[] = [];
+const printDevLog = () => {
+  if (!target.logFile) return;
+  const tail = target.log().split("\n").slice(-60).join("\n");
+  console.error(`--- dev server output: ${target.logFile} (last lines) ---\n${tail}`);
+};
 try {
   const admin = await adminFor(target, values["admin-email"]);
   for (const [index, experiment] of selected.entries()) {
@@ -55,12 +61,15 @@ try {
       await runExperiment(target, admin, experiment, { profile, seed: Number(values.seed) + index, log: progress }),
     );
   }
+} catch (error) {
+  printDevLog();
+  throw error;
 } finally {
   await target.stop();
 }
 console.log(
   values.json ? JSON.stringify({ date: new Date().toISOString(), profile, reports }, null, 2) : formatReport(reports),
 );
-process.exitCode = reports.some((r) => r.status === "failed" || r.status === "aborted" || r.operations.lost > 0)
-  ? 1
-  : 0;
+const failed = reports.some((r) => r.status === "failed" || r.status === "aborted" || r.operations.lost > 0);
+if (failed) printDevLog();
+process.exitCode = failed ? 1 : 0;

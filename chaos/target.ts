@@ -4,6 +4,9 @@
 // server already running at a URL given on the command line (then only what it offers is exercised).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Fault } from "../scripts/local-stack/fault-proxy.ts";
 import { type FaultProxy, startFaultProxy } from "../scripts/local-stack/fault-proxy.ts";
@@ -21,6 +24,8 @@ export interface Target {
   openai: boolean;
   setFault(target: FaultTarget, fault: Fault): Promise<void>;
   log(): string;
+  /** Where the whole of the dev server's output is kept (a file in the run's temp dir), when this started it. */
+  logFile?: string;
   stop(): Promise<void>;
 }
 
@@ -66,7 +71,9 @@ async function controlFault(controlUrl: string, target: string, fault: Fault): P
 }
 
 /** `npm run dev` in a mirror, with every fault target this machine can offer. */
-export async function startLocalTarget(): Promise<Target> {
+export async function startLocalTarget(options: { variables?: Record<string, string> } = {}): Promise<Target> {
+  const runDir = await mkdtemp(join(tmpdir(), "chaos-run-"));
+  const logFile = join(runDir, "dev.log");
   const redis = await startRedis();
   const openai = await startOpenAiStandIn();
   let openaiProxy: FaultProxy | undefined;
@@ -78,6 +85,9 @@ export async function startLocalTarget(): Promise<Target> {
     const bootstrapToken = randomBytes(24).toString("base64url");
     server = await startDevServer({
       https: false,
+      logFile,
+      // A reload (any edit of src/ in the working tree) would drop the local queue's messages mid-experiment.
+      snapshot: ["src", "migrations", "wrangler.toml"],
       variables: {
         LOCAL_FAULT_PROXY_PORT: String(controlPort),
         ...(redis ? { REDIS_URL: redis.url } : {}),
@@ -90,6 +100,9 @@ export async function startLocalTarget(): Promise<Target> {
         RATE_LIMIT_LOGIN: "1000000/60",
         RATE_LIMIT_REGISTER: "1000000/60",
         RATE_LIMIT_REFRESH: "1000000/60",
+        // queue-redelivery proves kb-requeue-stuck recovers lost messages within a run (30 by default).
+        KB_REQUEUE_STUCK_AFTER_MINUTES: "1",
+        ...options.variables,
       },
     });
     const dev = server;
@@ -107,6 +120,7 @@ export async function startLocalTarget(): Promise<Target> {
         else await controlFault(controlUrl, target, fault);
       },
       log: () => dev.log(),
+      logFile,
       async stop() {
         await dev.stop();
         await proxy.stop();

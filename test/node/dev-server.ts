@@ -7,7 +7,8 @@
 // its root, and therefore its data, in the mirror) and runs `npm run dev` there: same package.json script, same
 // code, own data, own env file, own ports. Everything the mirror holds is removed by stop().
 import { type ChildProcess, spawn } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink } from "node:fs/promises";
+import { appendFileSync } from "node:fs";
+import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
@@ -94,11 +95,15 @@ export function insecureRequest(
   });
 }
 
-async function buildMirror(): Promise<{ dir: string; links: string[] }> {
+async function buildMirror(snapshot: string[] = []): Promise<{ dir: string; links: string[] }> {
   const dir = await mkdtemp(join(tmpdir(), "voiceassist-dev-mirror-"));
   const links: string[] = [];
   for (const name of await readdir(ROOT)) {
     if (PRIVATE(name) || name === "scripts") continue;
+    if (snapshot.includes(name)) {
+      await cp(join(ROOT, name), join(dir, name), { recursive: true });
+      continue;
+    }
     await symlink(join(ROOT, name), join(dir, name));
     links.push(join(dir, name));
   }
@@ -179,12 +184,22 @@ export async function startDevServer(options: {
   https: boolean;
   variables?: Record<string, string>;
   readyTimeoutMs?: number;
+  /** Also append everything dev.ts, wrangler and workerd print to this file (kept after stop()). */
+  logFile?: string;
+  /**
+   * Top-level entries copied into the mirror instead of linked (e.g. ["src", "wrangler.toml"]): wrangler dev
+   * rebuilds and reloads the Worker when a file it bundles changes, and a reload drops the local queue's
+   * in-flight and delayed messages; a long run in a working tree that others edit takes a snapshot.
+   */
+  snapshot?: string[];
 }): Promise<DevServer> {
-  const { dir, links } = await buildMirror();
+  const { dir, links } = await buildMirror(options.snapshot);
   const port = await freePort();
   let output = "";
+  const logFile = options.logFile;
   const capture = (chunk: Buffer) => {
     output = (output + chunk.toString("utf8")).slice(-LOG_LIMIT);
+    if (logFile) appendFileSync(logFile, chunk);
   };
 
   // Hermetic: no configuration variable leaks in from the caller's environment (DATABASE_URL, OPENAI_API_KEY...).
