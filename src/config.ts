@@ -239,6 +239,9 @@ export const variablesSchema = z
     KB_INGEST_MAX_ATTEMPTS: positiveInt(5).describe(
       "Ingestion attempts before a document fails and its message goes to the dead-letter queue.",
     ),
+    KB_REQUEUE_STUCK_AFTER_MINUTES: positiveInt(30).describe(
+      "Minutes without progress after which a queued or processing document is taken as lost and queued again by the every-5-minutes job; longer than any healthy backlog wait plus an ingestion.",
+    ),
     EMBEDDING_MODEL: z
       .string()
       .default("text-embedding-3-small")

@@ -7,19 +7,17 @@ import { log } from "../observability/log.ts";
 import { documentCensus } from "./census.ts";
 import { queueIngestions } from "./ingest.ts";
 
-// Longer than any healthy backlog wait plus an ingestion: only a lost message leaves a document this still.
-const STUCK_AFTER_MINUTES = 30;
-
 /**
- * Every 5 minutes: documents queued or processing with no progress for STUCK_AFTER_MINUTES lost their
+ * Every 5 minutes: documents queued or processing with no progress for KB_REQUEUE_STUCK_AFTER_MINUTES (30 by default) lost their
  * message (e.g. a local queue reset); queue their next generation again. Ingestion is idempotent, so a
  * message that was merely slow costs only a no-op. The new message keeps the document's last change as its
  * request time (the request itself when the lost message never started), so its ready time is not reset.
  */
 export async function requeueStuckDocuments(env: Env): Promise<number> {
-  const cutoff = new Date(Date.now() - STUCK_AFTER_MINUTES * 60_000);
+  const config = requireConfig(env);
+  const cutoff = new Date(Date.now() - config.KB_REQUEUE_STUCK_AFTER_MINUTES * 60_000);
   const stuck = await queryRows<{ id: string; generation: number; last_change_ms: number }>(
-    createDb(requireConfig(env)),
+    createDb(config),
     sql`with stuck as (
         select id, updated_at from kb_documents
         where status in ('queued', 'processing') and updated_at < ${cutoff.toISOString()}::timestamptz
