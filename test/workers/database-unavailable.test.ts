@@ -2,6 +2,7 @@
 // Retry-After, not a 500: over HTTP (neon()) and over the WebSocket pool alike.
 import { describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
+import { isDatabaseUnavailable } from "../../src/db/unavailable.ts";
 import { serve } from "./harness.ts";
 
 const app = createApp();
@@ -45,5 +46,13 @@ describe("Postgres unreachable", () => {
     );
     expect(res.status).toBe(503);
     expect(((await res.json()) as { code: string }).code).toBe("DATABASE_UNAVAILABLE");
+  });
+
+  it("a pooled client reused after its connection dropped (seen mid-transaction in database-failure) counts too", () => {
+    const dropped = new Error("Failed query", {
+      cause: new Error("Client has encountered a connection error and is not queryable"),
+    });
+    expect(isDatabaseUnavailable(dropped)).toBe(true);
+    expect(isDatabaseUnavailable(new Error("Failed query", { cause: new Error("syntax error") }))).toBe(false);
   });
 });
