@@ -8,6 +8,7 @@ import { createRedis } from "../../src/cache/redis.ts";
 import { createDb } from "../../src/db/client.ts";
 import { revokedTokens } from "../../src/db/schema/identity.ts";
 import { loadConfig } from "../../src/env.ts";
+import { ApiError } from "../../src/errors.ts";
 import { stack } from "./harness.ts";
 
 const loaded = loadConfig(env);
@@ -62,6 +63,23 @@ conformance(
   },
   stack().redis,
 );
+
+describe("redis revocation store unreachable", () => {
+  it("isRevoked fails closed with 502 UPSTREAM_UNAVAILABLE, not a 500 (chaos: redis-unavailable)", async () => {
+    // A port nothing listens on: every request is refused.
+    const redis = createRedis({
+      ...config,
+      UPSTASH_REDIS_REST_URL: "http://127.0.0.1:9",
+      UPSTASH_REDIS_REST_TOKEN: "t",
+    });
+    if (!redis) throw new Error("no redis");
+    const error = await redisRevocationList(redis)
+      .isRevoked(crypto.randomUUID())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiError);
+    expect((error as ApiError).code).toBe("UPSTREAM_UNAVAILABLE");
+  });
+});
 
 describe("postgres revocation clean-up", () => {
   it("purges only expired rows", async () => {
