@@ -41,9 +41,10 @@ const ROLE_GUARDS = new Set<unknown>([requireAdmin, requireAdminOrViewer]);
 /**
  * The route with the problems the app-wide middleware can answer on it added where the route does not describe them
  * itself: 422 from the input guard (a NUL, nesting over 64 levels, JSON that is not an object), 500 (a bug, or
- * BAD_ENVIRONMENT), 503 (Postgres did not answer), 401 behind credentials, 403 behind a role guard, and for methods
- * other than GET 413 (over the route's limit) and 415 (a media type the route does not take), plus 400 for malformed
- * JSON where the route reads a JSON body. test/workers/openapi-responses.ts holds the suites' responses to them.
+ * BAD_ENVIRONMENT), 503 (Postgres did not answer), 401 and 502 (the revocation store did not answer) behind
+ * credentials, 403 behind a role guard, and for methods other than GET 413 (over the route's limit) and 415 (a media
+ * type the route does not take), plus 400 for malformed JSON where the route reads a JSON body.
+ * test/workers/openapi-responses.ts holds the suites' responses to them.
  */
 function withSharedProblems(route: RouteConfig): RouteConfig {
   const shared: Record<string, ReturnType<typeof problem>> = {
@@ -53,7 +54,10 @@ function withSharedProblems(route: RouteConfig): RouteConfig {
     500: problem("INTERNAL (quote the requestId) or BAD_ENVIRONMENT"),
     503: problem("DATABASE_UNAVAILABLE: Postgres did not answer (Retry-After)"),
   };
-  if (route.security?.length) shared[401] = problem("UNAUTHORIZED: missing or wrong credentials");
+  if (route.security?.length) {
+    shared[401] = problem("UNAUTHORIZED: missing or wrong credentials");
+    shared[502] = problem("UPSTREAM_UNAVAILABLE: the revocation store (Redis) did not answer (Retry-After)");
+  }
   if ([route.middleware ?? []].flat().some((guard) => ROLE_GUARDS.has(guard))) {
     shared[403] = problem("FORBIDDEN: signed in without the role the route needs");
   }
