@@ -301,6 +301,9 @@ export async function runExperiment(
       .filter(([, s]) => s && s.status !== "ready" && s.status !== "failed")
       .map(([id]) => id);
     if (stuck.length) {
+      // They count as stuck after KB_REQUEUE_STUCK_AFTER_MINUTES (1 on the local target) without progress.
+      log(`${experiment.id}: ${stuck.length} documents not final; firing kb-requeue-stuck once they are stuck`);
+      await sleep(61_000);
       requeued = await requeueStuck(target);
       documents = await settleDocuments(fixture, [...ledger.documents.keys()], SETTLE_MS);
     }
