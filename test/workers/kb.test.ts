@@ -21,7 +21,7 @@ import {
   ingestNow,
   recordingEnv,
   untilSettled,
-  upload,
+  upload as uploadThroughQueue,
 } from "./kb-helpers.ts";
 
 // Ingestion without pgvector indexes keywords only: suites that assert on vectors or ingest to the end skip
@@ -31,17 +31,23 @@ const hasVector = stack().databaseHasVector;
 const rows = async <T>(query: ReturnType<typeof sql>) => ((await db.execute(query)) as unknown as { rows: T[] }).rows;
 const unique = (text: string) => `${text}\n\nUnique marker ${crypto.randomUUID()}.`;
 
+// Uploads (and reindexes) here queue their message to the test, not the real consumer: a test that indexes
+// with ingestNow must not race it. The tests about the real queue use uploadThroughQueue.
+const noConsumer = () => capturedQueue().bindings;
+const upload = (...[token, file, fields = {}, overrides = {}]: Parameters<typeof uploadThroughQueue>) =>
+  uploadThroughQueue(token, file, fields, { ...noConsumer(), ...overrides });
+
 describe.skipIf(!hasVector)("upload: real samples through the real queue", () => {
   it("ingests the CDC PDF with page numbers, the MedlinePlus Markdown and the OHDSI HTML with heading paths", async () => {
     const admin = await signedInUser("admin");
     const uploaded = await Promise.all([
-      upload(
+      uploadThroughQueue(
         admin.access,
         { ...samples.cdcPdf, type: "application/pdf" },
         { tags: "infection,cdc", source_type: "guideline" },
       ),
-      upload(admin.access, { ...samples.medlineplusMarkdown, type: "text/markdown" }),
-      upload(admin.access, { ...samples.ohdsiHtml, type: "text/html" }),
+      uploadThroughQueue(admin.access, { ...samples.medlineplusMarkdown, type: "text/markdown" }),
+      uploadThroughQueue(admin.access, { ...samples.ohdsiHtml, type: "text/html" }),
     ]);
     for (const u of uploaded) {
       // Duplicates are fine if another test file ingested the same sample earlier.
@@ -193,13 +199,7 @@ describe("upload: bad files and bad input", () => {
 describe.skipIf(!hasVector)("ingestion is idempotent and atomic", () => {
   it("a redelivered message after a crash mid-write leaves exactly one set of chunks", async () => {
     const admin = await signedInUser("admin");
-    // Nothing queued: the real consumer must not index it between the crash and the redelivery below.
-    const res = await upload(
-      admin.access,
-      { bytes: unique("Crash test. ".repeat(300)), name: "crash.txt" },
-      {},
-      capturedQueue().bindings,
-    );
+    const res = await upload(admin.access, { bytes: unique("Crash test. ".repeat(300)), name: "crash.txt" });
     const crashing: VectorStore = {
       ...createVectorStore(config),
       upsert: async () => Promise.reject(new Error("crash")),
@@ -248,7 +248,10 @@ describe.skipIf(!hasVector)("ingestion is idempotent and atomic", () => {
     const res = await upload(admin.access, { bytes: unique("Reindex sentence. ".repeat(400)), name: "re.txt" });
     expect(await ingestNow(res.body.id)).toBe("indexed");
     const before = await documentRow(res.body.id);
-    const reindex = await call("POST", `/api/admin/kb/documents/${res.body.id}/reindex`, { token: admin.access });
+    const reindex = await call("POST", `/api/admin/kb/documents/${res.body.id}/reindex`, {
+      token: admin.access,
+      overrides: noConsumer(),
+    });
     expect(reindex.status).toBe(202);
     let reading = true;
     const observed: { n: number; gens: number }[] = [];
@@ -287,7 +290,6 @@ describe.skipIf(!hasVector)("bulk import", () => {
       { external_id: `c-${tag}`, title: "Copy of alpha", text: `Alpha abstract ${tag} about insulin.` },
     ].map((l) => JSON.stringify(l));
     const body = [...lines, "{not json", JSON.stringify({ title: "no id or text" }), ""].join("\n");
-    // Queued to the test, not the real consumer, which would race the ingestNow calls below.
     const queue = capturedQueue();
     const res = await callRaw("POST", "/api/admin/kb/import", {
       body,
@@ -357,7 +359,10 @@ describe.skipIf(!hasVector)("document titles", () => {
       title_source: "file_name",
     });
     // A reindex reads the same title again.
-    await call("POST", `/api/admin/kb/documents/${titledPdf.body.id}/reindex`, { token: admin.access });
+    await call("POST", `/api/admin/kb/documents/${titledPdf.body.id}/reindex`, {
+      token: admin.access,
+      overrides: noConsumer(),
+    });
     expect(await ingestNow(titledPdf.body.id)).toBe("indexed");
     expect((await titleOf(admin.access, titledPdf.body.id)).title).toBe(
       "Guide to Infection Prevention for Outpatient Settings",
