@@ -42,14 +42,5 @@ export async function request(
   }
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same schedule and workload choices. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG of the bench workloads (mulberry32): the same seed gives the same schedule and choices. */
+export { prng as seededRandom } from "../bench/flags/workload.ts";

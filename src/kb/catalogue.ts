@@ -201,24 +201,25 @@ export async function deleteDocument(env: Env, config: Config, document: Documen
   await env.DOCUMENTS.delete(document.r2Key);
 }
 
+/** A document back at the start of ingestion, as of `requestedAt`. */
+const queuedAgain = (requestedAt: Date) =>
+  ({
+    status: "queued",
+    stage: null,
+    progress: 0,
+    chunksDone: 0,
+    error: null,
+    attempts: 0,
+    updatedAt: requestedAt,
+  }) as const;
+
 /**
  * Queues a rebuild into the next generation (a reindex, or the retry of a failed document); the current
  * chunks stay visible until it completes. The message carries the request time: its ready time starts there.
  */
 export async function requestReindex(env: Env, config: Config, document: DocumentRow): Promise<void> {
   const requestedAt = new Date();
-  await createDb(config)
-    .update(documents)
-    .set({
-      status: "queued",
-      stage: null,
-      progress: 0,
-      chunksDone: 0,
-      error: null,
-      attempts: 0,
-      updatedAt: requestedAt,
-    })
-    .where(eq(documents.id, document.id));
+  await createDb(config).update(documents).set(queuedAgain(requestedAt)).where(eq(documents.id, document.id));
   await queueIngestion(env, {
     documentId: document.id,
     generation: document.activeGeneration + 1,
@@ -249,15 +250,7 @@ export async function rebuildIndex(
   const requestedAt = new Date();
   const all = await db
     .update(documents)
-    .set({
-      status: "queued",
-      stage: null,
-      progress: 0,
-      chunksDone: 0,
-      error: null,
-      attempts: 0,
-      updatedAt: requestedAt,
-    })
+    .set(queuedAgain(requestedAt))
     .returning({ id: documents.id, generation: documents.activeGeneration });
   await bumpKbVersion(db);
   await queueIngestions(
