@@ -66,6 +66,11 @@ export class ChatRoom extends DurableObject<Env> {
     return mintTicket<Attachment>(this.ctx.storage, { userId, conversationId, credential });
   }
 
+  /** Resets the object as an eviction with its sockets closed does (chaos experiments: POST /api/ops/evict). */
+  evict(): void {
+    this.ctx.abort("evicted");
+  }
+
   override async fetch(request: Request): Promise<Response> {
     const who = await this.caller(request);
     if (!who) return ticketRefused(request);

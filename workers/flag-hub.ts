@@ -39,6 +39,11 @@ export class FlagHub extends DurableObject<Env> {
     return run;
   }
 
+  /** Resets the object as an eviction with its sockets closed does (chaos experiments: POST /api/ops/evict). */
+  evict(): void {
+    this.ctx.abort("evicted");
+  }
+
   /** The version last written to KV (0 before the first). */
   async publishedVersion(): Promise<number> {
     return (await this.ctx.storage.get<number>("version")) ?? 0;

@@ -73,6 +73,11 @@ export class VoiceSession extends DurableObject<Env> {
     return mintTicket<Identity>(this.ctx.storage, identity);
   }
 
+  /** Resets the object as an eviction with its sockets closed does (chaos experiments: POST /api/ops/evict). */
+  evict(): void {
+    this.ctx.abort("evicted");
+  }
+
   override async fetch(request: Request): Promise<Response> {
     const who = await this.caller(request);
     if (!who) return ticketRefused(request);
