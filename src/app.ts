@@ -11,6 +11,7 @@ import { corsFromConfig, noStoreByDefault, securityHeaders } from "./middleware/
 import { sentry } from "./middleware/sentry.ts";
 import { adminAuditRoutes } from "./routes/admin-audit.ts";
 import { adminBootstrapRoutes } from "./routes/admin-bootstrap.ts";
+import { adminChaosRoutes } from "./routes/admin-chaos.ts";
 import { adminCostRoutes } from "./routes/admin-costs.ts";
 import { adminUserRoutes } from "./routes/admin-users.ts";
 import { authRoutes } from "./routes/auth.ts";
@@ -56,6 +57,7 @@ export function createApp() {
   app.route("/", adminAuditRoutes);
   app.route("/", opsAdminRoutes);
   app.route("/", adminCostRoutes);
+  app.route("/", adminChaosRoutes);
   app.route("/", kbAdminRoutes);
   app.route("/", searchRoutes);
   app.route("/", ragRoutes);

@@ -239,6 +239,12 @@ export const variablesSchema = z
     KB_INGEST_MAX_ATTEMPTS: positiveInt(5).describe(
       "Ingestion attempts before a document fails and its message goes to the dead-letter queue.",
     ),
+    CHAOS_EVICTION: z
+      .enum(["off", "on"])
+      .default("off")
+      .describe(
+        "`on` opens `POST /api/admin/chaos/evict` (admins reset a chat, voice or flag-hub Durable Object, for the durable-object-eviction chaos experiment); `off` answers it 404. Never `on` in production.",
+      ),
     KB_REQUEUE_STUCK_AFTER_MINUTES: positiveInt(30).describe(
       "Minutes without progress after which a queued or processing document is taken as lost and queued again by the every-5-minutes job; longer than any healthy backlog wait plus an ingestion.",
     ),
@@ -431,6 +437,9 @@ export const variablesSchema = z
     }
     if (v.ENVIRONMENT === "production" && v.NEON_LOCAL_PROXY) {
       ctx.addIssue({ code: "custom", path: ["NEON_LOCAL_PROXY"], message: "must not be set in production" });
+    }
+    if (v.ENVIRONMENT === "production" && v.CHAOS_EVICTION === "on") {
+      ctx.addIssue({ code: "custom", path: ["CHAOS_EVICTION"], message: "must not be on in production" });
     }
   });
 

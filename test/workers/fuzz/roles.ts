@@ -46,6 +46,7 @@ export const REQUIRED_ROLE: Record<string, Requirement> = {
   "GET /api/admin/alerts/silences": "viewer",
   "DELETE /api/admin/alerts/silences/{id}": "admin",
   "GET /api/admin/costs": "viewer",
+  "POST /api/admin/chaos/evict": "admin",
   "POST /api/admin/kb/documents": "admin",
   "GET /api/admin/kb/documents": "viewer",
   "GET /api/admin/kb/documents/{id}": "viewer",
