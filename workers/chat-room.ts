@@ -5,8 +5,9 @@ import { thread } from "../src/conversations/store.ts";
 import { sendMessage } from "../src/conversations/turns.ts";
 import { enforceDailyCap } from "../src/costs/daily-cap.ts";
 import { createDb } from "../src/db/client.ts";
+import { apiErrorOf } from "../src/db/unavailable.ts";
 import { type Env, requireConfig } from "../src/env.ts";
-import { type FieldError, toApiError } from "../src/errors.ts";
+import type { FieldError } from "../src/errors.ts";
 import { findUnsafeJson } from "../src/input/unsafe.ts";
 import { runInWorkContext } from "../src/observability/context.ts";
 import { describeError } from "../src/observability/errors.ts";
@@ -166,7 +167,7 @@ export class ChatRoom extends DurableObject<Env> {
         if (frame) this.broadcast(frame);
       }
     } catch (error) {
-      const failure = toApiError(error);
+      const failure = apiErrorOf(error);
       log(failure.code === "INTERNAL" ? "error" : "warn", "chat turn failed", {
         code: failure.code,
         ...(hasCause(failure.code) ? { error: describeError(error) } : {}),

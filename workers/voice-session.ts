@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { createDb } from "../src/db/client.ts";
+import { apiErrorOf } from "../src/db/unavailable.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import { toApiError } from "../src/errors.ts";
 import { type MetricEvent, recordMetrics } from "../src/metrics/record.ts";
@@ -144,7 +145,7 @@ export class VoiceSession extends DurableObject<Env> {
     try {
       await handled;
     } catch (error) {
-      const failure = toApiError(error);
+      const failure = apiErrorOf(error);
       const refusal = errorEvent({
         type: failure.code === "INTERNAL" ? "server_error" : "invalid_request_error",
         code: failure.code.toLowerCase(),

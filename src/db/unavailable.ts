@@ -1,6 +1,6 @@
 // Whether an error means Postgres could not be reached (not that a query was wrong): such a request is a
 // 503 DATABASE_UNAVAILABLE with Retry-After, not a 500. Found by the chaos experiment database-failure.
-import { ApiError } from "../errors.ts";
+import { ApiError, toApiError } from "../errors.ts";
 import { postgresErrorCode } from "./client.ts";
 
 // SQLSTATE class 08 (connection exception) and the server shutting down or starting up.
@@ -28,3 +28,7 @@ export const databaseUnavailable = (cause: unknown) =>
     headers: { "Retry-After": "5" },
     cause,
   });
+
+/** What a thrown error answers as anywhere (HTTP, SSE, sockets): its ApiError, 503 when Postgres is unreachable, else 500. */
+export const apiErrorOf = (error: unknown): ApiError =>
+  isDatabaseUnavailable(error) ? databaseUnavailable(error) : toApiError(error);

@@ -1,7 +1,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "../app-env.ts";
-import { databaseUnavailable, isDatabaseUnavailable } from "../db/unavailable.ts";
+import { apiErrorOf } from "../db/unavailable.ts";
 import { ApiError, type ProblemCode, problemResponse, toApiError } from "../errors.ts";
 import { describeError, reportableError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
@@ -22,12 +22,7 @@ const fromHttpException = (e: HTTPException): ApiError => {
 
 /** Every thrown error leaves as problem+json; a 5xx carries nothing but the request id. */
 export const handleError: ErrorHandler<AppEnv> = (error, c) => {
-  const apiError =
-    error instanceof HTTPException
-      ? fromHttpException(error)
-      : isDatabaseUnavailable(error)
-        ? databaseUnavailable(error)
-        : toApiError(error);
+  const apiError = error instanceof HTTPException ? fromHttpException(error) : apiErrorOf(error);
   if (apiError.code === "INTERNAL") {
     log("error", "unhandled error", { code: apiError.code, error: describeError(apiError.cause ?? apiError) });
     c.var.sentry?.captureException(reportableError(apiError.cause ?? apiError));

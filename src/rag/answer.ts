@@ -1,7 +1,8 @@
 import type { Config } from "../config.ts";
 import { type CallOutcome, callCost, recordModelCall } from "../costs/model-calls.ts";
+import { apiErrorOf } from "../db/unavailable.ts";
 import type { Env } from "../env.ts";
-import { ApiError, toApiError } from "../errors.ts";
+import { ApiError } from "../errors.ts";
 import { createChatModel } from "../llm/index.ts";
 import { NOT_IN_KNOWLEDGE_BASE } from "../llm/local-composer.ts";
 import type { ChatModel, ChatUsage } from "../llm/port.ts";
@@ -172,7 +173,7 @@ export async function* answerQuestion(
       outcome = "cancelled";
       return;
     }
-    const failure = toApiError(error);
+    const failure = apiErrorOf(error);
     failureCode = failure.code;
     if (failure.code === "INTERNAL") log("error", "answer failed", { error: describeError(error) });
     yield { type: "error", code: failure.code, message: failure.message };

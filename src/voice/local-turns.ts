@@ -1,7 +1,7 @@
 import { sendMessage } from "../conversations/turns.ts";
 import { createDb } from "../db/client.ts";
+import { apiErrorOf } from "../db/unavailable.ts";
 import { requireConfig } from "../env.ts";
-import { toApiError } from "../errors.ts";
 import { estimateTokens } from "../kb/chunk.ts";
 import { type AnswerEvent, answerQuestion } from "../rag/answer.ts";
 import type { Citation } from "../rag/citations.ts";
@@ -138,7 +138,7 @@ export class LocalTurns {
     } catch (error) {
       // Whatever throws, a started response still ends: as failed, unless the client stopped it.
       if (!abort.signal.aborted) {
-        failure = toApiError(error);
+        failure = apiErrorOf(error);
         thrown = error;
       }
     } finally {
@@ -193,7 +193,7 @@ export class LocalTurns {
       await io.save();
       await recordLocalTurn(createDb(requireConfig(io.env)), state.sessionId, usage);
     } catch (error) {
-      io.logFailure("voice turn not recorded", toApiError(error).code, error, { response_id: response.id });
+      io.logFailure("voice turn not recorded", apiErrorOf(error).code, error, { response_id: response.id });
     }
   }
 }

@@ -1,8 +1,11 @@
 // Postgres unreachable (the chaos experiment database-failure, docs/chaos.md) is a 503 DATABASE_UNAVAILABLE with
 // Retry-After, not a 500: over HTTP (neon()) and over the WebSocket pool alike.
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { isDatabaseUnavailable } from "../../src/db/unavailable.ts";
+import { type Env, requireConfig } from "../../src/env.ts";
+import { answerQuestion } from "../../src/rag/answer.ts";
 import { serve } from "./harness.ts";
 
 const app = createApp();
@@ -54,5 +57,21 @@ describe("Postgres unreachable", () => {
     });
     expect(isDatabaseUnavailable(dropped)).toBe(true);
     expect(isDatabaseUnavailable(new Error("Failed query", { cause: new Error("syntax error") }))).toBe(false);
+  });
+});
+
+describe("Postgres lost in the middle of a request", () => {
+  it("an answer whose retrieval cannot reach Postgres ends with DATABASE_UNAVAILABLE, not INTERNAL", async () => {
+    // Signed in before the fault (database-failure saw this: the answer's search was the first query to fail).
+    const faulty = { ...env, ...refused } as Env;
+    const events = [];
+    for await (const event of answerQuestion(requireConfig(faulty), faulty, {
+      question: "What is the potassium threshold?",
+      channel: "query",
+      userId: crypto.randomUUID(),
+    })) {
+      events.push(event);
+    }
+    expect(events.at(-1)).toMatchObject({ type: "error", code: "DATABASE_UNAVAILABLE" });
   });
 });
