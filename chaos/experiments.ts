@@ -30,7 +30,7 @@ export const experiments: Experiment[] = [
     title: "Postgres unreachable during uploads, answers, sign-ins and flag evaluation",
     needs: ["faults"],
     steadyState,
-    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 10 },
+    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 10, ratePerSecond: 20 },
     method: [
       {
         action: { kind: "proxy", target: "postgres", fault: { mode: "refuse" } },
@@ -46,7 +46,7 @@ export const experiments: Experiment[] = [
     title: "The L2 cache and revocation store (Upstash over Redis) gone",
     needs: ["faults", "redis"],
     steadyState,
-    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 10 },
+    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 10, ratePerSecond: 20 },
     method: [
       {
         action: { kind: "proxy", target: "redis", fault: { mode: "refuse" } },
@@ -66,6 +66,7 @@ export const experiments: Experiment[] = [
       mix: { signIn: 1, evaluateFlags: 2, sendMessage: 6, upload: 1 },
       minOperations: { full: 1_000, ci: 1_000 },
       concurrency: 10,
+      ratePerSecond: 20,
     },
     method: [
       {
@@ -93,9 +94,10 @@ export const experiments: Experiment[] = [
     needs: ["faults"],
     steadyState,
     workload: {
-      mix: { upload: 5, evaluateFlags: 3, signIn: 1, sendMessage: 1 },
+      mix: { upload: 3, evaluateFlags: 4, signIn: 2, sendMessage: 1 },
       minOperations: { full: 1_000, ci: 1_000 },
       concurrency: 10,
+      ratePerSecond: 20,
     },
     method: [
       {
@@ -110,11 +112,32 @@ export const experiments: Experiment[] = [
     invariants: [...durable, "stuck-documents-requeued"],
   },
   {
+    id: "durable-object-eviction",
+    title: "Chat rooms and the flag hub reset mid-session (their memory lost, their sockets and streams closed)",
+    needs: ["eviction"],
+    steadyState,
+    workload: {
+      mix: { chatTurn: 4, evaluateFlags: 3, toggleFlag: 2, signIn: 1 },
+      minOperations: { full: 1_000, ci: 1_000 },
+      concurrency: 10,
+      ratePerSecond: 20,
+    },
+    method: [
+      {
+        action: { kind: "evict", objects: ["chat-room", "flag-hub"], everyMs: 2_000 },
+        startMs: [3_000, 6_000],
+        durationMs: { full: 60_000, ci: 25_000 },
+      },
+    ],
+    rollbacks: [],
+    invariants: [...durable, "chat-reconnect-replay"],
+  },
+  {
     id: "network-latency",
     title: "+500 ms (± 200 ms jitter) on every Postgres and Redis round trip",
     needs: ["faults", "redis"],
     steadyState,
-    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 8 },
+    workload: { mix: everyday, minOperations: { full: 1_000, ci: 1_000 }, concurrency: 8, ratePerSecond: 20 },
     method: [
       {
         action: { kind: "proxy", target: "postgres", fault: { mode: "latency", ms: 500, jitterMs: 200 } },
@@ -142,6 +165,7 @@ export const experiments: Experiment[] = [
       mix: { bigUpload: 2, upload: 1, evaluateFlags: 3, signIn: 1, sendMessage: 1 },
       minOperations: { full: 1_000, ci: 1_000 },
       concurrency: 10,
+      ratePerSecond: 20,
     },
     method: [
       {

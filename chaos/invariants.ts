@@ -1,6 +1,7 @@
 // Invariants, checked after recovery against what the server acknowledged during the experiment (the ledger).
 // Each returns whether it held, a one-line detail, and how many acknowledged operations it found lost.
 import { setTimeout as sleep } from "node:timers/promises";
+import { chatHistory } from "./chat-socket.ts";
 import { request } from "./client.ts";
 import type { InvariantName } from "./model.ts";
 import type { Fixture, Ledger } from "./workload.ts";
@@ -95,7 +96,7 @@ export async function checkInvariant(
       let expected = 0;
       let lost = 0;
       let repeated = 0;
-      for (const conversation of fixture.conversations) {
+      for (const conversation of [...fixture.conversations, ...fixture.chatRooms]) {
         const acked = ledger.messages.get(conversation.id) ?? [];
         expected += acked.length;
         const items = await listAll(
@@ -187,6 +188,30 @@ export async function checkInvariant(
         `${ledger.circuitOpenReplies} answers refused at once with the circuit open; ` +
           `${ledger.modelAnswersAfterFault} answered by the model after the fault (circuit closed)`,
       );
+    case "chat-reconnect-replay": {
+      // Each conversation read again over a new socket: its history frame lists each stored message once, and
+      // only messages the thread holds.
+      let repeated = ledger.historyDuplicates;
+      let unknown = 0;
+      for (const conversation of fixture.chatRooms) {
+        const history = await chatHistory(fixture.base, conversation.id, conversation.owner.token);
+        if (!history) throw new Error(`no history frame for conversation ${conversation.id}`);
+        const thread = await listAll(
+          fixture,
+          `/api/conversations/${conversation.id}/messages`,
+          conversation.owner.token,
+        );
+        const stored = new Set(thread.map((m) => String(m.id)));
+        const ids = history.map((m) => m.id);
+        repeated += ids.filter((id, i) => ids.indexOf(id) !== i).length;
+        unknown += ids.filter((id) => !stored.has(id)).length;
+      }
+      return result(
+        ledger.chatReconnects > 0 && repeated + unknown === 0,
+        `${ledger.chatReconnects} reconnects after a closed socket; history frames listed ${repeated} messages ` +
+          `more than once and ${unknown} the thread does not hold`,
+      );
+    }
     case "stuck-documents-requeued": {
       const stuck = [...documents.values()].filter((s) => s && !FINAL.has(s.status)).length;
       return result(

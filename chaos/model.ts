@@ -18,7 +18,12 @@ export type Probe =
 export type FaultAction =
   | { kind: "proxy"; target: FaultTarget; fault: Fault }
   /** CPU pressure on the machine: busy-loop processes of the runner's own, one per core. */
-  | { kind: "cpu-burn"; workers: number };
+  | { kind: "cpu-burn"; workers: number }
+  /**
+   * Every `everyMs`, the experiment's chat rooms (one per conversation) and the flag hub are reset through
+   * POST /api/admin/chaos/evict, which the target opens with CHAOS_EVICTION=on.
+   */
+  | { kind: "evict"; objects: ("chat-room" | "flag-hub")[]; everyMs: number };
 
 export interface ScheduledFault {
   action: FaultAction;
@@ -28,7 +33,15 @@ export interface ScheduledFault {
   durationMs: { full: number; ci: number };
 }
 
-export type OperationKind = "signIn" | "evaluateFlags" | "toggleFlag" | "sendMessage" | "upload" | "bigUpload";
+export type OperationKind =
+  | "signIn"
+  | "evaluateFlags"
+  | "toggleFlag"
+  | "sendMessage"
+  /** A message over the chat WebSocket, reconnecting when the socket closes before the answer. */
+  | "chatTurn"
+  | "upload"
+  | "bigUpload";
 
 export type InvariantName =
   | "uploads-settle"
@@ -40,13 +53,14 @@ export type InvariantName =
   | "thread-replay"
   | "no-500"
   | "circuit-opens-and-closes"
-  | "stuck-documents-requeued";
+  | "stuck-documents-requeued"
+  | "chat-reconnect-replay";
 
 export interface Experiment {
   id: string;
   title: string;
   /** What the experiment needs from the target; missing needs skip it with a reason. */
-  needs: ("faults" | "redis" | "openai")[];
+  needs: ("faults" | "redis" | "openai" | "eviction")[];
   steadyState: Probe[];
   workload: {
     /** Relative weights of the operation kinds. */
@@ -54,6 +68,8 @@ export interface Experiment {
     /** Operations to attempt at least (the workload runs on after the fault until it has). */
     minOperations: { full: number; ci: number };
     concurrency: number;
+    /** Operations per second the clients aim at together (at most; a slow server gets fewer). */
+    ratePerSecond: number;
   };
   method: ScheduledFault[];
   /** The requeue job, for lost messages: documents still queued/processing after recovery are aged and requeued. */

@@ -19,6 +19,7 @@ export function formatReport(reports: ExperimentReport[]): string {
         `   fault ${f.action}: ${(f.injectedAtMs / 1000).toFixed(1)} s to ${(f.removedAtMs / 1000).toFixed(1)} s`,
       );
     }
+    if (r.evictions) lines.push(`   Durable Objects reset: ${r.evictions}`);
     lines.push(`   time to recover: ${seconds(r.recoveryMs)}`);
     const o = r.operations;
     lines.push(`   operations: ${o.attempted} attempted, ${o.acknowledged} acknowledged, ${o.lost} lost`);

@@ -1,5 +1,5 @@
 // npm run chaos [-- --json] [--profile full|ci] [--seed N] [--only id,id] [--url URL --operator-token T
-//   --bootstrap-token B [--faults http://127.0.0.1:PORT] [--redis]]
+//   --bootstrap-token B [--faults http://127.0.0.1:PORT] [--redis] [--eviction]]
 // Without --url: starts `npm run dev` in an isolated mirror (chaos/target.ts), runs the experiments, stops it.
 // With --url: runs against that server (started with LOCAL_FAULT_PROXY_PORT for fault targets; see docs/chaos.md).
 // Exit code 1 when an experiment failed or lost anything.
@@ -22,6 +22,7 @@ const { values } = parseArgs({
     "admin-email": { type: "string", default: "chaos-admin@example.com" },
     faults: { type: "string" },
     redis: { type: "boolean", default: false },
+    eviction: { type: "boolean", default: false },
   },
 });
 const profile = values.profile as Profile;
@@ -41,6 +42,7 @@ if (values.url) {
     bootstrapToken: values["bootstrap-token"],
     faultControlUrl: values.faults,
     redis: values.redis,
+    eviction: values.eviction,
   });
 } else {
   progress("starting npm run dev in an isolated mirror (Redis and the OpenAI stand-in of its own)");

@@ -37,6 +37,8 @@ export interface ExperimentReport {
   steadyStateBefore: ProbeResult[];
   steadyStateAfter: ProbeResult[];
   faults: { action: string; injectedAtMs: number; removedAtMs: number }[];
+  /** Durable Objects reset by evict faults. */
+  evictions: number;
   /** From the last fault's removal until every steady-state probe passed again. */
   recoveryMs: number | null;
   operations: { attempted: number; acknowledged: number; lost: number; byKind: Record<string, unknown> };
@@ -107,16 +109,23 @@ async function createFixture(target: Target, admin: Actor, experiment: Experimen
     if (reg.status !== 201) throw new Error(`register: ${reg.status} ${reg.text}`);
     users.push(await signIn(base, email, reg.json.id));
   }
-  const conversations = [];
-  for (const owner of users) {
+  const conversation = async (owner: Actor) => {
     const conv = await request(base, "/api/conversations", { token: owner.token, json: { title: `chaos ${run}` } });
     if (conv.status !== 201) throw new Error(`conversation: ${conv.status} ${conv.text}`);
-    conversations.push({ id: conv.json.id as string, owner });
+    return { id: conv.json.id as string, owner };
+  };
+  const conversations = [];
+  for (const owner of users) conversations.push(await conversation(owner));
+  const chatRooms = [];
+  if (experiment.workload.mix.chatTurn) {
+    for (let client = 0; client < experiment.workload.concurrency; client++) {
+      chatRooms.push(await conversation(users[client % users.length] as Actor));
+    }
   }
   const flagKey = `chaos.${experiment.id}.${run}`;
   const flag = await request(base, "/api/admin/flags", { token: admin.token, json: { key: flagKey } });
   if (flag.status !== 201) throw new Error(`flag: ${flag.status} ${flag.text}`);
-  const fixture: Fixture = { base, admin, users, conversations, flagKey, tag: `chaos-${run}` };
+  const fixture: Fixture = { base, admin, users, conversations, chatRooms, flagKey, tag: `chaos-${run}` };
   // A document for the answers to cite, ready before the fault.
   const seed = await uploadDocument(
     fixture,
@@ -139,8 +148,31 @@ function burnCpu(workers: number): () => void {
   };
 }
 
+/** Resets the experiment's chat rooms and the flag hub every `everyMs` for `durationMs`; how many resets answered 200. */
+async function evictRepeatedly(
+  fixture: Fixture,
+  action: Extract<FaultAction, { kind: "evict" }>,
+  durationMs: number,
+): Promise<number> {
+  const until = Date.now() + durationMs;
+  let evicted = 0;
+  while (Date.now() < until) {
+    const targets = action.objects.flatMap((object): { object: string; name?: string }[] =>
+      object === "chat-room" ? fixture.chatRooms.map((c) => ({ object, name: c.id })) : [{ object }],
+    );
+    for (const json of targets) {
+      const reply = await request(fixture.base, "/api/admin/chaos/evict", { token: fixture.admin.token, json });
+      if (reply.status !== 200) throw new Error(`evict ${json.object}: ${reply.status} ${reply.text}`);
+      evicted++;
+    }
+    await sleep(Math.min(action.everyMs, Math.max(0, until - Date.now())));
+  }
+  return evicted;
+}
+
 function describeAction(action: FaultAction): string {
   if (action.kind === "cpu-burn") return `cpu-burn x${action.workers}`;
+  if (action.kind === "evict") return `evict ${action.objects.join(", ")} every ${action.everyMs / 1000} s`;
   const { mode, ...rest } = action.fault;
   const extra = Object.entries(rest)
     .map(([k, v]) => `${k}=${v}`)
@@ -178,6 +210,7 @@ export async function runExperiment(
     steadyStateBefore: [],
     steadyStateAfter: [],
     faults: [],
+    evictions: 0,
     recoveryMs: null,
     operations: { attempted: 0, acknowledged: 0, lost: 0, byKind: {} },
     statuses: {},
@@ -187,7 +220,8 @@ export async function runExperiment(
     (need) =>
       (need === "faults" && target.faultTargets.length === 0) ||
       (need === "redis" && !target.redis) ||
-      (need === "openai" && !target.openai),
+      (need === "openai" && !target.openai) ||
+      (need === "eviction" && !target.eviction),
   );
   if (missing.length) {
     report.status = "skipped";
@@ -222,8 +256,13 @@ export async function runExperiment(
   let afterFaultSince = 0;
   const clients = Array.from({ length: experiment.workload.concurrency }, async (_, client) => {
     const pick = seededRandom(options.seed * 31 + client);
+    // Paced, as real clients are: without it, fast failures during a fault multiply the operations (and the
+    // uploads left to ingest afterwards) several times over.
+    const intervalMs = (experiment.workload.concurrency / experiment.workload.ratePerSecond) * 1000;
     while (!stopWorkload) {
+      const started = Date.now();
       await runOperation(pickKind(experiment.workload.mix, pick), fixture, ledger, client, pick, () => phase);
+      await sleep(Math.max(0, started + intervalMs - Date.now()));
     }
   });
 
@@ -241,17 +280,18 @@ export async function runExperiment(
       phase = "during";
       let stop = () => {};
       if (step.action.kind === "proxy") await target.setFault(step.action.target, step.action.fault);
-      else {
+      else if (step.action.kind === "cpu-burn") {
         stop = burnCpu(step.action.workers);
         stopBurners.push(stop);
       }
       log(`${experiment.id}: injected ${describeAction(step.action)} for ${durationMs / 1000} s`);
-      await sleep(durationMs);
+      if (step.action.kind === "evict") report.evictions += await evictRepeatedly(fixture, step.action, durationMs);
+      else await sleep(durationMs);
       if (step.action.kind === "proxy") {
         // Only lift what this step set: a later step on the same target may already hold it.
         const later = schedule.some((s) => s.startMs > startMs && s.startMs <= Date.now() - workloadStart);
         if (!later) await target.setFault(step.action.target, { mode: "pass" });
-      } else stop();
+      } else if (step.action.kind === "cpu-burn") stop();
       report.faults.push({
         action: describeAction(step.action),
         injectedAtMs: injectedAt - workloadStart,

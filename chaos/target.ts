@@ -22,6 +22,8 @@ export interface Target {
   faultTargets: FaultTarget[];
   redis: boolean;
   openai: boolean;
+  /** POST /api/admin/chaos/evict is open (CHAOS_EVICTION=on). */
+  eviction: boolean;
   setFault(target: FaultTarget, fault: Fault): Promise<void>;
   log(): string;
   /** Where the whole of the dev server's output is kept (a file in the run's temp dir), when this started it. */
@@ -87,7 +89,7 @@ export async function startLocalTarget(options: { variables?: Record<string, str
       https: false,
       logFile,
       // A reload (any edit of src/ in the working tree) would drop the local queue's messages mid-experiment.
-      snapshot: ["src", "migrations", "wrangler.toml"],
+      snapshot: ["src", "workers", "migrations", "wrangler.toml"],
       variables: {
         LOCAL_FAULT_PROXY_PORT: String(controlPort),
         ...(redis ? { REDIS_URL: redis.url } : {}),
@@ -102,6 +104,8 @@ export async function startLocalTarget(options: { variables?: Record<string, str
         RATE_LIMIT_REFRESH: "1000000/60",
         // queue-redelivery proves kb-requeue-stuck recovers lost messages within a run (30 by default).
         KB_REQUEUE_STUCK_AFTER_MINUTES: "1",
+        // durable-object-eviction resets chat rooms and the flag hub through the admin route this opens.
+        CHAOS_EVICTION: "on",
         ...options.variables,
       },
     });
@@ -115,6 +119,7 @@ export async function startLocalTarget(options: { variables?: Record<string, str
       faultTargets: redis ? ["postgres", "redis", "openai"] : ["postgres", "openai"],
       redis: Boolean(redis),
       openai: true,
+      eviction: true,
       async setFault(target, fault) {
         if (target === "openai") proxy.setFault(fault);
         else await controlFault(controlUrl, target, fault);
@@ -144,6 +149,7 @@ export function remoteTarget(options: {
   bootstrapToken: string;
   faultControlUrl?: string;
   redis: boolean;
+  eviction: boolean;
 }): Target {
   const { faultControlUrl } = options;
   return {
@@ -153,6 +159,7 @@ export function remoteTarget(options: {
     faultTargets: faultControlUrl ? (options.redis ? ["postgres", "redis"] : ["postgres"]) : [],
     redis: options.redis,
     openai: false,
+    eviction: options.eviction,
     async setFault(target, fault) {
       if (!faultControlUrl) throw new Error("no fault control URL (--faults)");
       await controlFault(faultControlUrl, target, fault);

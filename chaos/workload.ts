@@ -1,6 +1,8 @@
 // The workload an experiment runs through its fault: virtual clients picking operations from the experiment's
 // mix (seeded), and a ledger of what the server acknowledged, which the invariants check afterwards.
 import { randomUUID } from "node:crypto";
+import { problemCodes } from "../src/errors.ts";
+import { chatTurn } from "./chat-socket.ts";
 import { type Reply, request } from "./client.ts";
 import type { OperationKind } from "./model.ts";
 
@@ -17,8 +19,9 @@ export interface Fixture {
   base: string;
   admin: Actor;
   users: Actor[];
-  /** One conversation per user. */
+  /** One conversation per user, and one more per virtual client for its chat socket turns. */
   conversations: { id: string; owner: Actor }[];
+  chatRooms: { id: string; owner: Actor }[];
   flagKey: string;
   tag: string;
 }
@@ -36,6 +39,9 @@ export interface Ledger {
   flagVersionsSeen: Map<number, number[]>;
   /** Acknowledged messages: conversation id -> client_message_ids. */
   messages: Map<string, string[]>;
+  /** Chat WebSocket turns: reconnects after a close the client did not ask for, and ids a history frame repeated. */
+  chatReconnects: number;
+  historyDuplicates: number;
   /** Replies to sent messages that said the circuit was open, and answers from the model (provider openai). */
   circuitOpenReplies: number;
   modelAnswersAfterFault: number;
@@ -55,6 +61,8 @@ export function newLedger(): Ledger {
     toggleVersions: [],
     flagVersionsSeen: new Map(),
     messages: new Map(),
+    chatReconnects: 0,
+    historyDuplicates: 0,
     circuitOpenReplies: 0,
     modelAnswersAfterFault: 0,
     documents: new Map(),
@@ -160,6 +168,26 @@ async function perform(
         if (at === "after" && reply.json?.answer?.provider === "openai") ledger.modelAnswersAfterFault++;
       } else if (/circuit open/.test(reply.json?.detail ?? reply.text)) ledger.circuitOpenReplies++;
       return reply;
+    }
+    case "chatTurn": {
+      const conversation = fixture.chatRooms[client % fixture.chatRooms.length] as Fixture["chatRooms"][0];
+      const clientMessageId = randomUUID();
+      const turn = await chatTurn(base, conversation.id, conversation.owner.token, {
+        content: `What does chaos document ${fixture.tag} describe?`,
+        clientMessageId,
+      });
+      ledger.chatReconnects += turn.reconnects;
+      ledger.historyDuplicates += turn.duplicatedInHistory.length;
+      if (turn.stored) {
+        acknowledge(ledger, kind);
+        const list = ledger.messages.get(conversation.id) ?? [];
+        list.push(clientMessageId);
+        ledger.messages.set(conversation.id, list);
+      }
+      // As a status: 200 answered, an error frame's code as its HTTP status, 0 no answer at all.
+      const code = turn.error as keyof typeof problemCodes | undefined;
+      const status = turn.answered ? 200 : code && code in problemCodes ? problemCodes[code].status : 0;
+      return { status, ms: 0, json: { code: turn.error }, text: "" };
     }
     case "upload":
     case "bigUpload": {
