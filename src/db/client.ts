@@ -7,9 +7,14 @@ import type { Config } from "../config.ts";
 import { describeError } from "../observability/errors.ts";
 import { log } from "../observability/log.ts";
 import { tracedFetch } from "../observability/outbound.ts";
+import { sleep } from "../sleep.ts";
 import * as schema from "./schema/index.ts";
 
 const QUERY_TIMEOUT_MS = 15_000;
+// pool.end() waits for each connection to close, which one that went silent mid-query never does: with nothing
+// left pending, workerd cancels the request as hung (a 500; chaos database-failure and queue-redelivery saw it).
+// The sockets go with the request anyway.
+const POOL_END_WAIT_MS = 1_000;
 let configuredProxy: string | undefined | null = null;
 
 /**
@@ -94,6 +99,6 @@ export async function withPoolDb<T>(
   try {
     return await work(drizzlePool({ client: pool, schema }));
   } finally {
-    await pool.end();
+    await Promise.race([pool.end().catch(() => undefined), sleep(POOL_END_WAIT_MS)]);
   }
 }
