@@ -21,6 +21,7 @@ export function formatReport(reports: ExperimentReport[]): string {
     }
     if (r.evictions) lines.push(`   Durable Objects reset: ${r.evictions}`);
     lines.push(`   time to recover: ${seconds(r.recoveryMs)}`);
+    if (r.ingestRetries) lines.push(`   kb-ingest deliveries retried (redelivered): ${r.ingestRetries}`);
     const o = r.operations;
     lines.push(`   operations: ${o.attempted} attempted, ${o.acknowledged} acknowledged, ${o.lost} lost`);
     for (const [kind, counts] of Object.entries(o.byKind)) {

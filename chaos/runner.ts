@@ -39,6 +39,8 @@ export interface ExperimentReport {
   faults: { action: string; injectedAtMs: number; removedAtMs: number }[];
   /** Durable Objects reset by evict faults. */
   evictions: number;
+  /** kb-ingest deliveries that failed and were retried (redelivered) during the experiment, from /metrics. */
+  ingestRetries: number | null;
   /** From the last fault's removal until every steady-state probe passed again. */
   recoveryMs: number | null;
   operations: { attempted: number; acknowledged: number; lost: number; byKind: Record<string, unknown> };
@@ -211,6 +213,7 @@ export async function runExperiment(
     steadyStateAfter: [],
     faults: [],
     evictions: 0,
+    ingestRetries: null,
     recoveryMs: null,
     operations: { attempted: 0, acknowledged: 0, lost: 0, byKind: {} },
     statuses: {},
@@ -240,6 +243,7 @@ export async function runExperiment(
   }
   log(`${experiment.id}: steady state holds; workload and faults start (seed ${options.seed})`);
 
+  const retriesBefore = await ingestRetries(target);
   const random = seededRandom(options.seed);
   const ledger: Ledger = newLedger();
   const schedule = experiment.method.map((step) => ({
@@ -349,6 +353,8 @@ export async function runExperiment(
     }
   }
 
+  const retriesAfter = await ingestRetries(target);
+  report.ingestRetries = retriesBefore === null || retriesAfter === null ? null : retriesAfter - retriesBefore;
   report.steadyStateAfter = await steadyState(target, experiment, userToken);
   for (const name of experiment.invariants) {
     report.invariants.push(
@@ -379,6 +385,16 @@ export async function runExperiment(
   report.status = passed ? "passed" : "failed";
   report.durationMs = Date.now() - started;
   return report;
+}
+
+/** queue_messages_total{queue="kb-ingest",outcome="retry"} from /metrics (0 before the first), or null unreadable. */
+async function ingestRetries(target: Target): Promise<number | null> {
+  const reply = await request(target.url, "/metrics", { token: target.operatorToken, timeoutMs: 10_000 });
+  if (reply.status !== 200) return null;
+  const sample = /^queue_messages_total\{(?=[^}]*queue="kb-ingest")(?=[^}]*outcome="retry")[^}]*\} (\S+)$/m.exec(
+    reply.text,
+  );
+  return sample ? Number(sample[1]) : 0;
 }
 
 /** Fires the every-5-minutes crons (kb-requeue-stuck among them) now; 1 when wrangler ran them. */
