@@ -1,10 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
+import { and, eq } from "drizzle-orm";
 import { z } from "zod";
 import { connectedFrame, errorFrame, historyFrame, pongFrame, turnFrame } from "../src/conversations/chat-frames.ts";
 import { thread } from "../src/conversations/store.ts";
 import { sendMessage } from "../src/conversations/turns.ts";
 import { enforceDailyCap } from "../src/costs/daily-cap.ts";
-import { createDb } from "../src/db/client.ts";
+import { createDb, type Database } from "../src/db/client.ts";
+import { messages } from "../src/db/schema/conversations.ts";
 import { apiErrorOf } from "../src/db/unavailable.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import type { FieldError } from "../src/errors.ts";
@@ -43,6 +45,18 @@ const ClientMessage = z.discriminatedUnion("type", [
 type ClientFrame = z.output<typeof ClientMessage>;
 type Refusal = { code: string; message: string; errors?: FieldError[] };
 
+/**
+ * A turn in flight, stored as `turn:<client_message_id>` from before its question is placed until it ends. One
+ * left by another instance of the room was cut off by an eviction, deploy or crash (see releaseAbandonedTurns).
+ */
+interface TurnRecord {
+  instance: string;
+  conversationId: string;
+  clientMessageId: string;
+}
+
+const TURN_PREFIX = "turn:";
+
 interface Attachment {
   userId: string;
   conversationId: string;
@@ -57,6 +71,9 @@ interface Attachment {
 export class ChatRoom extends DurableObject<Env> {
   private turns: Promise<void> = Promise.resolve();
   private running: AbortController | undefined;
+  /** This instance of the room: a turn record naming another one is a turn an eviction cut off. */
+  private readonly instance = crypto.randomUUID();
+  private released: Promise<void> | undefined;
 
   /** A single-use ticket for a browser that cannot send headers; redeemed by the next connect. */
   async mintTicket(
@@ -75,6 +92,8 @@ export class ChatRoom extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     const who = await this.caller(request);
     if (!who) return ticketRefused(request);
+    // A client reconnecting after an eviction may resend the question that was being answered, here or over REST.
+    await this.releaseAbandonedTurns();
     // History first: if it cannot be read the handshake fails whole, leaving no half-open socket behind.
     const history = await thread(createDb(requireConfig(this.env)), who.conversationId, HISTORY_MESSAGES);
     const { 0: client, 1: server } = new WebSocketPair();
@@ -108,6 +127,8 @@ export class ChatRoom extends DurableObject<Env> {
   /** Every SOCKET_RECHECK_MS while sockets are open: one whose credential ended is told why, then closed. */
   override async alarm(): Promise<void> {
     const config = requireConfig(this.env);
+    // After an eviction that closed every socket this is the room's last run until someone connects again.
+    await this.releaseAbandonedTurns();
     for (const ws of this.ctx.getWebSockets()) {
       const who = ws.deserializeAttachment() as Attachment;
       const refusal = await socketRefusal(config, who.userId, who.credential);
@@ -150,10 +171,17 @@ export class ChatRoom extends DurableObject<Env> {
   /** Runs one turn and broadcasts it; never throws, so the turns after it still run. */
   private async runTurn(who: Attachment, content: string, clientMessageId: string): Promise<void> {
     this.running = new AbortController();
+    const record = `${TURN_PREFIX}${clientMessageId}`;
     try {
       const config = requireConfig(this.env);
       // Each turn spends: the daily cap is checked per message, not only when the socket opened.
       await enforceDailyCap(config, this.env, who.userId, "answer");
+      await this.releaseAbandonedTurns();
+      await this.ctx.storage.put<TurnRecord>(record, {
+        instance: this.instance,
+        conversationId: who.conversationId,
+        clientMessageId,
+      });
       const events = sendMessage(
         config,
         this.env,
@@ -175,12 +203,60 @@ export class ChatRoom extends DurableObject<Env> {
       this.broadcast(errorFrame(failure.code, failure.message));
     } finally {
       this.running = undefined;
+      await this.ctx.storage.delete(record).catch(() => undefined);
     }
+  }
+
+  /**
+   * Releases the questions of turns another instance of this room was answering when it was evicted (or
+   * crashed, or a deploy replaced it). Such a question stays `pending`, claimed by an answer that will never
+   * end, so a resend of its client_message_id would wait for that claim to go stale (CHAT_TIMEOUT_MS + 30 s,
+   * src/conversations/turns.ts), holding every turn after it. Marked failed, the resend answers it at once.
+   * Runs once per instance, before its first connect, turn or alarm; a failure is retried at the next one.
+   */
+  private releaseAbandonedTurns(): Promise<void> {
+    this.released ??= this.releaseAbandoned().catch((error: unknown) => {
+      this.released = undefined;
+      log("warn", "chat room: an abandoned turn was not released; a resend waits until its claim is stale", {
+        error: describeError(error),
+      });
+    });
+    return this.released;
+  }
+
+  private async releaseAbandoned(): Promise<void> {
+    const records = await this.ctx.storage.list<TurnRecord>({ prefix: TURN_PREFIX });
+    const abandoned = [...records].filter(([, turn]) => turn.instance !== this.instance);
+    if (abandoned.length === 0) return;
+    const db = createDb(requireConfig(this.env));
+    for (const [key, turn] of abandoned) {
+      await releaseClaim(db, turn);
+      await this.ctx.storage.delete(key);
+    }
+    log("info", "chat room: released the questions of turns an eviction cut off", { turns: abandoned.length });
   }
 
   private broadcast(frame: object): void {
     for (const socket of this.ctx.getWebSockets()) send(socket, frame);
   }
+}
+
+/**
+ * Marks a question whose answer was cut off as failed, if it is still pending (an answer stored before the
+ * eviction left it answered). Only a stale takeover could have claimed it since, after CHAT_TIMEOUT_MS + 30 s; the
+ * room releases it sooner, at its next connect, frame or alarm (armed while sockets are open: within 30 s).
+ */
+async function releaseClaim(db: Database, turn: TurnRecord): Promise<void> {
+  await db
+    .update(messages)
+    .set({ replyStatus: "failed" })
+    .where(
+      and(
+        eq(messages.conversationId, turn.conversationId),
+        eq(messages.clientMessageId, turn.clientMessageId),
+        eq(messages.replyStatus, "pending"),
+      ),
+    );
 }
 
 /** A client frame, or why it is refused: checked for what must never be stored before its schema. */

@@ -26,7 +26,7 @@ const encoder = new TextEncoder();
 export class FlagHub extends DurableObject<Env> {
   private readonly streams = new Map<WritableStreamDefaultWriter<Uint8Array>, StreamViewer>();
   private heartbeat: ReturnType<typeof setInterval> | undefined;
-  // Publishes run one at a time: KV puts are I/O, during which another call could otherwise interleave.
+  // Publishes and stream openings run one at a time (inTurn).
   private queue: Promise<unknown> = Promise.resolve();
 
   /**
@@ -34,9 +34,7 @@ export class FlagHub extends DurableObject<Env> {
    * the snapshot's version is new to the hub: the writes up to it reached the hub with this call, not before.
    */
   publish(snapshot: Snapshot, event?: FlagChangeEvent): Promise<boolean> {
-    const run = this.queue.then(() => this.publishInOrder(snapshot, event));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.inTurn(() => this.publishInOrder(snapshot, event));
   }
 
   /** Resets the object as an eviction with its sockets closed does (chaos experiments: POST /api/ops/evict). */
@@ -49,20 +47,41 @@ export class FlagHub extends DurableObject<Env> {
     return (await this.ctx.storage.get<number>("version")) ?? 0;
   }
 
+  /** Runs `work` alone, after the publishes and stream openings queued before it (KV puts are I/O). */
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private async publishInOrder(snapshot: Snapshot, event?: FlagChangeEvent): Promise<boolean> {
     const published = await this.publishedVersion();
+    const isNew = snapshot.version > published;
     // An older snapshot is written only to fill an empty KV (it was lost or evicted), never over a newer one.
-    if (snapshot.version <= published && (await this.hasSnapshotInKv())) return false;
-    // Snapshot first, version second: a reader that sees the new version always finds its snapshot.
-    await this.env.FLAGS_KV.put(KV_SNAPSHOT_KEY, JSON.stringify(snapshot));
-    await this.env.FLAGS_KV.put(KV_VERSION_KEY, String(snapshot.version));
-    if (snapshot.version > published) await this.ctx.storage.put("version", snapshot.version);
-    if (event) {
-      await this.ctx.storage.put(eventKey(event.version), event);
-      await this.trim();
-      this.broadcast((viewer) => frame("change", visibleChanges(event, viewer), event.version));
+    if (isNew || !(await this.hasSnapshotInKv())) {
+      // Snapshot first, version second: a reader that sees the new version always finds its snapshot.
+      await this.env.FLAGS_KV.put(KV_SNAPSHOT_KEY, JSON.stringify(snapshot));
+      await this.env.FLAGS_KV.put(KV_VERSION_KEY, String(snapshot.version));
+      if (isNew) await this.ctx.storage.put("version", snapshot.version);
     }
-    return snapshot.version > published;
+    // The change is announced even when a newer snapshot got here first (two writes' publishes crossing) or its
+    // own version did (the reconcile cron, or a retry after an eviction cut the first call off): once.
+    if (event) await this.announce(event, Math.max(published, snapshot.version));
+    return isNew;
+  }
+
+  /**
+   * Keeps a change for replay (in version order, whenever it arrived) and sends it to every open stream, once. A
+   * change older than the newest version goes out without an id: a client's Last-Event-ID never moves back, so
+   * its reconnect does not replay what it already has (the change's version is in its data).
+   */
+  private async announce(event: FlagChangeEvent, newest: number): Promise<void> {
+    const key = eventKey(event.version);
+    if ((await this.ctx.storage.get(key)) !== undefined) return;
+    await this.ctx.storage.put(key, event);
+    await this.trim();
+    const id = event.version < newest ? undefined : event.version;
+    this.broadcast((viewer) => frame("change", visibleChanges(event, viewer), id));
   }
 
   private async hasSnapshotInKv(): Promise<boolean> {
@@ -82,21 +101,25 @@ export class FlagHub extends DurableObject<Env> {
     const viewer = viewerFromHubRequest(request);
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
-    const version = await this.publishedVersion();
     const lastEventId = Number.parseInt(request.headers.get("last-event-id") ?? "", 10);
-    const first: Uint8Array[] = [encoder.encode("retry: 3000\n\n")];
-    if (Number.isFinite(lastEventId) && lastEventId < version) {
-      const events = [...(await this.ctx.storage.list<FlagChangeEvent>({ prefix: "event:" })).values()];
-      const missed = events.filter((e) => e.version > lastEventId);
-      // Replay only when every version after lastEventId is still kept; otherwise the client must re-read.
-      if (missed[0]?.version === lastEventId + 1)
-        first.push(...missed.map((e) => frame("change", visibleChanges(e, viewer), e.version)));
-      else first.push(frame("reset", { version, reason: "too far behind: re-read every flag" }, version));
-    } else {
-      first.push(frame("hello", { version }, version));
-    }
-    for (const chunk of first) void writer.write(chunk).catch(() => this.drop(writer));
-    this.streams.set(writer, viewer);
+    // Between publishes, so a change is either in what is replayed or sent live to the stream, never both or neither.
+    await this.inTurn(async () => {
+      const version = await this.publishedVersion();
+      const first: Uint8Array[] = [encoder.encode("retry: 3000\n\n")];
+      if (Number.isFinite(lastEventId) && lastEventId < version) {
+        const events = [...(await this.ctx.storage.list<FlagChangeEvent>({ prefix: "event:" })).values()];
+        const missed = events.filter((e) => e.version > lastEventId);
+        // Replay only when every version after lastEventId is kept (none trimmed, none whose change never reached
+        // the hub); otherwise the client must re-read.
+        if (missed.length === version - lastEventId && missed.every((e, i) => e.version === lastEventId + 1 + i))
+          first.push(...missed.map((e) => frame("change", visibleChanges(e, viewer), e.version)));
+        else first.push(frame("reset", { version, reason: "too far behind: re-read every flag" }, version));
+      } else {
+        first.push(frame("hello", { version }, version));
+      }
+      for (const chunk of first) void writer.write(chunk).catch(() => this.drop(writer));
+      this.streams.set(writer, viewer);
+    });
     request.signal?.addEventListener("abort", () => this.drop(writer));
     const keepAlive = encoder.encode(": keep-alive\n\n");
     this.heartbeat ??= setInterval(() => this.broadcast(() => keepAlive), HEARTBEAT_MS);

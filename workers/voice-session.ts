@@ -170,6 +170,9 @@ export class VoiceSession extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const state = await this.load();
     if (!state || state.ended) return;
+    // No socket, yet none closed (that ends the session): an eviction, deploy or crash dropped the client, which
+    // comes back as a new session. Ended now rather than left `active` until the idle timeout.
+    if (this.ctx.getWebSockets().length === 0) return this.end("client_closed");
     const config = requireConfig(this.env);
     const refusal = await socketRefusal(config, state.userId, state.credential);
     if (refusal) return this.endForCredential(refusal);
