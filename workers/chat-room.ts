@@ -84,7 +84,7 @@ export class ChatRoom extends DurableObject<Env> {
     return mintTicket<Attachment>(this.ctx.storage, { userId, conversationId, credential });
   }
 
-  /** Resets the object as an eviction with its sockets closed does (chaos experiments: POST /api/ops/evict). */
+  /** Resets the object as an eviction with its sockets closed does (POST /api/admin/chaos/evict, for chaos experiments). */
   evict(): void {
     this.ctx.abort("evicted");
   }

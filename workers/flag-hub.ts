@@ -37,7 +37,7 @@ export class FlagHub extends DurableObject<Env> {
     return this.inTurn(() => this.publishInOrder(snapshot, event));
   }
 
-  /** Resets the object as an eviction with its sockets closed does (chaos experiments: POST /api/ops/evict). */
+  /** Resets the object as an eviction with its sockets closed does (POST /api/admin/chaos/evict, for chaos experiments). */
   evict(): void {
     this.ctx.abort("evicted");
   }

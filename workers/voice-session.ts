@@ -74,7 +74,7 @@ export class VoiceSession extends DurableObject<Env> {
     return mintTicket<Identity>(this.ctx.storage, identity);
   }
 
-  /** Resets the object as an eviction with its sockets closed does (chaos experiments: POST /api/ops/evict). */
+  /** Resets the object as an eviction with its sockets closed does (POST /api/admin/chaos/evict, for chaos experiments). */
   evict(): void {
     this.ctx.abort("evicted");
   }
