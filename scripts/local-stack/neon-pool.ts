@@ -1,4 +1,4 @@
-import { Client, Pool, type PoolConfig } from "@neondatabase/serverless";
+import { Client, Pool, type PoolClient, type PoolConfig } from "@neondatabase/serverless";
 import WebSocket from "ws";
 
 /**
@@ -22,5 +22,8 @@ export function createLocalNeonPool(config: PoolConfig & { connectionString: str
   pool.Client = LocalClient;
   // An idle client whose connection drops emits "error" on the pool; unhandled, it would crash the process.
   pool.on("error", () => {});
+  // A checked-out client has no pool listener: when its connection drops (the proxy refusing a query that
+  // waited too long for PGlite) its "error" crashed the whole local stack. Its query fails with it anyway.
+  pool.on("connect", (client: PoolClient) => client.on("error", () => {}));
   return pool;
 }

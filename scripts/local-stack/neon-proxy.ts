@@ -3,7 +3,13 @@ import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { closeServer, createLocalServer, listenOnFreePort, sendJson } from "./http.ts";
 import { createNeonSqlHandler } from "./neon-sql.ts";
-import { idleWatcher, SessionGate } from "./session-gate.ts";
+import {
+  DEFAULT_SESSION_LIMITS,
+  fatalError,
+  protocolWatcher,
+  SessionGate,
+  type SessionLimits,
+} from "./session-gate.ts";
 
 export interface NeonProxy {
   /** "127.0.0.1:PORT": the Worker's NEON_LOCAL_PROXY. */
@@ -17,6 +23,8 @@ export interface NeonProxyOptions {
   statementTimeoutMs?: number;
   /** Give one connection at a time the backend, transaction by transaction (for PGlite). */
   serialiseSessions?: boolean;
+  /** With serialiseSessions: how long a connection may wait, or idle in a transaction (tests shorten them). */
+  sessionLimits?: Partial<SessionLimits>;
 }
 
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -34,7 +42,8 @@ const TERMINATE_MESSAGE = Buffer.from([0x58, 0, 0, 0, 4]);
 export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonProxy> {
   const [host, port] = splitAddress(options.postgresAddress);
   const bridges = new Set<Socket>();
-  const gate = options.serialiseSessions ? new SessionGate() : undefined;
+  const limits = { ...DEFAULT_SESSION_LIMITS, ...options.sessionLimits };
+  const serialised = options.serialiseSessions ? { gate: new SessionGate(limits.waitMs), limits } : undefined;
   const webSockets = new WebSocketServer({ noServer: true });
   const server = createLocalServer();
 
@@ -46,7 +55,7 @@ export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonPro
       return refuseUpgrade(socket, "403 Forbidden", `this proxy only reaches ${options.postgresAddress}`);
     }
     webSockets.handleUpgrade(request, socket, head, (ws) => {
-      const tcp = bridge(ws, host, port, gate);
+      const tcp = bridge(ws, host, port, serialised);
       bridges.add(tcp);
       tcp.on("close", () => bridges.delete(tcp));
     });
@@ -85,13 +94,51 @@ export async function startNeonProxy(options: NeonProxyOptions): Promise<NeonPro
  * Pipes raw bytes both ways between a WebSocket client and a TCP connection; each side closes the other.
  * With a gate, the client's bytes wait until this connection holds the backend.
  */
-function bridge(ws: WebSocket, host: string, port: number, gate?: SessionGate): Socket {
+function bridge(
+  ws: WebSocket,
+  host: string,
+  port: number,
+  serialised?: { gate: SessionGate; limits: SessionLimits },
+): Socket {
   const tcp = connect({ host, port });
   tcp.setTimeout(CONNECT_TIMEOUT_MS, () => tcp.destroy(new Error(`connecting to ${host}:${port} timed out`)));
   tcp.once("connect", () => tcp.setTimeout(0));
+  const gate = serialised?.gate;
   const self = {};
-  const watcher = gate ? idleWatcher(() => gate.release(self)) : undefined;
+  let closed = false;
+  let fatalSeen = false;
+  let idleInTransaction: NodeJS.Timeout | undefined;
   let turn = Promise.resolve();
+
+  // Ends both sides, once. Ending the backend connection makes pglite-socket roll back its open transaction.
+  const shut = (fatal?: Buffer) => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(idleInTransaction);
+    gate?.leave(self);
+    if (fatal && ws.readyState === ws.OPEN) ws.send(fatal);
+    ws.close();
+    tcp.end();
+  };
+
+  const watcher = serialised
+    ? protocolWatcher({
+        ready(status) {
+          clearTimeout(idleInTransaction);
+          if (status === "I") return serialised.gate.release(self);
+          // In a transaction and waiting for the client (pg sends one query at a time), while every other
+          // connection waits behind it: a client that went quiet must not hold PGlite for good.
+          const limit = serialised.limits.idleInTransactionMs;
+          idleInTransaction = setTimeout(
+            () => shut(fatalError("25P03", `terminating connection due to idle-in-transaction timeout (${limit} ms)`)),
+            limit,
+          );
+        },
+        fatal() {
+          fatalSeen = true;
+        },
+      })
+    : undefined;
 
   tcp.on("data", (chunk) => {
     watcher?.serverSent(chunk);
@@ -99,6 +146,8 @@ function bridge(ws: WebSocket, host: string, port: number, gate?: SessionGate): 
       if (ws.bufferedAmount < MAX_BUFFERED_BYTES) tcp.resume();
     });
     if (ws.bufferedAmount >= MAX_BUFFERED_BYTES) tcp.pause();
+    // Postgres closes the connection after a FATAL error; PGlite's socket server does not.
+    if (fatalSeen) shut();
   });
   const forward = (bytes: Buffer) => {
     watcher?.clientSent(bytes);
@@ -107,34 +156,31 @@ function bridge(ws: WebSocket, host: string, port: number, gate?: SessionGate): 
   };
   ws.on("message", (data: RawData) => {
     const bytes = data as Buffer;
+    clearTimeout(idleInTransaction);
     if (!gate) return forward(bytes);
     // Keep this connection's messages in order while it waits for its turn.
     turn = turn
-      .then(() => gate.acquire(self))
-      .then(
-        () => forward(bytes),
-        (error: Error) => {
-          tcp.destroy(error);
-        },
-      );
+      .then(async () => {
+        // A closed connection must never take the gate: nothing would release it again.
+        if (closed) return;
+        await gate.acquire(self);
+        if (closed) return gate.leave(self);
+        forward(bytes);
+      })
+      .catch((error: Error) => shut(fatalError("57P03", error.message)));
   });
   tcp.on("drain", () => ws.resume());
 
-  const release = () => gate?.release(self);
   tcp.on("error", () => ws.terminate());
-  tcp.on("close", () => {
-    release();
-    ws.close();
-  });
+  tcp.on("close", () => shut());
   ws.on("error", () => tcp.destroy());
-  ws.on("close", () => {
-    release();
-    tcp.end();
-  });
+  ws.on("close", () => shut());
   return tcp;
 }
 
 function refuseUpgrade(socket: Duplex, status: string, message: string): void {
+  // Node drops its own error listener from an upgraded socket: a client reset here would crash the process.
+  socket.on("error", () => {});
   socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n${message}\n`);
 }
 

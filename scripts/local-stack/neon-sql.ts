@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Pool, PoolClient, QueryArrayConfig, QueryConfig, QueryResult } from "@neondatabase/serverless";
+import type { Client, Pool, PoolClient, QueryArrayConfig, QueryConfig, QueryResult } from "@neondatabase/serverless";
 import { RequestError, readJsonBody, sendJson } from "./http.ts";
 import { createLocalNeonPool } from "./neon-pool.ts";
 
@@ -81,7 +81,9 @@ async function query(client: PoolClient, config: QueryConfig | QueryArrayConfig)
     return await client.query(config);
   } catch (error) {
     if (error instanceof Error && typeof (error as { code?: unknown }).code === "string" && "severity" in error) {
-      throw new PostgresError(error.message, error as unknown as Record<string, unknown>);
+      // After a FATAL error the server ends the session: that connection must not go back to the pool.
+      const fatal = error.severity === "FATAL" || error.severity === "PANIC";
+      throw new PostgresError(error.message, error as unknown as Record<string, unknown>, fatal);
     }
     if (error instanceof Error && error.message === "Query read timeout") {
       const fields = { code: "57014", severity: "ERROR" };
@@ -153,8 +155,19 @@ export function createNeonSqlHandler(options: NeonSqlOptions) {
     };
   }
 
-  async function withClient<T>(connectionString: string, work: (client: PoolClient) => Promise<T>): Promise<T> {
+  async function withClient<T>(
+    connectionString: string,
+    gone: AbortSignal,
+    work: (client: PoolClient) => Promise<T>,
+  ): Promise<T> {
     const client = await poolFor(connectionString).connect();
+    // The caller gave up (the Worker's fetch timed out while its statement waited for PGlite): end the
+    // connection, so the statement never runs later for nobody (an INSERT the Worker reported as failed would
+    // still commit, and its retry find a row that nothing else follows up), and an open batch rolls back.
+    // (The pool's clients are Clients: PoolClient's type just leaves end() out.)
+    const abandon = () => void (client as PoolClient & Pick<Client, "end">).end().catch(() => {});
+    if (gone.aborted) abandon();
+    else gone.addEventListener("abort", abandon, { once: true });
     let broken: Error | undefined;
     try {
       return await work(client);
@@ -163,11 +176,16 @@ export function createNeonSqlHandler(options: NeonSqlOptions) {
       if (!(error instanceof PostgresError) || error.connectionBroken) broken = error as Error;
       throw error;
     } finally {
+      gone.removeEventListener("abort", abandon);
       client.release(broken);
     }
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const caller = new AbortController();
+    response.on("close", () => {
+      if (!response.writableFinished) caller.abort();
+    });
     try {
       const connectionString = checkConnectionString(header(request, "neon-connection-string"));
       const arrayMode = header(request, "neon-array-mode") === "true";
@@ -175,7 +193,7 @@ export function createNeonSqlHandler(options: NeonSqlOptions) {
       if (isBatch(body)) {
         const begin = beginStatement(request);
         const queries = body.queries.map(parseQuery);
-        const results = await withClient(connectionString, async (client) => {
+        const results = await withClient(connectionString, caller.signal, async (client) => {
           await query(client, { text: begin });
           try {
             const batchResults: NeonResult[] = [];
@@ -190,7 +208,8 @@ export function createNeonSqlHandler(options: NeonSqlOptions) {
         sendJson(response, 200, { results });
       } else {
         const single = parseQuery(body);
-        sendJson(response, 200, await withClient(connectionString, (client) => run(client, single, arrayMode)));
+        const result = await withClient(connectionString, caller.signal, (client) => run(client, single, arrayMode));
+        sendJson(response, 200, result);
       }
     } catch (error) {
       sendError(response, error);
