@@ -1,12 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
-import { and, eq } from "drizzle-orm";
 import { z } from "zod";
 import { connectedFrame, errorFrame, historyFrame, pongFrame, turnFrame } from "../src/conversations/chat-frames.ts";
 import { thread } from "../src/conversations/store.ts";
-import { sendMessage } from "../src/conversations/turns.ts";
+import { releaseAbandonedQuestion, sendMessage } from "../src/conversations/turns.ts";
 import { enforceDailyCap } from "../src/costs/daily-cap.ts";
-import { createDb, type Database } from "../src/db/client.ts";
-import { messages } from "../src/db/schema/conversations.ts";
+import { createDb } from "../src/db/client.ts";
 import { apiErrorOf } from "../src/db/unavailable.ts";
 import { type Env, requireConfig } from "../src/env.ts";
 import type { FieldError } from "../src/errors.ts";
@@ -230,7 +228,7 @@ export class ChatRoom extends DurableObject<Env> {
     if (abandoned.length === 0) return;
     const db = createDb(requireConfig(this.env));
     for (const [key, turn] of abandoned) {
-      await releaseClaim(db, turn);
+      await releaseAbandonedQuestion(db, turn.conversationId, turn.clientMessageId);
       await this.ctx.storage.delete(key);
     }
     log("info", "chat room: released the questions of turns an eviction cut off", { turns: abandoned.length });
@@ -239,24 +237,6 @@ export class ChatRoom extends DurableObject<Env> {
   private broadcast(frame: object): void {
     for (const socket of this.ctx.getWebSockets()) send(socket, frame);
   }
-}
-
-/**
- * Marks a question whose answer was cut off as failed, if it is still pending (an answer stored before the
- * eviction left it answered). Only a stale takeover could have claimed it since, after CHAT_TIMEOUT_MS + 30 s; the
- * room releases it sooner, at its next connect, frame or alarm (armed while sockets are open: within 30 s).
- */
-async function releaseClaim(db: Database, turn: TurnRecord): Promise<void> {
-  await db
-    .update(messages)
-    .set({ replyStatus: "failed" })
-    .where(
-      and(
-        eq(messages.conversationId, turn.conversationId),
-        eq(messages.clientMessageId, turn.clientMessageId),
-        eq(messages.replyStatus, "pending"),
-      ),
-    );
 }
 
 /** A client frame, or why it is refused: checked for what must never be stored before its schema. */

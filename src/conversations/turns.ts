@@ -206,6 +206,28 @@ async function claimReply(
   return claimed;
 }
 
+/**
+ * Marks a question whose answer was cut off (its chat room evicted mid-turn) as failed, if it is still pending
+ * (an answer stored before the eviction left it answered), so a resend answers it now instead of waiting for
+ * the claim to go stale (CHAT_TIMEOUT_MS + 30 s).
+ */
+export async function releaseAbandonedQuestion(
+  db: Database,
+  conversationId: string,
+  clientMessageId: string,
+): Promise<void> {
+  await db
+    .update(messages)
+    .set({ replyStatus: "failed" })
+    .where(
+      and(
+        eq(messages.conversationId, conversationId),
+        eq(messages.clientMessageId, clientMessageId),
+        eq(messages.replyStatus, "pending"),
+      ),
+    );
+}
+
 async function* replay(config: Config, reply: MessageRow, userMessage: MessageRow): AsyncGenerator<TurnEvent> {
   const answer = storedAnswer(reply, config.RAG_MEDICAL_DISCLAIMER);
   yield { type: "delta", text: reply.content };
