@@ -129,7 +129,10 @@ export async function acceptDocument(
   const db = createDb(config);
   const digest = await sha256Hex(input.bytes);
   const [existing] = await db.select().from(documents).where(eq(documents.sha256, digest)).limit(1);
-  if (existing) return { document: existing, duplicate: true };
+  if (existing) {
+    if (existing.status === "queued" && existing.activeGeneration === 0) await storeAndQueue(env, existing, input);
+    return { document: existing, duplicate: true };
+  }
   if (input.externalId) {
     const [taken] = await db
       .select({ id: documents.id })
@@ -172,11 +175,7 @@ export async function acceptDocument(
     throw new ApiError("CONFLICT", "A document with this external_id was created at the same time; retry.");
   }
   try {
-    await env.DOCUMENTS.put(r2Key, input.bytes, {
-      httpMetadata: { contentType: input.mimeType },
-      customMetadata: { sha256: digest, documentId: id },
-    });
-    await queueIngestion(env, { documentId: id, generation: 1 });
+    await storeAndQueue(env, document, input);
   } catch (error) {
     await env.DOCUMENTS.delete(r2Key).catch(() => {});
     await db.delete(documents).where(eq(documents.id, id));
@@ -185,6 +184,20 @@ export async function acceptDocument(
     });
   }
   return { document, duplicate: false };
+}
+
+/**
+ * The bytes in R2, then the first ingestion message. Also run again for an upload of the same bytes while the
+ * document is still queued for its first ingestion: the first attempt may have died after its row (a client
+ * timeout, a cancelled request) with neither stored, and both are idempotent (same key; ingestion skips a
+ * generation already indexed).
+ */
+async function storeAndQueue(env: Env, document: DocumentRow, input: NewDocument): Promise<void> {
+  await env.DOCUMENTS.put(document.r2Key, input.bytes, {
+    httpMetadata: { contentType: input.mimeType },
+    customMetadata: { sha256: document.sha256, documentId: document.id },
+  });
+  await queueIngestion(env, { documentId: document.id, generation: 1 });
 }
 
 /**

@@ -92,6 +92,25 @@ describe.skipIf(!hasVector)("upload: real samples through the real queue", () =>
     expect(second.status).toBe(200);
     expect(second.body).toMatchObject({ id: first.body.id, duplicate: true });
   });
+
+  it("stores and queues again the same bytes of a document whose first upload died after its row", async () => {
+    // What chaos network-latency saw: the INSERT committed after the client had given up, so neither the bytes
+    // nor the message were stored, and the client's retry found the row.
+    const admin = await signedInUser("admin");
+    const bytes = unique("# Orphan\n\nAn upload cut off after its row.");
+    const first = await upload(admin.access, { bytes, name: "a.md", type: "text/markdown" });
+    await env.DOCUMENTS.delete(`documents/${first.body.id}`);
+    const queue = capturedQueue();
+    const retry = await upload(admin.access, { bytes, name: "a.md", type: "text/markdown" }, {}, queue.bindings);
+    expect(retry.body).toMatchObject({ id: first.body.id, duplicate: true, status: "queued" });
+    expect(queue.sent.map((m) => m.payload)).toEqual([{ documentId: first.body.id, generation: 1 }]);
+    expect(await env.DOCUMENTS.get(`documents/${first.body.id}`)).not.toBeNull();
+    // Once it is indexed (or failed), the same bytes are only the duplicate: nothing is queued again.
+    await db.execute(sql`update kb_documents set status = 'ready', active_generation = 1 where id = ${first.body.id}`);
+    const later = capturedQueue();
+    await upload(admin.access, { bytes, name: "a.md", type: "text/markdown" }, {}, later.bindings);
+    expect(later.sent).toEqual([]);
+  });
 });
 
 describe("upload: bad files and bad input", () => {
