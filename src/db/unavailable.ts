@@ -5,9 +5,10 @@ import { postgresErrorCode } from "./client.ts";
 
 // SQLSTATE class 08 (connection exception) and the server shutting down or starting up.
 const UNAVAILABLE_STATES = /^(08...|57P01|57P02|57P03)$/;
-// What the Neon drivers and the pg client say when the connection fails, closes or times out.
+// What the Neon drivers and the pg client say when the connection fails, closes or times out (a query that
+// got no answer within query_timeout: the connection went silent, chaos queue-redelivery).
 const UNAVAILABLE_MESSAGES =
-  /Error connecting to database|Connection terminated|connection timeout|timeout exceeded when trying to connect|WebSocket (connection|closed|was closed)|encountered a connection error and is not queryable|Postgres (could not be reached|did not answer)/i;
+  /Error connecting to database|Connection terminated|connection timeout|timeout exceeded when trying to connect|WebSocket (connection|closed|was closed)|encountered a connection error and is not queryable|Query read timeout|Postgres (could not be reached|did not answer)/i;
 
 export function isDatabaseUnavailable(error: unknown): boolean {
   const code = postgresErrorCode(error);

@@ -57,6 +57,8 @@ describe("Postgres unreachable", () => {
     });
     expect(isDatabaseUnavailable(dropped)).toBe(true);
     expect(isDatabaseUnavailable(new Error("Failed query", { cause: new Error("syntax error") }))).toBe(false);
+    // pg's query_timeout on a connection that went silent mid-query (queue-redelivery's black-hole).
+    expect(isDatabaseUnavailable(new Error("Failed query", { cause: new Error("Query read timeout") }))).toBe(true);
   });
 });
 
