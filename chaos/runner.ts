@@ -387,13 +387,14 @@ export async function runExperiment(
   return report;
 }
 
-/** queue_messages_total{queue="kb-ingest",outcome="retry"} from /metrics (0 before the first), or null unreadable. */
+/** voiceassist_queue_messages_total{queue="kb-ingest",outcome="retry"} from /metrics (0 before the first), or null unreadable. */
 async function ingestRetries(target: Target): Promise<number | null> {
   const reply = await request(target.url, "/metrics", { token: target.operatorToken, timeoutMs: 10_000 });
   if (reply.status !== 200) return null;
-  const sample = /^queue_messages_total\{(?=[^}]*queue="kb-ingest")(?=[^}]*outcome="retry")[^}]*\} (\S+)$/m.exec(
-    reply.text,
-  );
+  const sample =
+    /^voiceassist_queue_messages_total\{(?=[^}]*queue="kb-ingest")(?=[^}]*outcome="retry")[^}]*\} (\S+)$/m.exec(
+      reply.text,
+    );
   return sample ? Number(sample[1]) : 0;
 }
 
