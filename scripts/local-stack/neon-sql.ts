@@ -160,14 +160,21 @@ export function createNeonSqlHandler(options: NeonSqlOptions) {
     gone: AbortSignal,
     work: (client: PoolClient) => Promise<T>,
   ): Promise<T> {
+    // A caller that has already gone costs nothing, and a connection it waited for goes back unused: after an
+    // outage (slo-outage's SIGSTOP) hundreds of abandoned requests arrive at once, and ending a connection for
+    // each one starved the pool of new ones for good.
+    if (gone.aborted) throw new RequestError(499, "the caller has gone");
     const client = await poolFor(connectionString).connect();
+    if (gone.aborted) {
+      client.release();
+      throw new RequestError(499, "the caller has gone");
+    }
     // The caller gave up (the Worker's fetch timed out while its statement waited for PGlite): end the
     // connection, so the statement never runs later for nobody (an INSERT the Worker reported as failed would
     // still commit, and its retry find a row that nothing else follows up), and an open batch rolls back.
     // (The pool's clients are Clients: PoolClient's type just leaves end() out.)
     const abandon = () => void (client as PoolClient & Pick<Client, "end">).end().catch(() => {});
-    if (gone.aborted) abandon();
-    else gone.addEventListener("abort", abandon, { once: true });
+    gone.addEventListener("abort", abandon, { once: true });
     let broken: Error | undefined;
     try {
       return await work(client);

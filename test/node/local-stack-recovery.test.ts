@@ -226,6 +226,29 @@ describe("the local stack recovers", () => {
   });
 });
 
+it("keeps answering /sql after more callers gave up than its pool has connections", async () => {
+  // slo-outage's SIGSTOP: every Worker fetch of the outage times out at once, hundreds of abandoned statements.
+  const stack = await startStack();
+  const sql = (query: string, signal?: AbortSignal) =>
+    fetch(`http://${stack.proxy}/sql`, {
+      method: "POST",
+      headers: { "Neon-Connection-String": stack.url },
+      body: JSON.stringify({ query, params: [] }),
+      signal,
+    });
+  const holder = await stack.pool().connect();
+  await holder.query("begin");
+  const abandoned = Array.from({ length: 40 }, () => sql("select 1", AbortSignal.timeout(300)).catch(() => undefined));
+  await Promise.all(abandoned);
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await holder.query("commit");
+  holder.release();
+  for (let i = 0; i < 12; i++) {
+    const response = await withTimeout(sql(`select ${i} as i`));
+    expect(response.status).toBe(200);
+  }
+});
+
 describe("SessionGate", () => {
   it("a wait given up before its limit never takes another connection's place", async () => {
     vi.useFakeTimers();
