@@ -5,9 +5,10 @@
 // Exit code 1 when an experiment failed or lost anything.
 import { parseArgs } from "node:util";
 import { experiments } from "./experiments.ts";
+import { adminFor } from "./fixture.ts";
 import type { Profile } from "./model.ts";
 import { formatReport } from "./report.ts";
-import { adminFor, type ExperimentReport, runExperiment } from "./runner.ts";
+import { type ExperimentReport, runExperiment } from "./runner.ts";
 import { remoteTarget, startLocalTarget, type Target } from "./target.ts";
 
 const { values } = parseArgs({

@@ -1,23 +1,14 @@
 // Runs experiments (chaos/experiments.ts) against a target (chaos/target.ts): steady state before, the
 // workload with the method's faults on a seeded schedule, rollbacks (always), time to recover, settling,
 // steady state after, invariants. Returns one report per experiment (chaos/report.ts prints them).
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { request, seededRandom } from "./client.ts";
+import { burnCpu, describeAction, evictRepeatedly } from "./faults.ts";
+import { createFixture } from "./fixture.ts";
 import { checkInvariant, type InvariantResult, settleDocuments } from "./invariants.ts";
-import type { Experiment, FaultAction, OperationKind, Probe, Profile } from "./model.ts";
+import type { Experiment, OperationKind, Probe, Profile } from "./model.ts";
 import type { Target } from "./target.ts";
-import {
-  type Actor,
-  type Fixture,
-  type Ledger,
-  newLedger,
-  PASSWORD,
-  type Phase,
-  runOperation,
-  uploadDocument,
-} from "./workload.ts";
+import { type Actor, type Ledger, newLedger, type Phase, runOperation, uploadDocument } from "./workload.ts";
 
 export interface ProbeResult {
   name: string;
@@ -81,105 +72,6 @@ async function probe(target: Target, p: Probe, userToken: string): Promise<Probe
 
 async function steadyState(target: Target, experiment: Experiment, token: string): Promise<ProbeResult[]> {
   return Promise.all(experiment.steadyState.map((p) => probe(target, p, token)));
-}
-
-/** Admin for the whole run: bootstrap once, else sign in. */
-export async function adminFor(target: Target, email: string): Promise<Actor> {
-  const boot = await request(target.url, "/api/admin/bootstrap", {
-    token: target.bootstrapToken,
-    json: { email, password: PASSWORD, full_name: "Chaos Admin" },
-  });
-  if (boot.status !== 201 && boot.status !== 409) throw new Error(`bootstrap: ${boot.status} ${boot.text}`);
-  return signIn(target.url, email, boot.json?.id);
-}
-
-async function signIn(base: string, email: string, id?: string): Promise<Actor> {
-  const login = await request(base, "/api/auth/login", { json: { email, password: PASSWORD } });
-  if (login.status !== 200) throw new Error(`login: ${login.status} ${login.text}`);
-  return { id: id ?? login.json?.user?.id, email, token: login.json.access_token };
-}
-
-async function createFixture(target: Target, admin: Actor, experiment: Experiment): Promise<Fixture> {
-  const base = target.url;
-  const run = randomUUID().slice(0, 8);
-  const users: Actor[] = [];
-  for (let i = 0; i < 3; i++) {
-    const email = `chaos-${experiment.id}-${run}-${i}@example.com`;
-    const reg = await request(base, "/api/auth/register", {
-      json: { email, password: PASSWORD, full_name: `Chaos ${i}` },
-    });
-    if (reg.status !== 201) throw new Error(`register: ${reg.status} ${reg.text}`);
-    users.push(await signIn(base, email, reg.json.id));
-  }
-  const conversation = async (owner: Actor) => {
-    const conv = await request(base, "/api/conversations", { token: owner.token, json: { title: `chaos ${run}` } });
-    if (conv.status !== 201) throw new Error(`conversation: ${conv.status} ${conv.text}`);
-    return { id: conv.json.id as string, owner };
-  };
-  const conversations = [];
-  for (const owner of users) conversations.push(await conversation(owner));
-  const chatRooms = [];
-  if (experiment.workload.mix.chatTurn) {
-    for (let client = 0; client < experiment.workload.concurrency; client++) {
-      chatRooms.push(await conversation(users[client % users.length] as Actor));
-    }
-  }
-  const flagKey = `chaos.${experiment.id}.${run}`;
-  const flag = await request(base, "/api/admin/flags", { token: admin.token, json: { key: flagKey } });
-  if (flag.status !== 201) throw new Error(`flag: ${flag.status} ${flag.text}`);
-  const fixture: Fixture = { base, admin, users, conversations, chatRooms, flagKey, tag: `chaos-${run}` };
-  // A document for the answers to cite, ready before the fault.
-  const seed = await uploadDocument(
-    fixture,
-    `${fixture.tag}-seed`,
-    `Chaos document ${fixture.tag} describes fault drills.`,
-  );
-  if (seed.status !== 202) throw new Error(`seed document: ${seed.status} ${seed.text}`);
-  await settleDocuments(fixture, [seed.json.id], 60_000);
-  return fixture;
-}
-
-/** CPU burners of this process's own (one busy loop each), stopped by pid. */
-function burnCpu(workers: number): () => void {
-  const children: ChildProcess[] = [];
-  for (let i = 0; i < workers; i++) {
-    children.push(spawn(process.execPath, ["-e", "for(;;){}"], { stdio: "ignore" }));
-  }
-  return () => {
-    for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
-  };
-}
-
-/** Resets the experiment's chat rooms and the flag hub every `everyMs` for `durationMs`; how many resets answered 200. */
-async function evictRepeatedly(
-  fixture: Fixture,
-  action: Extract<FaultAction, { kind: "evict" }>,
-  durationMs: number,
-): Promise<number> {
-  const until = Date.now() + durationMs;
-  let evicted = 0;
-  while (Date.now() < until) {
-    const targets = action.objects.flatMap((object): { object: string; name?: string }[] =>
-      object === "chat-room" ? fixture.chatRooms.map((c) => ({ object, name: c.id })) : [{ object }],
-    );
-    for (const json of targets) {
-      const reply = await request(fixture.base, "/api/admin/chaos/evict", { token: fixture.admin.token, json });
-      if (reply.status !== 200) throw new Error(`evict ${json.object}: ${reply.status} ${reply.text}`);
-      evicted++;
-    }
-    await sleep(Math.min(action.everyMs, Math.max(0, until - Date.now())));
-  }
-  return evicted;
-}
-
-function describeAction(action: FaultAction): string {
-  if (action.kind === "cpu-burn") return `cpu-burn x${action.workers}`;
-  if (action.kind === "evict") return `evict ${action.objects.join(", ")} every ${action.everyMs / 1000} s`;
-  const { mode, ...rest } = action.fault;
-  const extra = Object.entries(rest)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(" ");
-  return `${action.target}: ${mode}${extra ? ` ${extra}` : ""}`;
 }
 
 function pickKind(mix: Partial<Record<OperationKind, number>>, random: () => number): OperationKind {

@@ -5,8 +5,9 @@
 // does not run them a second time.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { experiments } from "../../chaos/experiments.ts";
+import { adminFor } from "../../chaos/fixture.ts";
 import { formatReport } from "../../chaos/report.ts";
-import { adminFor, runExperiment } from "../../chaos/runner.ts";
+import { runExperiment } from "../../chaos/runner.ts";
 import { startLocalTarget, type Target } from "../../chaos/target.ts";
 import type { Actor } from "../../chaos/workload.ts";
 
