@@ -22,11 +22,10 @@ const WORD = `vellorine${run.replace(/\d/g, "")}`;
 const EVICTION_TEST_MS = 60_000;
 
 let admin: TestUser;
-let _viewer: TestUser;
 let alice: TestUser;
 
 beforeAll(async () => {
-  [admin, _viewer, alice] = await Promise.all([signedInUser("admin"), signedInUser("viewer"), signedInUser()]);
+  [admin, alice] = await Promise.all([signedInUser("admin"), signedInUser()]);
   await addIndexedDocument(admin.access, {
     title: "Meningitis",
     sourceType: `eviction-${run}`,

@@ -30,10 +30,9 @@ const EVICTION_TEST_MS = 60_000;
 
 let admin: TestUser;
 let viewer: TestUser;
-let _alice: TestUser;
 
 beforeAll(async () => {
-  [admin, viewer, _alice] = await Promise.all([signedInUser("admin"), signedInUser("viewer"), signedInUser()]);
+  [admin, viewer] = await Promise.all([signedInUser("admin"), signedInUser("viewer")]);
   await addIndexedDocument(admin.access, {
     title: "Meningitis",
     sourceType: `eviction-${run}`,

@@ -18,11 +18,9 @@ const WORD = `vellorine${run.replace(/\d/g, "")}`;
 const EVICTION_TEST_MS = 60_000;
 
 let admin: TestUser;
-let _viewer: TestUser;
-let _alice: TestUser;
 
 beforeAll(async () => {
-  [admin, _viewer, _alice] = await Promise.all([signedInUser("admin"), signedInUser("viewer"), signedInUser()]);
+  admin = await signedInUser("admin");
   await addIndexedDocument(admin.access, {
     title: "Meningitis",
     sourceType: `eviction-${run}`,
